@@ -1,0 +1,1 @@
+"""Jingmin shared kernel: infrastructure every service uses, and no domain words."""

@@ -1,0 +1,253 @@
+"""The `jingmin` command: run the dev stack, migrate, relay, replay, issue tokens, erase."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from collections.abc import Coroutine
+from datetime import timedelta
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from eventkit import db, devstack, topics
+from eventkit.service import ServiceSpec, load_services
+from eventkit.settings import KernelSettings, kernel_settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Jingmin platform: development stack and operations.",
+)
+
+ServiceOpt = Annotated[str | None, typer.Option("--service", help="One service by name.")]
+
+
+def _select(names: str | None) -> dict[str, ServiceSpec]:
+    specs = load_services()
+    if not names:
+        return specs
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in specs]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown service(s) {', '.join(unknown)}; installed: {', '.join(specs) or 'none'}"
+        )
+    return {n: specs[n] for n in wanted}
+
+
+def _one(name: str) -> ServiceSpec:
+    return _select(name)[name]
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def dev(
+    services: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated service names (default: every installed service)."),
+    ] = None,
+) -> None:
+    """Run every service with its relay and workers, on local Postgres and Kafka."""
+    # SIGTERM during setup must still unwind the finally blocks that stop the infrastructure.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    specs = _select(services)
+    settings = kernel_settings()
+    home = settings.jingmin_home.expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    rc = 0
+    try:
+        pg = devstack.resolve_postgres(settings)
+        try:
+            kafka = devstack.resolve_kafka(log_dir=home)
+            try:
+                settings = settings.model_copy(
+                    update={
+                        "database_url": pg.address,
+                        "kafka_bootstrap_servers": kafka.address,
+                        "jingmin_home": home,
+                    }
+                )
+                asyncio.run(_prepare(specs, settings, refill=kafka.started))
+                env = {
+                    **os.environ,
+                    "DATABASE_URL": pg.address,
+                    "JINGMIN_HOME": str(home),
+                    "KAFKA_BOOTSTRAP_SERVERS": kafka.address,
+                    "PYTHONUNBUFFERED": "1",
+                }
+                _print_urls(specs, pg.address, kafka.address)
+                rc = devstack.supervise(devstack.dev_processes(specs), env)
+            finally:
+                kafka.stop()
+        finally:
+            pg.stop()
+    except KeyboardInterrupt:
+        rc = 130
+    raise typer.Exit(rc)
+
+
+async def _prepare(specs: dict[str, ServiceSpec], settings: KernelSettings, refill: bool) -> None:
+    server = devstack.server_url(settings)
+    for name, spec in specs.items():
+        applied = await devstack.prepare_service(spec, server, settings.kafka_bootstrap_servers)
+        typer.echo(
+            f"{name}: database {spec.database} ready"
+            + (f" (applied {', '.join(applied)})" if applied else "")
+        )
+    if refill and specs:
+        # A broker we just started is empty (memory storage): refill it from the stores.
+        from eventkit.replay import replay_all
+
+        counts = await replay_all(specs, settings, settings.kafka_bootstrap_servers)
+        for name, count in counts.items():
+            typer.echo(f"{name}: replayed {count} events")
+
+
+def _print_urls(specs: dict[str, ServiceSpec], pg: str, bootstrap: str) -> None:
+    typer.echo(f"postgres: {pg}")
+    typer.echo(f"kafka:    {bootstrap}")
+    for name, spec in specs.items():
+        base = f"http://127.0.0.1:{devstack.service_port(spec)}"
+        typer.echo(f"{name}: {base}  docs {base}/docs  metrics {base}/metrics")
+
+
+@app.command("topics")
+def topics_cmd(
+    create: Annotated[
+        bool, typer.Option("--create", help="Create every service's topics.")
+    ] = False,
+    bootstrap: Annotated[str | None, typer.Option(help="Default: KAFKA_BOOTSTRAP_SERVERS.")] = None,
+) -> None:
+    """List topics and their partition counts."""
+    servers = bootstrap or kernel_settings().kafka_bootstrap_servers
+
+    async def run() -> dict[str, int]:
+        if create:
+            for spec in load_services().values():
+                await topics.ensure_topics(servers, devstack.service_topics(spec))
+        return await topics.list_topics(servers)
+
+    for name, partitions in asyncio.run(run()).items():
+        typer.echo(f"{name}\t{partitions}")
+
+
+@app.command()
+def migrate(service: ServiceOpt = None) -> None:
+    """Create each service's database if needed and apply its migrations."""
+    server = devstack.server_url(kernel_settings())
+
+    async def run() -> None:
+        for name, spec in _select(service).items():
+            applied = await devstack.prepare_service(spec, server, bootstrap=None)
+            typer.echo(f"{name}: " + (", ".join(applied) if applied else "up to date"))
+
+    asyncio.run(run())
+
+
+@app.command()
+def relay(service: Annotated[str, typer.Option("--service")]) -> None:
+    """Publish a service's outbox to Kafka until stopped."""
+    from eventkit.relay import run_relay
+
+    _run_until_stopped(run_relay(_one(service), kernel_settings()))
+
+
+@app.command()
+def worker(service: Annotated[str, typer.Option("--service")]) -> None:
+    """Run a service's background workers until stopped."""
+    from eventkit.worker import run_workers
+
+    _run_until_stopped(run_workers(_one(service), kernel_settings()))
+
+
+def _run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    # SIGTERM (what the supervisor sends) unwinds like Ctrl-C, so the loops' cleanup runs.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def replay(
+    service: ServiceOpt = None,
+    bootstrap: Annotated[str | None, typer.Option(help="Default: KAFKA_BOOTSTRAP_SERVERS.")] = None,
+) -> None:
+    """Republish every stored event to Kafka (after a broker lost its data)."""
+    from eventkit.replay import replay_all
+
+    settings = kernel_settings()
+    servers = bootstrap or settings.kafka_bootstrap_servers
+    counts = asyncio.run(replay_all(_select(service), settings, servers))
+    for name, count in counts.items():
+        typer.echo(f"{name}: {count} events")
+
+
+_TTL = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_ttl(text: str) -> timedelta:
+    """`90s`, `15m`, `12h`, `7d` → timedelta."""
+    match = _TTL.match(text.strip())
+    if not match:
+        raise typer.BadParameter(f"{text!r}: use a number and one of s, m, h, d (e.g. 12h)")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@app.command()
+def token(
+    role: Annotated[list[str], typer.Option("--role")],
+    scope: Annotated[list[str], typer.Option("--scope")],
+    subject: Annotated[str, typer.Option()] = "dev",
+    ttl: Annotated[str, typer.Option(help="e.g. 15m, 12h, 7d")] = "12h",
+) -> None:
+    """Print a signed development JWT."""
+    from eventkit.auth import issue_token
+
+    typer.echo(
+        issue_token(
+            kernel_settings(), subject=subject, roles=role, scopes=scope, ttl=parse_ttl(ttl)
+        )
+    )
+
+
+@app.command()
+def erase(subject: str, reason: Annotated[str, typer.Option()]) -> None:
+    """Crypto-shred one person's data in every service."""
+    from eventkit.personal import Vault
+
+    settings = kernel_settings()
+    server = devstack.server_url(settings)
+
+    async def run() -> None:
+        for name, spec in load_services().items():
+            pool = await db.create_pool(
+                db.database_dsn(server, spec.database), min_size=1, max_size=2
+            )
+            try:
+                async with pool.acquire() as conn:
+                    erased = await Vault(pool, settings).erase(
+                        conn, subject, by="cli", reason=reason
+                    )
+            finally:
+                await pool.close()
+            typer.echo(f"{name}: {'erased' if erased else 'nothing to erase'}")
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Idempotent consumer: effects and tracking commit together; poison goes to a DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from eventkit.envelope import Envelope, EnvelopeError
+from eventkit.telemetry import CONSUMER_PROCESSED, kafka_span
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
+Validator = Callable[[str, Mapping[str, Any]], None]
+Outcome = Literal["applied", "duplicate", "dead_lettered"]
+
+
+class IdempotentConsumer:
+    """Applies each message at most once in effect, however often it is delivered.
+
+    The (consumer, ce_id) row is inserted in the same transaction as the handler's writes,
+    so a crash before commit leaves neither, and a redelivery after commit finds the row.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, name: str, service: str, handler: Handler,
+                 producer: AIOKafkaProducer, dead_letter_topic: str,
+                 validate: Validator | None = None, retries: int = 3,
+                 retry_delay: float = 0.2) -> None:
+        self.pool = pool
+        self.name = name
+        self.service = service
+        self.handler = handler
+        self.producer = producer
+        self.dead_letter_topic = dead_letter_topic
+        self.validate = validate
+        self.retries = retries
+        self.retry_delay = retry_delay
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
+        headers = list(record.headers or [])
+        try:
+            envelope = Envelope.from_kafka(record.value, headers)
+        except EnvelopeError as exc:
+            return await self._dead_letter(record, f"undecodable: {exc}")
+        if self.validate is not None:
+            try:
+                self.validate(envelope.type, envelope.data)
+            except Exception as exc:  # unknown type or schema violation: both are poison
+                return await self._dead_letter(record, f"schema-invalid: {exc}")
+        error: BaseException | None = None
+        for attempt in range(self.retries):
+            try:
+                with kafka_span("consume", record.topic, envelope.id, envelope.traceparent):
+                    outcome = await self._apply(envelope)
+                CONSUMER_PROCESSED.labels(self.service, self.name, outcome).inc()
+                return outcome
+            except Exception as exc:
+                error = exc
+                log.warning("handler failed (attempt %d of %d) for %s", attempt + 1,
+                            self.retries, envelope.id, exc_info=True)
+                await asyncio.sleep(self.retry_delay * 2**attempt)
+        return await self._dead_letter(record, f"handler-error: {type(error).__name__}: {error}")
+
+    async def _apply(self, envelope: Envelope) -> Outcome:
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                """INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)
+                   ON CONFLICT DO NOTHING RETURNING 1""", self.name, envelope.id)
+            if inserted is None:
+                return "duplicate"
+            await self.handler(conn, envelope)
+        return "applied"
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> Outcome:
+        log.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition,
+                  record.offset, reason)
+        headers = [(k, v) for k, v in (record.headers or []) if not k.startswith("dlq_")]
+        headers += [
+            ("dlq_reason", reason[:2000].encode()),
+            ("dlq_consumer", self.name.encode()),
+            ("dlq_topic", record.topic.encode()),
+            ("dlq_partition", str(record.partition).encode()),
+            ("dlq_offset", str(record.offset).encode()),
+        ]
+        # Waiting for the DLQ ack before moving on: the poison message must not vanish.
+        await (await self.producer.send(
+            self.dead_letter_topic, value=record.value, key=record.key, headers=headers))
+        CONSUMER_PROCESSED.labels(self.service, self.name, "dead_lettered").inc()
+        return "dead_lettered"
+
+    async def run(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """Consume until `stop`; offsets are committed only after each batch is handled."""
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for _tp, records in batches.items():
+                for record in records:
+                    await self.handle(record)
+            if batches:
+                await consumer.commit()
+
+
+def make_consumer(bootstrap: str, group_id: str, topics: Sequence[str] = (),
+                  partitions: Sequence[TopicPartition] = (), **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer with manual commits and short group timeouts (the dev broker is slow to join)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 10000,
+        "heartbeat_interval_ms": 1000,
+        "max_poll_interval_ms": 300000,
+    }
+    options.update(overrides)
+    consumer = AIOKafkaConsumer(*topics, **options)
+    if partitions:
+        consumer.assign(list(partitions))
+    return consumer

@@ -1,0 +1,295 @@
+"""Event store: append with optimistic concurrency, load a stream, read all without skipping."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+
+class ConcurrencyConflict(Exception):
+    """The stream moved on since the caller read it: reload and decide again."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None = None) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r}: expected version {expected}, found {actual}"
+            if actual is not None else f"stream {stream_id!r}: version {expected} is stale")
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended. `type` is the stable stored name, never a module path."""
+
+    type: str
+    data: Mapping[str, Any]
+    occurred_at: datetime
+    bureau: str
+    schema_version: int = 1
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    stream_id: str
+    stream_type: str
+    version: int
+    event_id: str
+    type: str
+    schema_version: int
+    bureau: str
+    data: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    occurred_at: datetime
+    recorded_at: datetime
+    position: Position
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a reader of all events stands: (transaction id, global position)."""
+
+    tx_id: int = 0
+    global_position: int = 0
+
+
+START = Position()
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A row for the relay: published to `topic` under `key` with these headers and body."""
+
+    event_id: str
+    aggregate_type: str
+    aggregate_id: str
+    type: str
+    topic: str
+    payload: Mapping[str, Any]
+    headers: Mapping[str, str]
+
+
+class Transaction(Protocol):
+    """One atomic write: events, outbox rows and the caller's own rows commit together."""
+
+    @property
+    def connection(self) -> asyncpg.Connection | None: ...
+
+    async def append(self, stream_id: str, stream_type: str, expected_version: int,
+                     events: Sequence[NewEvent]) -> list[RecordedEvent]: ...
+
+    async def enqueue(self, messages: Sequence[OutboxMessage]) -> None: ...
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]: ...
+
+
+class EventStore(Protocol):
+    def transaction(self) -> Any: ...
+
+    async def append(self, stream_id: str, stream_type: str, expected_version: int,
+                     events: Sequence[NewEvent],
+                     outbox: Sequence[OutboxMessage] = ()) -> list[RecordedEvent]: ...
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]: ...
+
+    async def read_all(self, after: Position = START, limit: int = 1000,
+                       stream_type: str | None = None) -> list[RecordedEvent]: ...
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        stream_id=row["stream_id"], stream_type=row["stream_type"], version=row["version"],
+        event_id=str(row["event_id"]), type=row["type"], schema_version=row["schema_version"],
+        bureau=row["bureau"], data=json.loads(row["data"]), metadata=json.loads(row["metadata"]),
+        occurred_at=row["occurred_at"], recorded_at=row["recorded_at"],
+        position=Position(int(row["tx_id"]), row["global_position"]),
+    )
+
+
+_COLUMNS = ("global_position, stream_id, stream_type, version, event_id, type, schema_version, "
+            "bureau, data::text AS data, metadata::text AS metadata, occurred_at, recorded_at, "
+            "tx_id::text::bigint AS tx_id")
+
+
+class PostgresTransaction:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        return self._conn
+
+    async def append(self, stream_id: str, stream_type: str, expected_version: int,
+                     events: Sequence[NewEvent]) -> list[RecordedEvent]:
+        if not events:
+            return []
+        current = await self._conn.fetchval(
+            "SELECT max(version) FROM events WHERE stream_id = $1", stream_id) or 0
+        if current != expected_version:
+            raise ConcurrencyConflict(stream_id, expected_version, current)
+        rows = [
+            (stream_id, stream_type, expected_version + i + 1, uuid.UUID(e.event_id), e.type,
+             e.schema_version, e.bureau, _dumps(dict(e.data)), _dumps(dict(e.metadata)),
+             e.occurred_at)
+            for i, e in enumerate(events)
+        ]
+        try:
+            # A savepoint keeps the caller's transaction usable after a lost race.
+            async with self._conn.transaction():
+                recorded = await self._conn.fetch(
+                    f"""INSERT INTO events (stream_id, stream_type, version, event_id, type,
+                            schema_version, bureau, data, metadata, occurred_at)
+                        SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::uuid[],
+                            $5::text[], $6::int[], $7::text[], $8::jsonb[], $9::jsonb[],
+                            $10::timestamptz[])
+                        RETURNING {_COLUMNS}""",
+                    *zip(*rows, strict=True))
+        except asyncpg.UniqueViolationError as exc:
+            if "events_pkey" in str(exc.constraint_name or exc):
+                raise ConcurrencyConflict(stream_id, expected_version) from exc
+            raise
+        return sorted((_record(r) for r in recorded), key=lambda e: e.version)
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]:
+        rows = await self._conn.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", stream_id)
+        return [_record(r) for r in rows]
+
+    async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
+        if not messages:
+            return
+        await self._conn.executemany(
+            """INSERT INTO outbox (event_id, aggregate_type, aggregate_id, type, topic,
+                   payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7::json)""",
+            [(m.event_id, m.aggregate_type, m.aggregate_id, m.type, m.topic,
+              _dumps(dict(m.payload)), _dumps(dict(m.headers))) for m in messages])
+
+
+class PostgresEventStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PostgresTransaction(conn)
+
+    async def append(self, stream_id: str, stream_type: str, expected_version: int,
+                     events: Sequence[NewEvent],
+                     outbox: Sequence[OutboxMessage] = ()) -> list[RecordedEvent]:
+        async with self.transaction() as tx:
+            recorded = await tx.append(stream_id, stream_type, expected_version, events)
+            await tx.enqueue(outbox)
+            return recorded
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", stream_id)
+        return [_record(r) for r in rows]
+
+    async def read_all(self, after: Position = START, limit: int = 1000,
+                       stream_type: str | None = None) -> list[RecordedEvent]:
+        # Only transactions older than the oldest one still running are visible-and-final:
+        # a row from a transaction still open could later commit *behind* what we return.
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"""SELECT {_COLUMNS} FROM events
+                    WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+                      AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                      AND ($4::text IS NULL OR stream_type = $4)
+                    ORDER BY tx_id, global_position LIMIT $3""",
+                str(after.tx_id), after.global_position, limit, stream_type)
+        return [_record(r) for r in rows]
+
+
+class InMemoryTransaction:
+    def __init__(self, store: InMemoryEventStore) -> None:
+        self._store = store
+        self.events: list[tuple[str, str, int, Sequence[NewEvent]]] = []
+        self.messages: list[OutboxMessage] = []
+
+    @property
+    def connection(self) -> None:
+        return None
+
+    async def append(self, stream_id: str, stream_type: str, expected_version: int,
+                     events: Sequence[NewEvent]) -> list[RecordedEvent]:
+        current = len(self._store.streams.get(stream_id, []))
+        pending = sum(len(ev) for sid, _, _, ev in self.events if sid == stream_id)
+        if current + pending != expected_version:
+            raise ConcurrencyConflict(stream_id, expected_version, current + pending)
+        self.events.append((stream_id, stream_type, expected_version, events))
+        return self._store._preview(stream_id, stream_type, expected_version, events)
+
+    async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
+        self.messages.extend(messages)
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]:
+        return await self._store.load(stream_id)
+
+
+class InMemoryEventStore:
+    """Same contract as the Postgres store, for domain and handler tests."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, list[RecordedEvent]] = {}
+        self.log: list[RecordedEvent] = []
+        self.outbox: list[OutboxMessage] = []
+
+    def _preview(self, stream_id: str, stream_type: str, expected: int,
+                 events: Sequence[NewEvent]) -> list[RecordedEvent]:
+        now = datetime.now(UTC)
+        base = len(self.log)
+        return [RecordedEvent(
+            stream_id=stream_id, stream_type=stream_type, version=expected + i + 1,
+            event_id=e.event_id, type=e.type, schema_version=e.schema_version, bureau=e.bureau,
+            data=json.loads(_dumps(dict(e.data))), metadata=json.loads(_dumps(dict(e.metadata))),
+            occurred_at=e.occurred_at, recorded_at=now,
+            position=Position(base + i + 1, base + i + 1)) for i, e in enumerate(events)]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[InMemoryTransaction]:
+        tx = InMemoryTransaction(self)
+        yield tx
+        # Commit: re-check versions so a conflicting writer that committed first wins.
+        for stream_id, _, expected, _ in tx.events:
+            if len(self.streams.get(stream_id, [])) != expected:
+                raise ConcurrencyConflict(stream_id, expected, len(self.streams[stream_id]))
+        for stream_id, stream_type, expected, events in tx.events:
+            if any(e.event_id in {r.event_id for r in self.log} for e in events):
+                raise ValueError("duplicate event id")
+            recorded = self._preview(stream_id, stream_type, expected, events)
+            self.streams.setdefault(stream_id, []).extend(recorded)
+            self.log.extend(recorded)
+        self.outbox.extend(tx.messages)
+
+    async def append(self, stream_id: str, stream_type: str, expected_version: int,
+                     events: Sequence[NewEvent],
+                     outbox: Sequence[OutboxMessage] = ()) -> list[RecordedEvent]:
+        async with self.transaction() as tx:
+            recorded = await tx.append(stream_id, stream_type, expected_version, events)
+            await tx.enqueue(outbox)
+        return recorded
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]:
+        return list(self.streams.get(stream_id, []))
+
+    async def read_all(self, after: Position = START, limit: int = 1000,
+                       stream_type: str | None = None) -> list[RecordedEvent]:
+        out = [e for e in self.log if e.position > after
+               and (stream_type is None or e.stream_type == stream_type)]
+        return out[:limit]

@@ -1,0 +1,91 @@
+"""Pytest plugin: real PostgreSQL and Kafka-protocol broker fixtures, and polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import pytest
+import pytest_asyncio
+
+from eventkit import db, devstack
+from eventkit.settings import KernelSettings
+
+__all__ = ["DatabaseFactory", "free_port", "wait_for"]
+
+free_port = devstack.free_port
+
+T = TypeVar("T")
+
+
+# A deadline parameter (not asyncio.timeout) so a slow predicate call still finishes cleanly.
+async def wait_for(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float = 10.0,  # noqa: ASYNC109
+    interval: float = 0.05,
+    message: str = "",
+) -> T:
+    """Poll `predicate` (sync or async) until it returns something truthy, and return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(message or f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+class DatabaseFactory(Protocol):
+    async def __call__(self, migrations_dirs: Sequence[Path] = ()) -> str: ...
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """DATABASE_URL, else 127.0.0.1:5432, else an embedded server for the session."""
+    endpoint = devstack.resolve_postgres(KernelSettings())
+    try:
+        yield endpoint.address
+    finally:
+        endpoint.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS, else a Tansu on a free port for the session."""
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if explicit:
+        yield explicit
+        return
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    endpoint = devstack.start_tansu(devstack.free_port(), log_path=log)
+    try:
+        yield endpoint.address
+    finally:
+        endpoint.stop()
+
+
+@pytest_asyncio.fixture
+async def fresh_database(pg_server_url: str) -> AsyncIterator[DatabaseFactory]:
+    """Make databases with the kernel (and given) migrations; each is dropped afterwards."""
+    made: list[str] = []
+
+    async def make(migrations_dirs: Sequence[Path] = ()) -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        await db.ensure_database(pg_server_url, name)
+        made.append(name)
+        dsn = db.database_dsn(pg_server_url, name)
+        await asyncio.to_thread(db.migrate, dsn, *migrations_dirs)
+        return dsn
+
+    yield make
+    for name in made:
+        await db.drop_database(pg_server_url, name)

@@ -1,0 +1,69 @@
+"""Runs a service's background loops (sweepers, consumers) in one supervised process."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from eventkit.service import ServiceSpec
+from eventkit.settings import KernelSettings, configured_server_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    settings: KernelSettings
+    spec: ServiceSpec
+    pool: asyncpg.Pool
+    stop: asyncio.Event
+
+
+WorkerLoop = Callable[[WorkerContext], Awaitable[None]]
+
+
+def load_loop(path: str) -> WorkerLoop:
+    module, _, attr = path.partition(":")
+    loop: WorkerLoop = getattr(importlib.import_module(module), attr)
+    return loop
+
+
+async def run_workers(spec: ServiceSpec, settings: KernelSettings) -> None:
+    """Entry point of `jingmin worker --service X`: run every loop until signalled.
+
+    A loop that crashes brings the process down (after the others stop) so the supervisor
+    restarts it: a silently dead sweeper would be worse than a visible restart.
+    """
+    from prometheus_client import start_http_server
+
+    from eventkit.db import create_pool, database_dsn
+    from eventkit.telemetry import setup_telemetry
+
+    setup_telemetry(f"{spec.name}-worker", settings)
+    port = int(os.environ.get(f"{spec.name.upper()}_WORKER_METRICS_PORT",
+                              spec.default_port + 200))
+    start_http_server(port, addr="127.0.0.1")
+    pool = await create_pool(database_dsn(configured_server_url(settings), spec.database))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ctx = WorkerContext(settings, spec, pool, stop)
+    tasks = [asyncio.create_task(load_loop(p)(ctx), name=p) for p in spec.workers]
+    try:
+        done, _ = await asyncio.wait(
+            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if task in tasks and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        await pool.close()

@@ -1,0 +1,185 @@
+"""Crypto-shredding against real PostgreSQL: one key per person under races, erasure holds."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from eventkit.personal import ERASED, PersonalDataError, SubjectErased, Vault
+from eventkit.settings import KernelSettings
+
+pytestmark = pytest.mark.integration
+
+SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+KERNEL_SQL = (Path(__file__).parents[2] / "src" / "eventkit" / "migrations"
+              / "0001_kernel.sql").read_text()
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[asyncpg.Pool]:
+    name = f"jingmin_test_personal_{secrets.token_hex(4)}"
+    try:
+        admin = await asyncpg.connect(SERVER)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at {SERVER}: {exc}")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base, _, _ = SERVER.rpartition("/")
+        db = await asyncpg.connect(f"{base}/{name}")
+        await db.execute(KERNEL_SQL)
+        await db.close()
+        created = await asyncpg.create_pool(f"{base}/{name}", min_size=1, max_size=30)
+        assert created is not None
+        yield created
+        await created.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> KernelSettings:
+    return KernelSettings(jingmin_home=tmp_path_factory.mktemp("home"),
+                          master_key=base64.b64encode(os.urandom(32)).decode())
+
+
+def new_subject() -> str:
+    return "sub_" + secrets.token_hex(8)
+
+
+async def key_rows(pool: asyncpg.Pool, subject: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM subject_keys WHERE subject_id = $1", subject)
+    return count
+
+
+async def test_round_trip_inside_the_callers_transaction(pool: asyncpg.Pool,
+                                                        settings: KernelSettings) -> None:
+    vault, subject = Vault(pool, settings), new_subject()
+    async with pool.acquire() as conn, conn.transaction():
+        blobs = await vault.encrypt_fields(conn, subject, {"name": "张三", "phone": None})
+    assert await key_rows(pool, subject) == 1
+    # Another process (its own vault, cold cache) reads it back through the pool.
+    assert await Vault(pool, settings).decrypt_fields(pool, blobs) == {"name": "张三",
+                                                                       "phone": None}
+
+
+async def test_a_rolled_back_first_write_loses_nothing_later(pool: asyncpg.Pool,
+                                                             settings: KernelSettings) -> None:
+    vault, subject = Vault(pool, settings), new_subject()
+    with pytest.raises(RuntimeError):
+        async with pool.acquire() as conn, conn.transaction():
+            await vault.encrypt(conn, subject, "first try")
+            raise RuntimeError("e.g. a concurrency conflict")
+    assert await key_rows(pool, subject) == 0
+    # The retry must not reuse the key that only ever existed in the rolled-back transaction.
+    async with pool.acquire() as conn, conn.transaction():
+        blob = await vault.encrypt(conn, subject, "second try")
+    assert await Vault(pool, settings).decrypt(pool, blob) == "second try"
+    assert await vault.decrypt(pool, blob) == "second try"
+
+
+async def test_concurrent_first_writes_agree_on_one_key(pool: asyncpg.Pool,
+                                                        settings: KernelSettings) -> None:
+    subject = new_subject()
+
+    async def write(i: int) -> dict[str, str]:
+        # Separate vaults stand for separate service processes with separate caches.
+        async with pool.acquire() as conn, conn.transaction():
+            blob = await Vault(pool, settings).encrypt(conn, subject, f"value {i}")
+            await asyncio.sleep(0.01)  # keep the transaction open while others race
+            return blob
+
+    blobs = await asyncio.gather(*(write(i) for i in range(20)))
+    assert await key_rows(pool, subject) == 1
+    reader = Vault(pool, settings)
+    assert [await reader.decrypt(pool, b) for b in blobs] == [f"value {i}" for i in range(20)]
+
+
+async def test_a_writer_waits_for_an_open_first_write_and_reuses_its_key(
+        pool: asyncpg.Pool, settings: KernelSettings) -> None:
+    subject = new_subject()
+    async with pool.acquire() as first:
+        tx = first.transaction()
+        await tx.start()
+        a = await Vault(pool, settings).encrypt(first, subject, "a")
+
+        async def second() -> dict[str, str]:
+            async with pool.acquire() as conn, conn.transaction():
+                return await Vault(pool, settings).encrypt(conn, subject, "b")
+
+        pending = asyncio.create_task(second())
+        await asyncio.sleep(0.2)
+        assert not pending.done()  # blocked until the first writer decides
+        await tx.commit()
+        b = await pending
+    reader = Vault(pool, settings)
+    assert (await reader.decrypt(pool, a), await reader.decrypt(pool, b)) == ("a", "b")
+
+
+async def test_erase_shreds_one_person_and_records_who(pool: asyncpg.Pool,
+                                                       settings: KernelSettings) -> None:
+    vault, me, you = Vault(pool, settings), new_subject(), new_subject()
+    async with pool.acquire() as conn, conn.transaction():
+        mine = await vault.encrypt(conn, me, "王五")
+        yours = await vault.encrypt(conn, you, "赵六")
+    assert await vault.decrypt(pool, mine) == "王五"  # cached now
+
+    async with pool.acquire() as conn, conn.transaction():
+        assert await vault.erase(conn, me, by="officer-7", reason="request 42") is True
+    assert await vault.decrypt(pool, mine) is None
+    assert await vault.reveal(pool, mine) == ERASED
+    assert await vault.decrypt(pool, yours) == "赵六"
+    assert await key_rows(pool, me) == 0
+    row = await pool.fetchrow("SELECT erased_by, reason FROM subject_erasures "
+                              "WHERE subject_id = $1", me)
+    assert tuple(row) == ("officer-7", "request 42")
+    assert await vault.erase(None, me, by="officer-7", reason=None) is False
+    with pytest.raises(SubjectErased):
+        async with pool.acquire() as conn, conn.transaction():
+            await vault.encrypt(conn, me, "back again?")
+    assert await key_rows(pool, me) == 0
+
+
+async def test_an_erasure_by_another_process_is_honoured_after_the_cache_ttl(
+        pool: asyncpg.Pool, settings: KernelSettings) -> None:
+    service = Vault(pool, settings, cache_ttl=0.2)
+    subject = new_subject()
+    blob = await service.encrypt(None, subject, "x")
+    assert await service.decrypt(pool, blob) == "x"
+    await Vault(pool, settings).erase(None, subject, by="cli", reason=None)
+    await asyncio.sleep(0.3)
+    assert await service.decrypt(pool, blob) is None
+
+
+async def test_an_erasure_in_flight_blocks_a_first_write(pool: asyncpg.Pool,
+                                                         settings: KernelSettings) -> None:
+    subject = new_subject()
+    async with pool.acquire() as eraser:
+        tx = eraser.transaction()
+        await tx.start()
+        await Vault(pool, settings).erase(eraser, subject, by="admin", reason=None)
+        writer = asyncio.create_task(Vault(pool, settings).encrypt(None, subject, "x"))
+        await asyncio.sleep(0.2)
+        assert not writer.done()
+        await tx.commit()
+        with pytest.raises(SubjectErased):
+            await writer
+    assert await key_rows(pool, subject) == 0
+
+
+async def test_a_different_master_key_cannot_open_the_data(pool: asyncpg.Pool,
+                                                           settings: KernelSettings,
+                                                           tmp_path: Path) -> None:
+    subject = new_subject()
+    blob = await Vault(pool, settings).encrypt(None, subject, "x")
+    other = KernelSettings(jingmin_home=tmp_path,
+                           master_key=base64.b64encode(os.urandom(32)).decode())
+    with pytest.raises(PersonalDataError):
+        await Vault(pool, other).decrypt(pool, blob)

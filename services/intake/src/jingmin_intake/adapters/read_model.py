@@ -1,0 +1,73 @@
+"""Postgres read model of cases and their deadlines, written in the command's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from jingmin_intake.domain.case import Case
+
+
+async def project(conn: asyncpg.Connection, case: Case, branch: str | None,
+                  updated_at: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO cases (case_id, bureau, station, channel, kind, priority, area_type,
+               branch, status, version, subject_id, received_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'other'), $9, $10, $11, $12, $13)
+           ON CONFLICT (case_id) DO UPDATE SET status = excluded.status,
+               version = excluded.version, updated_at = excluded.updated_at""",
+        case.case_id, case.bureau, case.station, case.channel, case.kind, case.priority,
+        case.area_type, branch, case.status, case.version, case.subject_id, case.received_at,
+        updated_at)
+    if case.deadlines:
+        await conn.executemany(
+            """INSERT INTO case_deadlines (case_id, deadline, bureau, due_at, met_at,
+                   breached_at, cancelled)
+               VALUES ($1, $2, $3, $4::timestamptz, $5, CASE WHEN $6 THEN $4::timestamptz END, $7)
+               ON CONFLICT (case_id, deadline) DO UPDATE SET due_at = excluded.due_at,
+                   met_at = excluded.met_at, breached_at = excluded.breached_at,
+                   cancelled = excluded.cancelled""",
+            [(case.case_id, name, case.bureau, s.due_at, s.met_at, s.breached, s.cancelled)
+             for name, s in case.deadlines.items()])
+
+
+async def list_cases(conn: asyncpg.Connection, *, scopes: tuple[str, ...], bureau: str | None,
+                     station: str | None, status: str | None, kind: str | None,
+                     channel: str | None, overdue: bool | None, limit: int,
+                     before: tuple[datetime, str] | None) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated; only cases inside the caller's scopes."""
+    rows = await conn.fetch(
+        """SELECT c.case_id, c.bureau, c.station, c.channel, c.kind, c.priority, c.area_type,
+                  c.branch, c.status, c.version, c.received_at, c.updated_at,
+                  (SELECT min(d.due_at) FROM case_deadlines d WHERE d.case_id = c.case_id
+                     AND d.met_at IS NULL AND NOT d.cancelled) AS next_due_at
+           FROM cases c
+           WHERE c.bureau LIKE ANY (SELECT s || '%' FROM unnest($1::text[]) s)
+             AND ($2::text IS NULL OR c.bureau = $2)
+             AND ($3::text IS NULL OR c.station = $3)
+             AND ($4::text IS NULL OR c.status = $4)
+             AND ($5::text IS NULL OR c.kind = $5)
+             AND ($6::text IS NULL OR c.channel = $6)
+             AND ($7::boolean IS NULL OR $7 = EXISTS (
+                   SELECT 1 FROM case_deadlines d WHERE d.case_id = c.case_id
+                     AND d.met_at IS NULL AND NOT d.cancelled AND d.due_at < clock_timestamp()))
+             AND ($8::timestamptz IS NULL OR (c.received_at, c.case_id) < ($8, $9::text))
+           ORDER BY c.received_at DESC, c.case_id DESC LIMIT $10""",
+        list(scopes), bureau, station, status, kind, channel, overdue,
+        before[0] if before else None, before[1] if before else None, limit)
+    return [dict(r) for r in rows]
+
+
+async def due_for_sweep(conn: asyncpg.Connection, grace_seconds: int,
+                        limit: int) -> list[tuple[str, str]]:
+    """(case id, bureau) of cases with a promise due more than `grace_seconds` ago."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT case_id, bureau FROM (
+               SELECT case_id, bureau FROM case_deadlines
+               WHERE met_at IS NULL AND NOT cancelled AND breached_at IS NULL
+                 AND due_at < clock_timestamp() - make_interval(secs => $1)
+               ORDER BY due_at LIMIT $2) due""",
+        grace_seconds, limit)
+    return [(r["case_id"], r["bureau"]) for r in rows]

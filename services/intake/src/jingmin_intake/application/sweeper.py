@@ -1,0 +1,49 @@
+"""Sweeper loop: records DeadlineBreached for promises nobody acted on, once per breach."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from eventkit.personal import Vault
+from eventkit.store import PostgresEventStore
+from eventkit.worker import WorkerContext
+
+from jingmin_intake.adapters import policies, read_model
+from jingmin_intake.application.handlers import CaseCommands
+
+log = logging.getLogger(__name__)
+
+
+async def sweep_once(commands: CaseCommands, *, limit: int = 500) -> int:
+    """One pass over due deadlines; returns how many breaches were recorded.
+
+    Exactly once, also across restarts and with several sweepers: the breach is decided
+    from the case's own history (which remembers earlier breaches) and appended with
+    optimistic concurrency, so a second sweeper's append of the same version fails.
+    """
+    async with commands.store.pool.acquire() as conn:
+        # Scan without grace; each bureau's own grace is applied per case below.
+        due = await read_model.due_for_sweep(conn, 0, limit)
+        grace = {bureau: (await policies.policy_for(conn, bureau)).sweep_grace_seconds
+                 for bureau in {b for _, b in due}}
+    recorded = 0
+    for case_id, bureau in due:
+        recorded += await commands.sweep(case_id, timedelta(seconds=grace[bureau]))
+    return recorded
+
+
+async def run(ctx: WorkerContext, interval: float = 5.0) -> None:
+    commands = CaseCommands(PostgresEventStore(ctx.pool), Vault(ctx.pool, ctx.settings))
+    while not ctx.stop.is_set():
+        try:
+            n = await sweep_once(commands)
+            if n:
+                log.info("recorded %d deadline breaches", n)
+        except Exception:
+            log.exception("sweep failed; will retry")
+        try:
+            await asyncio.wait_for(ctx.stop.wait(), interval)
+        except TimeoutError:
+            pass

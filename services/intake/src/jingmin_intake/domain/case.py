@@ -1,0 +1,270 @@
+"""The Case aggregate: one contact between the public and the police, from receipt to close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from jingmin_intake.domain.errors import IllegalTransition, InvalidCommand
+from jingmin_intake.domain.vocabulary import (
+    OPEN,
+    OUTCOMES,
+    Deadline,
+    Kind,
+    RejectReason,
+    Status,
+)
+
+MAX_FUTURE = timedelta(minutes=5)
+
+# Stored event names: stable, explicit, never derived from class or module names.
+RECEIVED = "CaseReceived"
+FIRST_CONTACT = "FirstContactAssigned"
+DISPATCHED = "CaseDispatched"
+ARRIVED = "ArrivedOnScene"
+SERVICE_VISIT = "ServiceApplicationRecorded"
+TRANSFERRED = "CaseTransferred"
+ESCALATED = "CaseEscalated"
+RESOLVED = "CaseResolved"
+REJECTED = "CaseRejected"
+REOPENED = "CaseReopened"
+CLOSED = "CaseClosed"
+BREACHED = "DeadlineBreached"
+
+EVENT_TYPES = (RECEIVED, FIRST_CONTACT, DISPATCHED, ARRIVED, SERVICE_VISIT, TRANSFERRED,
+               ESCALATED, RESOLVED, REJECTED, REOPENED, CLOSED, BREACHED)
+
+_OUTCOME_OF = {RESOLVED: Status.RESOLVED, TRANSFERRED: Status.TRANSFERRED,
+               ESCALATED: Status.ESCALATED, REJECTED: Status.REJECTED}
+_MEETS: dict[str, frozenset[str]] = {
+    FIRST_CONTACT: frozenset({Deadline.FIRST_CONTACT}),
+    DISPATCHED: frozenset({Deadline.DISPATCH}),
+    ARRIVED: frozenset({Deadline.ARRIVAL}),
+    **{t: frozenset({Deadline.FIRST_CONTACT, Deadline.RESOLUTION}) for t in _OUTCOME_OF},
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A domain event before it is stored."""
+
+    type: str
+    data: dict[str, Any]
+    occurred_at: datetime
+
+
+@dataclass
+class DeadlineState:
+    due_at: datetime
+    met_at: datetime | None = None
+    breached: bool = False
+    cancelled: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.met_at is None and not self.cancelled
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@dataclass
+class Case:
+    case_id: str
+    version: int = 0
+    status: Status | None = None
+    bureau: str = ""
+    station: str = ""
+    kind: str = ""
+    channel: str = ""
+    priority: str = ""
+    area_type: str = ""
+    subject_id: str | None = None
+    received_at: datetime | None = None
+    last_occurred_at: datetime | None = None
+    first_contact_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    arrived_at: datetime | None = None
+    service_visits: int = 0
+    deadlines: dict[str, DeadlineState] = field(default_factory=dict)
+
+    # ---- state -------------------------------------------------------------------------
+
+    @classmethod
+    def from_history(cls, case_id: str, history: Iterable[tuple[str, Mapping[str, Any],
+                                                                 datetime]]) -> Case:
+        case = cls(case_id)
+        for type_, data, occurred_at in history:
+            case.apply(Fact(type_, dict(data), occurred_at))
+        return case
+
+    def apply(self, fact: Fact) -> None:
+        self.version += 1
+        d, t = fact.data, fact.occurred_at
+        if fact.type == BREACHED:
+            self.deadlines[d["deadline"]].breached = True
+            return  # a system fact: it does not move the case's own timeline
+        self.last_occurred_at = t
+        for name in _MEETS.get(fact.type, ()):
+            state = self.deadlines.get(name)
+            if state is not None and state.open:
+                state.met_at = t
+        for name, due in d.get("deadlines", {}).items():
+            self.deadlines[name] = DeadlineState(_parse(due))
+        if fact.type == RECEIVED:
+            self.status = Status.RECEIVED
+            self.bureau, self.station = d["bureau"], d["station"]
+            self.kind, self.channel = d["kind"], d["channel"]
+            self.priority, self.area_type = d["priority"], d["area_type"]
+            self.subject_id = d.get("subject_id")
+            self.received_at = t
+        elif fact.type == FIRST_CONTACT:
+            self.first_contact_at = t
+            if self.status == Status.RECEIVED:
+                self.status = Status.ASSIGNED
+        elif fact.type == DISPATCHED:
+            self.status, self.dispatched_at = Status.DISPATCHED, t
+        elif fact.type == ARRIVED:
+            self.status, self.arrived_at = Status.ON_SCENE, t
+        elif fact.type == SERVICE_VISIT:
+            self.status = Status.IN_SERVICE
+            self.service_visits = d["visit_number"]
+        elif fact.type in _OUTCOME_OF:
+            self.status = _OUTCOME_OF[fact.type]
+            for state in self.deadlines.values():
+                if state.open:
+                    state.cancelled = True
+        elif fact.type == REOPENED:
+            self.status = Status.REOPENED
+        elif fact.type == CLOSED:
+            self.status = Status.CLOSED
+
+    # ---- decisions ---------------------------------------------------------------------
+
+    def _require(self, allowed: Iterable[Status], action: str) -> None:
+        if self.status is None:
+            raise IllegalTransition(f"case {self.case_id} does not exist")
+        if self.status not in set(allowed):
+            raise IllegalTransition(f"cannot {action} a case that is {self.status.value}")
+
+    def _check_time(self, occurred_at: datetime, now: datetime) -> None:
+        if occurred_at.tzinfo is None:
+            raise InvalidCommand("occurred_at must carry a time zone")
+        if occurred_at > now + MAX_FUTURE:
+            raise InvalidCommand("occurred_at is more than 5 minutes in the future")
+        if self.last_occurred_at is not None and occurred_at < self.last_occurred_at:
+            raise InvalidCommand(
+                f"occurred_at {occurred_at.isoformat()} is before the case's previous event "
+                f"({self.last_occurred_at.isoformat()})")
+
+    def _breaches_before(self, t: datetime) -> list[Fact]:
+        """Every open promise whose due time passed before `t` is a breach, exactly once."""
+        late = sorted(((name, s) for name, s in self.deadlines.items()
+                       if s.open and not s.breached and s.due_at < t),
+                      key=lambda item: item[1].due_at)
+        return [Fact(BREACHED, {"deadline": name, "due_at": _iso(s.due_at)}, s.due_at)
+                for name, s in late]
+
+    def _decide(self, fact: Fact, now: datetime) -> list[Fact]:
+        self._check_time(fact.occurred_at, now)
+        return [*self._breaches_before(fact.occurred_at), fact]
+
+    def receive(self, data: dict[str, Any], deadlines: Mapping[str, datetime],
+                occurred_at: datetime, now: datetime) -> list[Fact]:
+        if self.status is not None:
+            raise IllegalTransition(f"case {self.case_id} already exists")
+        self._check_time(occurred_at, now)
+        payload = {**data, "case_id": self.case_id,
+                   "deadlines": {k: _iso(v) for k, v in deadlines.items()}}
+        return [Fact(RECEIVED, payload, occurred_at)]
+
+    def assign_first_contact(self, officer_id: str, unit: str, in_remit: bool,
+                             deadlines: Mapping[str, datetime], occurred_at: datetime,
+                             now: datetime) -> list[Fact]:
+        self._require(OPEN, "assign a first contact to")
+        if self.first_contact_at is not None:
+            raise IllegalTransition("the first contact is already assigned (首问负责制)")
+        return self._decide(Fact(FIRST_CONTACT, {
+            "officer_id": officer_id, "unit": unit, "in_remit": in_remit,
+            "deadlines": {k: _iso(v) for k, v in deadlines.items()}}, occurred_at), now)
+
+    def dispatch(self, data: dict[str, Any], deadlines: Mapping[str, datetime],
+                 occurred_at: datetime, now: datetime) -> list[Fact]:
+        self._require({Status.RECEIVED, Status.ASSIGNED, Status.REOPENED}, "dispatch")
+        return self._decide(Fact(DISPATCHED, {
+            **data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}}, occurred_at), now)
+
+    def arrive(self, data: dict[str, Any], occurred_at: datetime, now: datetime) -> list[Fact]:
+        if self.status is not None and self.dispatched_at is None:
+            raise IllegalTransition("cannot record an arrival before the case is dispatched")
+        self._require({Status.DISPATCHED}, "record an arrival on")
+        return self._decide(Fact(ARRIVED, data, occurred_at), now)
+
+    def record_service_visit(self, data: dict[str, Any], committed_due_at: datetime | None,
+                             occurred_at: datetime, now: datetime) -> list[Fact]:
+        self._require({Status.RECEIVED, Status.ASSIGNED, Status.IN_SERVICE, Status.REOPENED},
+                      "record a service visit on")
+        if self.kind != Kind.SERVICE:
+            raise InvalidCommand(f"service visits apply to service cases, not {self.kind}")
+        deadlines = {}
+        if committed_due_at is not None:
+            if committed_due_at <= occurred_at:
+                raise InvalidCommand("committed_due_at must be after the visit")
+            deadlines[Deadline.RESOLUTION] = _iso(committed_due_at)
+        return self._decide(Fact(SERVICE_VISIT, {
+            **data, "visit_number": self.service_visits + 1, "deadlines": deadlines},
+            occurred_at), now)
+
+    def transfer(self, data: dict[str, Any], occurred_at: datetime,
+                 now: datetime) -> list[Fact]:
+        self._require(OPEN, "transfer")
+        return self._decide(Fact(TRANSFERRED, data, occurred_at), now)
+
+    def escalate(self, data: dict[str, Any], occurred_at: datetime,
+                 now: datetime) -> list[Fact]:
+        self._require(OPEN, "escalate")
+        return self._decide(Fact(ESCALATED, data, occurred_at), now)
+
+    def resolve(self, data: dict[str, Any], occurred_at: datetime, now: datetime) -> list[Fact]:
+        self._require(OPEN, "resolve")
+        extra: dict[str, Any] = {}
+        if self.kind == Kind.SERVICE:
+            # 一次办结: done in the single visit the service needed, or none recorded.
+            extra["one_visit"] = self.service_visits <= 1
+            extra["service_visits"] = max(self.service_visits, 1)
+        return self._decide(Fact(RESOLVED, {**data, **extra}, occurred_at), now)
+
+    def reject(self, reason: str, data: dict[str, Any], has_explanation: bool,
+               occurred_at: datetime, now: datetime) -> list[Fact]:
+        self._require(OPEN, "reject")
+        if self.kind == Kind.ALARM and (reason == RejectReason.OTHER or not has_explanation):
+            # 有警必接: an alarm is never dropped without a stated, specific reason.
+            raise InvalidCommand("an alarm can only be rejected with a specific reason code "
+                                 "and an explanation")
+        return self._decide(Fact(REJECTED, {**data, "reason": reason}, occurred_at), now)
+
+    def reopen(self, data: dict[str, Any], deadlines: Mapping[str, datetime],
+               occurred_at: datetime, now: datetime) -> list[Fact]:
+        self._require({*OUTCOMES, Status.CLOSED}, "reopen")
+        return self._decide(Fact(REOPENED, {
+            **data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}}, occurred_at), now)
+
+    def close(self, occurred_at: datetime, now: datetime) -> list[Fact]:
+        self._require(OUTCOMES, "close")
+        return self._decide(Fact(CLOSED, {}, occurred_at), now)
+
+    def sweep(self, now: datetime, grace: timedelta) -> list[Fact]:
+        """Breaches that are due by the wall clock, for cases where nothing happens at all."""
+        if self.status is None:
+            return []
+        return self._breaches_before(now - grace)
+
+    def open_deadlines(self) -> dict[str, DeadlineState]:
+        return {k: s for k, s in self.deadlines.items() if s.open}

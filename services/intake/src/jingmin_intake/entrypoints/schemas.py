@@ -1,0 +1,189 @@
+"""Request and response bodies of the intake API; unknown fields are refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from jingmin_intake.domain.vocabulary import (
+    AreaType,
+    Branch,
+    Channel,
+    HoursType,
+    Kind,
+    PartyCategory,
+    Priority,
+    RejectReason,
+    TransferTarget,
+)
+
+BureauCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+StationCode = Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
+UnitCode = Annotated[str, StringConstraints(pattern=r"^\d{6,11}$")]
+OfficerId = Annotated[str, StringConstraints(min_length=1, max_length=32,
+                                             pattern=r"^[A-Za-z0-9_-]+$")]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                        pattern=r"^[a-z0-9_.:-]+$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                             strip_whitespace=True)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Command(Strict):
+    occurred_at: AwareDatetime | None = Field(
+        None, description="When it happened in the world; defaults to now. Not more than "
+        "5 minutes ahead, not before the case's previous event.")
+    expected_version: int | None = Field(
+        None, ge=0, description="Optimistic concurrency: refuse (409) if the case moved on.")
+
+
+class PersonIn(Strict):
+    """The person who contacted the police; stored encrypted under their own key."""
+
+    name: ShortText | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 -]{3,20}$")] | None = None
+    id_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")] | None = None
+    address: ShortText | None = None
+
+
+class ReceiveCase(Strict):
+    occurred_at: AwareDatetime | None = None
+    bureau: BureauCode
+    station: StationCode
+    channel: Channel
+    kind: Kind
+    priority: Priority | None = Field(None, description="Defaults to urgent for alarms, "
+                                      "general otherwise.")
+    area_type: AreaType
+    branch: Branch = Branch.OTHER
+    party_category: PartyCategory | None = None
+    category: Code | None = Field(None, description="Issue category code, for top issues.")
+    person: PersonIn | None = None
+    demand: Text = Field(description="The person's most urgent demand, in their words.")
+    hoped_outcome: Text | None = None
+    committed_due_at: AwareDatetime | None = Field(None, description="服务承诺 due time.")
+    appointment_at: AwareDatetime | None = None
+    hours_type: HoursType | None = None
+    source_ref: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _station_in_bureau(self) -> ReceiveCase:
+        if not self.station.startswith(self.bureau):
+            raise ValueError("station must belong to the bureau (its code starts with it)")
+        return self
+
+
+class AssignFirstContact(Command):
+    officer_id: OfficerId
+    unit: UnitCode
+    in_remit: bool
+
+
+class Dispatch(Command):
+    unit: UnitCode
+    officer_ids: list[OfficerId] = Field(min_length=1, max_length=20)
+    reason: Text
+    purpose: Text
+
+
+class Arrive(Command):
+    officer_id: OfficerId | None = None
+
+
+class RecordServiceVisit(Command):
+    missing_materials: list[ShortText] = Field(default_factory=list, max_length=50)
+    appointment_at: AwareDatetime | None = None
+    hours_type: HoursType = HoursType.REGULAR
+    committed_due_at: AwareDatetime | None = None
+
+
+class Transfer(Command):
+    target_type: TransferTarget
+    target: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    explanation: Text = Field(description="What the person was told, and where to go.")
+    person_informed: bool
+
+
+class Escalate(Command):
+    target: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "local_government"
+    reason: Text
+
+
+class Resolve(Command):
+    reply: Text = Field(description="The reply given to the person.")
+
+
+class Reject(Command):
+    reason: RejectReason
+    explanation: Text | None = None
+
+
+class Reopen(Command):
+    reason: Code
+    note: Text | None = None
+
+
+class Close(Command):
+    pass
+
+
+class Accepted(BaseModel):
+    case_id: str
+    version: int
+    status: str
+    events: list[dict[str, Any]]
+
+
+class CaseSummary(BaseModel):
+    case_id: str
+    bureau: str
+    station: str
+    channel: str
+    kind: str
+    priority: str
+    area_type: str
+    branch: str
+    status: str
+    version: int
+    received_at: datetime
+    updated_at: datetime
+    next_due_at: datetime | None = None
+    overdue: bool = False
+
+
+class CasePage(BaseModel):
+    items: list[CaseSummary]
+    next_cursor: str | None = None
+
+
+class HistoryEvent(BaseModel):
+    version: int
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str | None = None
+    data: dict[str, Any]
+
+
+class CaseDetail(BaseModel):
+    case: CaseSummary
+    deadlines: dict[str, dict[str, Any]]
+    history: list[HistoryEvent]
+
+
+class PolicyBody(Strict):
+    dispatch_seconds: int | None = Field(None, gt=0)
+    dispatch_kinds: list[Kind] | None = None
+    arrival_seconds: dict[AreaType, Annotated[int, Field(gt=0)]] | None = None
+    first_contact_seconds: dict[Channel, Annotated[int, Field(gt=0)]] | None = None
+    petition_acceptance_seconds: int | None = Field(None, gt=0)
+    petition_conclusion_seconds: int | None = Field(None, gt=0)
+    reply_seconds: dict[Priority, Annotated[int, Field(gt=0)]] | None = None
+    reply_kinds: list[Kind] | None = None
+    sweep_grace_seconds: int | None = Field(None, ge=0, le=3600)
