@@ -20,6 +20,8 @@ from eventkit.settings import KernelSettings, kernel_settings
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    # Locals in tracebacks would print settings, including the master key.
+    pretty_exceptions_show_locals=False,
     help="Jingmin platform: development stack and operations.",
 )
 
@@ -85,12 +87,18 @@ def dev(
                 _print_urls(specs, pg.address, kafka.address)
                 rc = devstack.supervise(devstack.dev_processes(specs), env)
             finally:
-                kafka.stop()
+                _stop("tansu", kafka)
         finally:
-            pg.stop()
+            _stop("embedded postgres", pg)
     except KeyboardInterrupt:
         rc = 130
     raise typer.Exit(rc)
+
+
+def _stop(what: str, endpoint: devstack.Endpoint) -> None:
+    if endpoint.started:
+        typer.echo(f"stopping {what}")
+    endpoint.stop()
 
 
 async def _prepare(specs: dict[str, ServiceSpec], settings: KernelSettings, refill: bool) -> None:
@@ -213,16 +221,20 @@ def token(
     """Print a signed development JWT."""
     from eventkit.auth import issue_token
 
-    typer.echo(
-        issue_token(
+    try:
+        jwt = issue_token(
             kernel_settings(), subject=subject, roles=role, scopes=scope, ttl=parse_ttl(ttl)
         )
-    )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(jwt)
 
 
 @app.command()
 def erase(subject: str, reason: Annotated[str, typer.Option()]) -> None:
     """Crypto-shred one person's data in every service."""
+    import asyncpg
+
     from eventkit.personal import Vault
 
     settings = kernel_settings()
@@ -230,9 +242,13 @@ def erase(subject: str, reason: Annotated[str, typer.Option()]) -> None:
 
     async def run() -> None:
         for name, spec in load_services().items():
-            pool = await db.create_pool(
-                db.database_dsn(server, spec.database), min_size=1, max_size=2
-            )
+            try:
+                pool = await db.create_pool(
+                    db.database_dsn(server, spec.database), min_size=1, max_size=2
+                )
+            except asyncpg.InvalidCatalogNameError:
+                typer.echo(f"{name}: no database {spec.database}, nothing to erase")
+                continue
             try:
                 async with pool.acquire() as conn:
                     erased = await Vault(pool, settings).erase(

@@ -283,6 +283,11 @@ def _show(values: Iterable[Any]) -> str:
     return ", ".join(json.dumps(v, ensure_ascii=False) for v in values)
 
 
+def _show_types(types: set[str]) -> str:
+    ordered = sorted(types)
+    return json.dumps(ordered[0] if len(ordered) == 1 else ordered)
+
+
 def _child(path: str, name: str) -> str:
     if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
         return f"{path}.{name}"
@@ -415,14 +420,14 @@ class _Compat:
         new_types = self.types(new)
         if "type" in new and new_types is not None:
             if old_types is None:
-                self.report(path, f"type restricted to {_show(sorted(new_types))} "
+                self.report(path, f"type restricted to {_show_types(new_types)} "
                                   "(old schema accepted any type)")
             else:
                 lost = sorted(t for t in old_types if t not in new_types
                               and not (t == "integer" and "number" in new_types))
                 if lost:
-                    self.report(path, f"type narrowed from {_show(sorted(old_types))} "
-                                      f"to {_show(sorted(new_types))}")
+                    self.report(path, f"type narrowed from {_show_types(old_types)} "
+                                      f"to {_show_types(new_types)}")
 
         self.compare_values(old, new, path)
         self.compare_bounds(old, new, path)

@@ -260,7 +260,8 @@ def kafka_answers(bootstrap: str, timeout: float = 1.0) -> bool:
     """True when the first bootstrap server answers a Metadata request listing a broker."""
     host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as s:
+        address = (host.strip("[]") or "127.0.0.1", int(port))
+        with socket.create_connection(address, timeout=timeout) as s:
             s.sendall(_metadata_request(7))
             size = struct.unpack(">i", _recv_exact(s, 4))[0]
             correlation, brokers = struct.unpack(">ii", _recv_exact(s, size)[:8])

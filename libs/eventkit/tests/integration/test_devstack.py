@@ -242,7 +242,9 @@ SUPERVISOR = textwrap.dedent("""\
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_supervisor_stops_every_child_on_a_signal(sig: signal.Signals) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SUPERVISOR], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-c", SUPERVISOR],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     assert proc.stdout is not None
@@ -285,3 +287,14 @@ async def test_wait_for_polls_sync_and_async_predicates() -> None:
 
     with pytest.raises(TimeoutError):
         await wait_for(never, timeout=0.1, interval=0.01)
+
+
+def test_cli_token_prints_a_jwt_and_rejects_bad_input(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"JINGMIN_HOME": str(tmp_path)}
+    args = ["token", "--role", "officer", "--scope", "330100", "--ttl", "1h"]
+    result = runner.invoke(cli.app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().count(".") == 2
+    bad = runner.invoke(cli.app, [*args[:-1], "soon"], env=env)
+    assert bad.exit_code != 0

@@ -1,0 +1,52 @@
+# The verbs a newcomer needs. Everything comes from PyPI wheels pinned in uv.lock:
+# no system PostgreSQL or Kafka is required (see libs/eventkit/src/eventkit/devstack.py).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+# `python3 -m uv` works even when pip put the uv script somewhere not on PATH.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST_FLAGS ?= -q -p no:cacheprovider
+MYPY_TARGETS := libs/eventkit/src/eventkit $(wildcard services/*/src/jingmin_*)
+
+.PHONY: help setup dev test lint bench contracts-check clean
+
+help:
+	@echo "make setup            install uv $(UV_VERSION) if missing, then the locked environment"
+	@echo "make dev              run every service on local Postgres and Kafka (Ctrl-C stops all)"
+	@echo "make test             run the whole test suite (PYTEST_FLAGS=... to change flags)"
+	@echo "make lint             ruff check, ruff format --check, mypy"
+	@echo "make bench            run the benchmarks (results in bench-results/)"
+	@echo "make contracts-check  validate contracts/ and compatibility across versions"
+	@echo "make clean            remove caches (keeps .jingmin/, the dev data)"
+
+setup:
+	@if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then \
+		echo "installing uv==$(UV_VERSION) with pip"; \
+		python3 -m pip install --user "uv==$(UV_VERSION)" \
+		|| python3 -m pip install --user --break-system-packages "uv==$(UV_VERSION)" \
+		|| pip install "uv==$(UV_VERSION)"; \
+	fi
+	$(UV) sync --frozen
+
+dev: setup
+	$(UV) run jingmin dev
+
+test: setup
+	$(UV) run pytest $(PYTEST_FLAGS)
+
+lint: setup
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy $(MYPY_TARGETS)
+
+bench: setup
+	$(UV) run jingmin bench
+
+contracts-check: setup
+	$(UV) run jingmin contracts-check
+
+clean:
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .mypy_cache .ruff_cache bench-results
