@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 from collections.abc import Coroutine
-from datetime import timedelta
 from types import FrameType
 from typing import Annotated, Any
 
@@ -15,7 +13,7 @@ import typer
 
 from eventkit import db, devstack, topics
 from eventkit.service import ServiceSpec, load_services
-from eventkit.settings import KernelSettings, kernel_settings
+from eventkit.settings import KernelSettings, kernel_settings, service_dsn
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -104,7 +102,8 @@ def _stop(what: str, endpoint: devstack.Endpoint) -> None:
 async def _prepare(specs: dict[str, ServiceSpec], settings: KernelSettings, refill: bool) -> None:
     server = devstack.server_url(settings)
     for name, spec in specs.items():
-        applied = await devstack.prepare_service(spec, server, settings.kafka_bootstrap_servers)
+        applied = await devstack.prepare_service(
+            spec, server, settings.kafka_bootstrap_servers, settings.database_suffix)
         typer.echo(
             f"{name}: database {spec.database} ready"
             + (f" (applied {', '.join(applied)})" if applied else "")
@@ -149,11 +148,13 @@ def topics_cmd(
 @app.command()
 def migrate(service: ServiceOpt = None) -> None:
     """Create each service's database if needed and apply its migrations."""
-    server = devstack.server_url(kernel_settings())
+    settings = kernel_settings()
+    server = devstack.server_url(settings)
 
     async def run() -> None:
         for name, spec in _select(service).items():
-            applied = await devstack.prepare_service(spec, server, bootstrap=None)
+            applied = await devstack.prepare_service(
+                spec, server, bootstrap=None, suffix=settings.database_suffix)
             typer.echo(f"{name}: " + (", ".join(applied) if applied else "up to date"))
 
     asyncio.run(run())
@@ -199,18 +200,6 @@ def replay(
         typer.echo(f"{name}: {count} events")
 
 
-_TTL = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_ttl(text: str) -> timedelta:
-    """`90s`, `15m`, `12h`, `7d` → timedelta."""
-    match = _TTL.match(text.strip())
-    if not match:
-        raise typer.BadParameter(f"{text!r}: use a number and one of s, m, h, d (e.g. 12h)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
 @app.command()
 def token(
     role: Annotated[list[str], typer.Option("--role")],
@@ -219,7 +208,7 @@ def token(
     ttl: Annotated[str, typer.Option(help="e.g. 15m, 12h, 7d")] = "12h",
 ) -> None:
     """Print a signed development JWT."""
-    from eventkit.auth import issue_token
+    from eventkit.auth import issue_token, parse_ttl
 
     try:
         jwt = issue_token(
@@ -238,13 +227,12 @@ def erase(subject: str, reason: Annotated[str, typer.Option()]) -> None:
     from eventkit.personal import Vault
 
     settings = kernel_settings()
-    server = devstack.server_url(settings)
 
     async def run() -> None:
         for name, spec in load_services().items():
             try:
                 pool = await db.create_pool(
-                    db.database_dsn(server, spec.database), min_size=1, max_size=2
+                    service_dsn(settings, spec.database), min_size=1, max_size=2
                 )
             except asyncpg.InvalidCatalogNameError:
                 typer.echo(f"{name}: no database {spec.database}, nothing to erase")
@@ -259,6 +247,23 @@ def erase(subject: str, reason: Annotated[str, typer.Option()]) -> None:
             typer.echo(f"{name}: {'erased' if erased else 'nothing to erase'}")
 
     asyncio.run(run())
+
+
+@app.command("contracts-check")
+def contracts_check() -> None:
+    """Check schemas, their compatibility across versions, and the AsyncAPI documents."""
+    from eventkit.contracts import run_contracts_check, write_asyncapi
+
+    stale = write_asyncapi(check=True)
+    raise typer.Exit(run_contracts_check() or stale)
+
+
+@app.command()
+def asyncapi() -> None:
+    """Regenerate contracts/<service>/asyncapi.yaml from the schemas and topics."""
+    from eventkit.contracts import write_asyncapi
+
+    raise typer.Exit(write_asyncapi())
 
 
 def main() -> None:

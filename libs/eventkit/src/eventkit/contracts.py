@@ -238,9 +238,8 @@ _HANDLED = frozenset({
     "$ref", "type", "enum", "const", "properties", "required", "additionalProperties", "items",
     "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
     "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
-    "uniqueItems", "pattern", "anyOf", "oneOf",
+    "uniqueItems", "pattern", "anyOf", "oneOf", "propertyNames",
 })
-_JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
 _LOWER_COUNTS = ("minLength", "minItems", "minProperties")
 _UPPER_COUNTS = ("maxLength", "maxItems", "maxProperties")
 
@@ -526,11 +525,24 @@ class _Compat:
             # Old messages carry an undeclared property only through additionalProperties.
             if name not in old_props and isinstance(old_extra, Mapping):
                 self.compare(old_extra, new_prop, _child(path, name), depth + 1)
+        if "propertyNames" in new:
+            self.compare(_key_schema(old.get("propertyNames", True)),
+                         _key_schema(new["propertyNames"]), f"{path} (property names)",
+                         depth + 1)
         if new_extra is False and old_extra is not False:
             self.report(path, "additionalProperties closed (messages written with the old "
                               "schema may carry other properties)")
         elif new_extra is not True:
             self.compare(old_extra, new_extra, f"{path}.*", depth + 1)
+
+
+def _key_schema(schema: Any) -> Any:
+    # Property names are always strings, so "type": "string" on them narrows nothing.
+    if schema is True:
+        return {"type": "string"}
+    if isinstance(schema, Mapping) and "type" not in schema and "$ref" not in schema:
+        return {**schema, "type": "string"}
+    return schema
 
 
 def _bound(schema: Mapping[str, Any], side: str) -> tuple[float, bool] | None:

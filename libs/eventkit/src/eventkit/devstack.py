@@ -368,13 +368,14 @@ def service_topics(spec: ServiceSpec) -> list[TopicSpec]:
     return topics
 
 
-async def prepare_service(spec: ServiceSpec, server: str, bootstrap: str | None) -> list[str]:
+async def prepare_service(spec: ServiceSpec, server: str, bootstrap: str | None,
+                          suffix: str = "") -> list[str]:
     """Create the service's database, migrate it, and create its topics; returns new migrations."""
     from eventkit import db, topics
 
-    await db.ensure_database(server, spec.database)
+    await db.ensure_database(server, spec.database + suffix)
     applied = await asyncio.to_thread(
-        db.migrate, db.database_dsn(server, spec.database), spec.migrations
+        db.migrate, db.database_dsn(server, spec.database + suffix), spec.migrations
     )
     if bootstrap is not None:
         await topics.ensure_topics(bootstrap, service_topics(spec))

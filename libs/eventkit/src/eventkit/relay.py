@@ -15,7 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from eventkit import kafka
-from eventkit.settings import configured_server_url
+from eventkit.settings import service_dsn
 from eventkit.telemetry import (
     OUTBOX_FAILURES,
     OUTBOX_OLDEST_PENDING_SECONDS,
@@ -194,12 +194,12 @@ async def run_relay(spec: Any, settings: Any) -> None:
 
     from prometheus_client import start_http_server
 
-    from eventkit.db import create_pool, database_dsn
+    from eventkit.db import create_pool
 
     port = int(os.environ.get(f"{spec.name.upper()}_RELAY_METRICS_PORT",
                               spec.default_port + 100))
     start_http_server(port, addr="127.0.0.1")
-    pool = await create_pool(database_dsn(configured_server_url(settings), spec.database))
+    pool = await create_pool(service_dsn(settings, spec.database))
     relay = OutboxRelay(pool, lambda: kafka.producer(settings), service=spec.name,
                         batch_size=settings.relay_batch_size,
                         poll_interval=settings.relay_poll_interval_seconds)

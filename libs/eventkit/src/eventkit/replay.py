@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable, Mapping
 
 from eventkit import kafka
-from eventkit.db import create_pool, database_dsn
+from eventkit.db import create_pool
 from eventkit.service import ServiceSpec
-from eventkit.settings import KernelSettings, configured_server_url
+from eventkit.settings import KernelSettings, service_dsn
 from eventkit.store import START, PostgresEventStore
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ async def replay_service(spec: ServiceSpec, settings: KernelSettings, bootstrap:
     The envelopes are rebuilt by the same mapping the writer used, with the stored event id
     as ce_id, so consumers that already saw a message drop the replayed copy.
     """
-    pool = await create_pool(database_dsn(configured_server_url(settings), spec.database))
+    pool = await create_pool(service_dsn(settings, spec.database))
     producer = kafka.producer(settings, bootstrap)
     await producer.start()
     sent = 0

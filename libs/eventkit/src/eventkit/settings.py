@@ -18,6 +18,9 @@ class KernelSettings(BaseSettings):
 
     # A server URL without a database name part is fine: each service appends its own database.
     database_url: str | None = None
+    # Appended to every service database name, so a test stack or a second developer's
+    # stack can share one PostgreSQL server without touching the dev databases.
+    database_suffix: str = ""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Apache Kafka supports the idempotent producer; the Tansu dev broker rejects it from aiokafka.
     kafka_idempotence: bool = False
@@ -51,3 +54,10 @@ DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 def configured_server_url(settings: KernelSettings) -> str:
     """The Postgres server a child process was told to use (`jingmin dev` always sets it)."""
     return settings.database_url or DEFAULT_SERVER_URL
+
+
+def service_dsn(settings: KernelSettings, database: str) -> str:
+    """The DSN of one service's own database on the configured server."""
+    from eventkit.db import database_dsn
+
+    return database_dsn(configured_server_url(settings), database + settings.database_suffix)

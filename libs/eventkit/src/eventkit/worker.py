@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from eventkit.service import ServiceSpec
-from eventkit.settings import KernelSettings, configured_server_url
+from eventkit.settings import KernelSettings, service_dsn
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,14 @@ async def run_workers(spec: ServiceSpec, settings: KernelSettings) -> None:
     """
     from prometheus_client import start_http_server
 
-    from eventkit.db import create_pool, database_dsn
+    from eventkit.db import create_pool
     from eventkit.telemetry import setup_telemetry
 
     setup_telemetry(f"{spec.name}-worker", settings)
     port = int(os.environ.get(f"{spec.name.upper()}_WORKER_METRICS_PORT",
                               spec.default_port + 200))
     start_http_server(port, addr="127.0.0.1")
-    pool = await create_pool(database_dsn(configured_server_url(settings), spec.database))
+    pool = await create_pool(service_dsn(settings, spec.database))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

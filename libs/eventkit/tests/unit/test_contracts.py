@@ -24,7 +24,8 @@ from eventkit.contracts import (
     generate_asyncapi,
     write_asyncapi,
 )
-from eventkit.service import TopicSpec
+from eventkit.service import ServiceSpec, TopicSpec
+from jsonschema.validators import validator_for
 
 TYPE = "jingmin.toy.ThingHappened.v1"
 TOPIC = "toy.thing.events.v1"
@@ -53,6 +54,11 @@ BASE = data_schema(
         "address": {
             "type": "object",
             "properties": {"postcode": {"type": "string"}},
+        },
+        "deadlines": {
+            "type": "object",
+            "propertyNames": {"enum": ["contact", "arrival"]},
+            "additionalProperties": {"type": "string", "format": "date-time"},
         },
     },
     **{"$defs": {"Kind": {"type": "string", "enum": ["walk-in", "phone"]}}},
@@ -126,6 +132,14 @@ BREAKING = [
                  "$.address: additionalProperties closed", id="open-object-closed"),
     pytest.param(evolve("properties/address/required", ["postcode"]),
                  "$.address.postcode: property became required", id="nested-required"),
+    pytest.param(evolve("properties/deadlines/propertyNames/enum", ["contact"]),
+                 '$.deadlines (property names): enum no longer allows "arrival"',
+                 id="map-key-removed"),
+    pytest.param(evolve("properties/address/propertyNames", {"pattern": "^[a-z]+$"}),
+                 '$.address (property names): pattern "^[a-z]+$" added', id="map-keys-limited"),
+    pytest.param(evolve("properties/deadlines/additionalProperties/format", "date"),
+                 '$.deadlines.*: format changed from "date-time" to "date"',
+                 id="map-values-changed"),
     pytest.param(evolve("properties/kind", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
                  "$.kind: no alternative of the new anyOf/oneOf accepts the old schema",
                  id="anyof-drops-old-type"),
@@ -155,6 +169,8 @@ COMPATIBLE = [
     pytest.param(evolve("properties/kind", {"type": "string", "enum": ["walk-in", "phone"],
                                             "description": "inlined"}),
                  id="ref-inlined"),
+    pytest.param(evolve("properties/deadlines/propertyNames/enum",
+                        ["contact", "arrival", "closure"]), id="map-key-added"),
     pytest.param(evolve("title", "Renamed"), id="annotation-changed"),
 ]
 
@@ -256,11 +272,10 @@ def test_undeclared_type_is_unknown(registry: SchemaRegistry) -> None:
 def test_validator_is_compiled_once_per_type(registry: SchemaRegistry,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     compiled: list[str] = []
-    real = contracts.validator_for
 
     def counting(schema: Any, default: Any = None) -> Any:
         compiled.append(schema["$id"])
-        return real(schema, default=default)
+        return validator_for(schema, default=default)
 
     monkeypatch.setattr(contracts, "validator_for", counting)
     for _ in range(3):
@@ -487,8 +502,10 @@ def test_inlined_payload_also_satisfies_contracts_check(contracts_dir: Path) -> 
 
 def test_write_asyncapi_then_check_finds_it_current(tmp_path: Path) -> None:
     write(tmp_path, "toy/ThingHappened.v1.json", BASE)
-    spec = SimpleNamespace(name="toy", topics=[TopicSpec(TOPIC), TopicSpec("toy.dlq")],
-                           dead_letter_topic="toy.dlq", event_types=[TYPE])
+    spec = ServiceSpec(name="toy", default_port=0, database="toy", app="toy:app",
+                       migrations=tmp_path, topics=[TopicSpec(TOPIC), TopicSpec("toy.dlq")],
+                       to_messages=lambda event: [], dead_letter_topic="toy.dlq",
+                       event_types=[TYPE])
 
     assert write_asyncapi([spec], tmp_path, check=True) == 1
     assert write_asyncapi([spec], tmp_path) == 0

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from eventkit.auth import TokenVerifier
-from eventkit.db import create_pool, database_dsn
+from eventkit.db import create_pool
 from eventkit.http import create_app as create_service_app
 from eventkit.personal import Vault
-from eventkit.settings import KernelSettings, configured_server_url
+from eventkit.settings import KernelSettings, service_dsn
 from eventkit.store import PostgresEventStore
 from fastapi import FastAPI
 
@@ -32,7 +32,7 @@ async def _broker_reachable(bootstrap: str) -> bool:
 
 def create_app(settings: KernelSettings | None = None, dsn: str | None = None) -> FastAPI:
     settings = settings or KernelSettings()
-    dsn = dsn or database_dsn(configured_server_url(settings), DATABASE)
+    dsn = dsn or service_dsn(settings, DATABASE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
