@@ -7,7 +7,8 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from dataclasses import dataclass
 
 import asyncpg
@@ -26,7 +27,7 @@ class WorkerContext:
     stop: asyncio.Event
 
 
-WorkerLoop = Callable[[WorkerContext], Awaitable[None]]
+WorkerLoop = Callable[[WorkerContext], Coroutine[Any, Any, None]]
 
 
 def load_loop(path: str) -> WorkerLoop:
@@ -56,14 +57,14 @@ async def run_workers(spec: ServiceSpec, settings: KernelSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ctx = WorkerContext(settings, spec, pool, stop)
-    tasks = [asyncio.create_task(load_loop(p)(ctx), name=p) for p in spec.workers]
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(load_loop(p)(ctx), name=p) for p in spec.workers]
     try:
         done, _ = await asyncio.wait(
             [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            if task in tasks and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        for task in tasks:
+            if task in done and (error := task.exception()) is not None:
+                raise error
     finally:
         await pool.close()
