@@ -62,8 +62,8 @@ def bodies(seed: int = 0) -> Iterator[dict[str, Any]]:
             "category": category,
             "person": {
                 "name": rng.choice(_SURNAMES) + rng.choice(_GIVEN),
-                # 1 + 10 digits: unique per body (seed in the high digits, n in the low ones).
-                "phone": f"1{3 + seed % 7}{n % 1_000_000_000:09d}",
+                # 11 digits, unique per (seed < 10, n < 10**8): no two bodies share a person.
+                "phone": f"1{3 + seed % 7}{seed % 10}{n % 100_000_000:08d}",
                 "address": f"杭州市西湖区{rng.choice(_STREETS)}{rng.randint(1, 999)}号",
             },
             "demand": rng.choice(_DEMANDS),

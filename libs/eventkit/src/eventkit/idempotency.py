@@ -38,8 +38,9 @@ async def claim(conn: asyncpg.Connection, principal: str, key: str,
     The transaction-scoped advisory lock makes a concurrent retry wait for the first attempt
     to commit or roll back, so two attempts can never both write.
     """
+    # PostgreSQL text cannot hold NUL; a length prefix keeps (principal, key) unambiguous.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                       f"{principal}\x00{key}")
+                       f"{len(principal)}:{principal}{key}")
     row = await conn.fetchrow(
         "SELECT request_hash, status, body::text AS body FROM idempotency_keys "
         "WHERE principal = $1 AND key = $2", principal, key)

@@ -8,8 +8,8 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -57,7 +57,8 @@ async def run_workers(spec: ServiceSpec, settings: KernelSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ctx = WorkerContext(settings, spec, pool, stop)
-    tasks: list[asyncio.Task[None]] = [asyncio.create_task(load_loop(p)(ctx), name=p) for p in spec.workers]
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(load_loop(p)(ctx), name=p) for p in spec.workers]
     try:
         done, _ = await asyncio.wait(
             [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)

@@ -226,11 +226,6 @@ def test_cli_migrate_and_topics_create_use_every_service(
         asyncio.run(db.drop_database(pg_server_url, spec.database))
 
 
-def test_parse_ttl() -> None:
-    assert cli.parse_ttl("12h").total_seconds() == 12 * 3600
-    assert cli.parse_ttl("90s").total_seconds() == 90
-
-
 SUPERVISOR = textwrap.dedent("""\
     import sys
     from eventkit.devstack import supervise

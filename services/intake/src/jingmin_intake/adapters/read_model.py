@@ -60,14 +60,21 @@ async def list_cases(conn: asyncpg.Connection, *, scopes: tuple[str, ...], burea
     return [dict(r) for r in rows]
 
 
-async def due_for_sweep(conn: asyncpg.Connection, grace_seconds: int,
-                        limit: int) -> list[tuple[str, str]]:
-    """(case id, bureau) of cases with a promise due more than `grace_seconds` ago."""
+async def due_for_sweep(conn: asyncpg.Connection, default_grace_seconds: int,
+                        limit: int) -> list[tuple[str, int]]:
+    """(case id, grace seconds) of cases with a promise due for longer than its bureau's grace.
+
+    The grace is applied in the scan itself, so a bureau with a long grace and many due
+    rows cannot fill the batch and hold back every other bureau's breaches.
+    """
     rows = await conn.fetch(
-        """SELECT DISTINCT case_id, bureau FROM (
-               SELECT case_id, bureau FROM case_deadlines
-               WHERE met_at IS NULL AND NOT cancelled AND breached_at IS NULL
-                 AND due_at < clock_timestamp() - make_interval(secs => $1)
-               ORDER BY due_at LIMIT $2) due""",
-        grace_seconds, limit)
-    return [(r["case_id"], r["bureau"]) for r in rows]
+        """SELECT case_id, max(grace) AS grace FROM (
+               SELECT d.case_id, g.grace FROM case_deadlines d
+               CROSS JOIN LATERAL (SELECT coalesce((SELECT (p.policy->>'sweep_grace_seconds')::int
+                    FROM bureau_policies p WHERE p.bureau = d.bureau), $1) AS grace) g
+               WHERE d.met_at IS NULL AND NOT d.cancelled AND d.breached_at IS NULL
+                 AND d.due_at < clock_timestamp() - make_interval(secs => g.grace)
+               ORDER BY d.due_at LIMIT $2) due
+           GROUP BY case_id""",
+        default_grace_seconds, limit)
+    return [(r["case_id"], r["grace"]) for r in rows]

@@ -12,7 +12,7 @@ import asyncpg
 from eventkit import idempotency
 from eventkit.auth import Principal, authorize
 from eventkit.personal import Vault
-from eventkit.problems import Problem, conflict, not_found, unprocessable
+from eventkit.problems import conflict, not_found, unprocessable
 from eventkit.store import ConcurrencyConflict, NewEvent, PostgresEventStore, RecordedEvent
 from eventkit.telemetry import current_traceparent
 
@@ -150,17 +150,3 @@ def _branch(history: list[RecordedEvent], recorded: list[RecordedEvent]) -> str 
     first = (history or recorded)[0]
     value = first.data.get("branch")
     return str(value) if value else None
-
-
-async def encrypt_text(vault: Vault, conn: asyncpg.Connection, subject_id: str,
-                       fields: Mapping[str, str | None]) -> dict[str, Any]:
-    """Encrypt free-text fields under the case's subject; absent ones stay absent."""
-    present = {k: v for k, v in fields.items() if v}
-    if not present:
-        return {}
-    return dict(await vault.encrypt_fields(conn, subject_id, present))
-
-
-def problem_for_subject_erased(subject_id: str) -> Problem:
-    return Problem(409, "Subject erased", f"personal data of {subject_id} was erased and "
-                   "cannot be recorded again", type_="urn:jingmin:problem:subject-erased")

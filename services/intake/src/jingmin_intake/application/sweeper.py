@@ -10,8 +10,9 @@ from eventkit.personal import Vault
 from eventkit.store import PostgresEventStore
 from eventkit.worker import WorkerContext
 
-from jingmin_intake.adapters import policies, read_model
+from jingmin_intake.adapters import read_model
 from jingmin_intake.application.handlers import CaseCommands
+from jingmin_intake.domain.policy import DeadlinePolicy
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,10 @@ async def sweep_once(commands: CaseCommands, *, limit: int = 500) -> int:
     optimistic concurrency, so a second sweeper's append of the same version fails.
     """
     async with commands.store.pool.acquire() as conn:
-        # Scan without grace; each bureau's own grace is applied per case below.
-        due = await read_model.due_for_sweep(conn, 0, limit)
-        grace = {bureau: (await policies.policy_for(conn, bureau)).sweep_grace_seconds
-                 for bureau in {b for _, b in due}}
+        due = await read_model.due_for_sweep(conn, DeadlinePolicy().sweep_grace_seconds, limit)
     recorded = 0
-    for case_id, bureau in due:
-        recorded += await commands.sweep(case_id, timedelta(seconds=grace[bureau]))
+    for case_id, grace in due:
+        recorded += await commands.sweep(case_id, timedelta(seconds=grace))
     return recorded
 
 

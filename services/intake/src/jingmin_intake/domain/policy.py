@@ -62,8 +62,9 @@ class DeadlinePolicy:
         for key, value in values.items():
             if key.endswith("_seconds") and value is not None:
                 items = value.values() if isinstance(value, dict) else [value]
-                if any(not isinstance(v, int) or v <= 0 for v in items):
-                    raise ValueError(f"{key} must hold positive whole seconds")
+                floor = 0 if key == "sweep_grace_seconds" else 1
+                if any(not isinstance(v, int) or v < floor for v in items):
+                    raise ValueError(f"{key} must hold whole seconds of at least {floor}")
         return cls(**values)
 
     def on_receipt(self, kind: str, channel: str, priority: str,

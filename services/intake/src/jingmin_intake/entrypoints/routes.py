@@ -11,7 +11,7 @@ import asyncpg
 from eventkit import idempotency
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.personal import SubjectErased, Vault, is_personal_blob, subject_ref
-from eventkit.problems import Problem, forbidden, not_found
+from eventkit.problems import Problem, forbidden, not_found, unprocessable
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -20,7 +20,6 @@ from jingmin_intake.application.handlers import (
     READ_ROLES,
     CaseCommands,
     new_case_id,
-    problem_for_subject_erased,
 )
 from jingmin_intake.application.handlers import (
     Request as CommandRequest,
@@ -60,13 +59,10 @@ async def _run(request: Request, principal: Principal, key: str | None, case_id:
                decide: Decide, *, expected_version: int | None = None,
                bureau: str | None = None, status: int = 200) -> JSONResponse:
     command = await _command_request(request, principal, key)
-    try:
-        code, body = await _commands(request).execute(
-            command, case_id, decide, bureau=bureau, expected_version=expected_version,
-            status=status)
-    except SubjectErased as exc:
-        raise problem_for_subject_erased(exc.subject_id) from exc
-    headers = {"Location": f"/v1/cases/{case_id}"} if code == 201 else None
+    code, body = await _commands(request).execute(
+        command, case_id, decide, bureau=bureau, expected_version=expected_version,
+        status=status)
+    headers = {"Location": f"/v1/cases/{body['case_id']}"} if code == 201 else None
     return JSONResponse(body, status_code=code, headers=headers)
 
 
@@ -75,7 +71,12 @@ async def _encrypt(request: Request, conn: asyncpg.Connection, subject_id: str |
     present = {k: v for k, v in fields.items() if v}
     if not present or subject_id is None:
         return {}
-    return dict(await _vault(request).encrypt_fields(conn, subject_id, present))
+    try:
+        return dict(await _vault(request).encrypt_fields(conn, subject_id, present))
+    except SubjectErased:
+        # The person asked to be forgotten: the fact is still recorded (an open case must
+        # be finishable), their words are not.
+        return {}
 
 
 @router.post("/cases", status_code=201, response_model=s.Accepted,
@@ -92,6 +93,10 @@ async def receive_case(body: s.ReceiveCase, request: Request, principal: Current
         t = body.occurred_at or now
         person = body.person.model_dump(exclude_none=True) if body.person else {}
         subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
+        if await _vault(request).is_erased(conn, subject_id):
+            # 有警必接: an erased person who calls again is served, under a fresh subject
+            # that cannot be linked to what was erased.
+            subject_id = subject_ref({}, settings)
         priority = body.priority or (Priority.URGENT if body.kind == Kind.ALARM
                                      else Priority.GENERAL)
         due = policy.on_receipt(body.kind, body.channel, priority, t)
@@ -384,7 +389,10 @@ async def put_policy(bureau: Annotated[str, Path(pattern=r"^\d{6}$")], body: s.P
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = (await policies.policy_for(conn, bureau)).to_dict()
         current.update(body.model_dump(exclude_none=True, mode="json"))
-        policy = DeadlinePolicy.from_dict(current)
+        try:
+            policy = DeadlinePolicy.from_dict(current)
+        except ValueError as exc:
+            raise unprocessable(str(exc)) from exc
         await policies.save_policy(conn, bureau, policy, principal.subject)
     return policy.to_dict()
 

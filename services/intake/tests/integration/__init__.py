@@ -1,0 +1,1 @@
+"""Intake integration tests (a package, so module names do not clash across the repo)."""

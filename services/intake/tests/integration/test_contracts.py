@@ -1,0 +1,130 @@
+"""Every integration event intake emits validates against its published JSON Schema.
+
+Drives every command through the API (with optional fields both present and absent, plus a
+sweeper breach), then validates each outbox row's payload against
+`contracts/intake/<EventName>.v1.json` through `eventkit.contracts.SchemaRegistry`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from eventkit.contracts import CONTRACTS_ENV, SchemaRegistry, SchemaViolation, dataschema_urn
+from jingmin_intake.application.handlers import CaseCommands
+from jingmin_intake.application.sweeper import sweep_once
+from jingmin_intake.integration.messages import EVENT_TYPES, TOPIC
+
+if TYPE_CHECKING:
+    from conftest import Api, Stored, TokenFactory
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+def contracts_dir() -> Path:
+    configured = os.environ.get(CONTRACTS_ENV)
+    return Path(configured) if configured else REPO / "contracts"
+
+
+@pytest.fixture(scope="module")
+def registry() -> SchemaRegistry:
+    root = contracts_dir()
+    if not any((root / "intake").glob("*.json")):
+        pytest.skip(f"no intake schemas yet: {root / 'intake'} holds no <EventName>.v1.json")
+    return SchemaRegistry.load(root)
+
+
+def later(minutes: float) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+async def run_every_command(api: Api, token: TokenFactory,
+                            make_commands: Callable[[], CaseCommands]) -> None:
+    # An alarm with every optional field, dispatched late (breach emitted with the dispatch),
+    # resolved, closed, reopened, rejected and closed again.
+    alarm = (await api.receive(
+        occurred_at=api.ago(minutes=3), priority="urgent", area_type="suburban",
+        branch="public_order", party_category="non_local", category="dispute.neighbour",
+        hours_type="extended", appointment_at=later(60), source_ref="110-20240501-0001",
+        committed_due_at=later(24 * 60)))["case_id"]
+    for action in ("first-contact", "dispatch", "arrival", "resolution", "close"):
+        await api.command(alarm, action)
+    await api.command(alarm, "reopen", note=None)
+    await api.command(alarm, "rejection")
+    await api.command(alarm, "close")
+
+    # A minimal alarm: no person, no optional fields; dispatched, arrival without officer.
+    minimal = (await api.receive(person=None, hoped_outcome=None, area_type="rural"))["case_id"]
+    await api.command(minimal, "dispatch", officer_ids=["p9"])
+    await api.command(minimal, "arrival", officer_id=None)
+    await api.command(minimal, "transfer", target_type="internal", target="330602002",
+                      person_informed=False)
+    await api.command(minimal, "close")
+
+    # A service application needing two visits (一次办结 false), then resolved.
+    service = (await api.receive(kind="service", channel="window",
+                                 priority="general"))["case_id"]
+    await api.command(service, "service-visits", appointment_at=later(2 * 24 * 60),
+                      committed_due_at=later(7 * 24 * 60))
+    await api.command(service, "service-visits", missing_materials=[])
+    await api.command(service, "resolution")
+    await api.command(service, "close")
+
+    # An online consultation: accepted, transferred, reopened, escalated.
+    online = (await api.receive(kind="consultation", channel="online",
+                                priority="utilities"))["case_id"]
+    await api.command(online, "first-contact", in_remit=False)
+    await api.command(online, "transfer")
+    await api.command(online, "close")
+    await api.command(online, "reopen")
+    await api.command(online, "escalation", target="county_government")
+
+    # A petition: acceptance starts the 60-day conclusion promise; escalated with defaults.
+    petition = (await api.receive(kind="petition", channel="letter"))["case_id"]
+    await api.command(petition, "first-contact")
+    await api.command(petition, "escalation")
+
+    # A consultation rejected with a non-alarm reason and no explanation.
+    tip = (await api.receive(kind="tip", channel="mailbox"))["case_id"]
+    await api.command(tip, "rejection", reason="other", explanation=None)
+
+    # A city-scoped case in another county, and a breach recorded by the sweeper.
+    city = token("intake_operator", scopes=["3306"], subject="city-op")
+    await api.receive(headers=city, bureau="330603", occurred_at=api.ago(minutes=10))
+    assert await sweep_once(make_commands()) >= 1
+
+
+async def test_every_emitted_event_validates_against_its_schema(
+        registry: SchemaRegistry, api: Api, token: TokenFactory, stored: Stored,
+        make_commands: Callable[[], CaseCommands]) -> None:
+    await run_every_command(api, token, make_commands)
+    rows = await stored.outbox()
+    assert rows
+
+    emitted = {row["type"] for row in rows}
+    assert emitted == set(EVENT_TYPES), (
+        f"the scenario should emit every declared type; missing {set(EVENT_TYPES) - emitted}")
+    undeclared = sorted(emitted - registry.types())
+    assert not undeclared, f"emitted without a schema in {contracts_dir()}: {undeclared}"
+
+    problems: list[str] = []
+    for row in rows:
+        type_, headers = row["type"], row["headers"]
+        if headers.get("ce_type") != type_:
+            problems.append(f"{type_}: ce_type header is {headers.get('ce_type')!r}")
+        if headers.get("ce_dataschema") != dataschema_urn(type_):
+            problems.append(f"{type_}: ce_dataschema is {headers.get('ce_dataschema')!r}")
+        try:
+            registry.validate(type_, row["payload"])
+        except SchemaViolation as exc:
+            problems.append(f"{exc} (payload {row['payload']})")
+    assert not problems, "\n".join(problems)
+
+    topics = {t for (t,) in await stored.pool.fetch("SELECT DISTINCT topic FROM outbox")}
+    assert topics == {TOPIC}
