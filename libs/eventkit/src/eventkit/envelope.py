@@ -68,9 +68,10 @@ class Envelope:
             "source": self.source,
             "type": self.type,
             "specversion": self.specversion,
-            "subject": self.subject,
             "time": format_time(self.time),
         }
+        if self.subject:  # optional, and CloudEvents forbids an empty one
+            attrs["subject"] = self.subject
         if self.dataschema:
             attrs["dataschema"] = self.dataschema
         for name in EXTENSIONS:

@@ -58,7 +58,11 @@ class OutboxRelay:
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = self.make_producer()
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # a half-started client still holds sockets and tasks
+                raise
             self._producer = producer
         return self._producer
 
@@ -80,8 +84,9 @@ class OutboxRelay:
                 self.batch_size)
         if not rows:
             return 0
-        producer = await self._ensure_producer()
         try:
+            # Inside the try: an unreachable broker is a failed attempt like any other.
+            producer = await self._ensure_producer()
             futures = []
             for row in rows:
                 headers: dict[str, str] = json.loads(row["headers"])

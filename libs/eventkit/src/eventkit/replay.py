@@ -29,8 +29,20 @@ async def replay_service(spec: ServiceSpec, settings: KernelSettings, bootstrap:
     sent = 0
     try:
         store = PostgresEventStore(pool)
+        # Everything committed before now must go out, even events hidden for a while behind
+        # a transaction that is still open: stop only at an empty page read after every
+        # transaction older than the start has finished.
+        horizon = await pool.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
         position = START
-        while events := await store.read_all(position, limit=batch):
+        while True:
+            caught_up = await pool.fetchval(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8", horizon)
+            events = await store.read_all(position, limit=batch)
+            if not events:
+                if caught_up:
+                    break
+                await asyncio.sleep(0.1)
+                continue
             futures = []
             for event in events:
                 for message in spec.to_messages(event):

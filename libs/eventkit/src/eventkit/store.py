@@ -25,6 +25,14 @@ class ConcurrencyConflict(Exception):
             if actual is not None else f"stream {stream_id!r}: version {expected} is stale")
 
 
+class StaleTransaction(ConcurrencyConflict):
+    """This transaction is older than the stream's last write: retry in a new one.
+
+    Not the caller's conflict (the expected version was right), so handlers retry it even
+    when the client pinned a version.
+    """
+
+
 @dataclass(frozen=True)
 class NewEvent:
     """An event about to be appended. `type` is the stable stored name, never a module path."""
@@ -136,10 +144,17 @@ class PostgresTransaction:
                      events: Sequence[NewEvent]) -> list[RecordedEvent]:
         if not events:
             return []
-        current = await self._conn.fetchval(
-            "SELECT max(version) FROM events WHERE stream_id = $1", stream_id) or 0
+        last = await self._conn.fetchrow(
+            """SELECT version, tx_id > pg_current_xact_id() AS written_later FROM events
+               WHERE stream_id = $1 ORDER BY version DESC LIMIT 1""", stream_id)
+        current = last["version"] if last is not None else 0
         if current != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, current)
+        if last is not None and last["written_later"]:
+            # read_all orders by transaction id, which a transaction gets at its first write:
+            # this one started writing before the stream's last version was written, so our
+            # event would be read before it. A retry runs in a new (younger) transaction.
+            raise StaleTransaction(stream_id, expected_version, current)
         rows = [
             (stream_id, stream_type, expected_version + i + 1, uuid.UUID(e.event_id), e.type,
              e.schema_version, e.bureau, _dumps(dict(e.data)), _dumps(dict(e.metadata)),
@@ -266,9 +281,12 @@ class InMemoryEventStore:
         tx = InMemoryTransaction(self)
         yield tx
         # Commit: re-check versions so a conflicting writer that committed first wins.
-        for stream_id, _, expected, _ in tx.events:
-            if len(self.streams.get(stream_id, [])) != expected:
-                raise ConcurrencyConflict(stream_id, expected, len(self.streams[stream_id]))
+        lengths: dict[str, int] = {}
+        for stream_id, _, expected, events in tx.events:
+            current = lengths.get(stream_id, len(self.streams.get(stream_id, [])))
+            if current != expected:
+                raise ConcurrencyConflict(stream_id, expected, current)
+            lengths[stream_id] = current + len(events)
         for stream_id, stream_type, expected, events in tx.events:
             if any(e.event_id in {r.event_id for r in self.log} for e in events):
                 raise ValueError("duplicate event id")

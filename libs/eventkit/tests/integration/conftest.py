@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 import asyncpg
 import pytest
@@ -18,10 +19,10 @@ from eventkit.settings import KernelSettings
 from eventkit.store import NewEvent, OutboxMessage, PostgresEventStore, RecordedEvent
 from eventkit.testing import DatabaseFactory
 
-Record = ConsumerRecord[bytes, bytes]
-NewTopic = Callable[..., Awaitable[str]]
-ReadTopic = Callable[..., Awaitable[list[Record]]]
-ToMessages = Callable[[Sequence[RecordedEvent], str], list[OutboxMessage]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+NewTopic: TypeAlias = Callable[..., Awaitable[str]]
+ReadTopic: TypeAlias = Callable[..., Awaitable[list[Record]]]
+ToMessages: TypeAlias = Callable[[Sequence[RecordedEvent], str], list[OutboxMessage]]
 
 SOURCE = "/jingmin/eventkit-tests"
 
@@ -29,7 +30,8 @@ SOURCE = "/jingmin/eventkit-tests"
 @pytest.fixture
 async def dsn(fresh_database: DatabaseFactory) -> str:
     """A fresh database with the kernel migrations, dropped after the test."""
-    return await fresh_database()
+    made: str = await fresh_database()
+    return made
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ def pg_store(pool: asyncpg.Pool) -> PostgresEventStore:
     return PostgresEventStore(pool)
 
 
-ProducerFactory = Callable[..., Callable[[], AIOKafkaProducer]]
+ProducerFactory: TypeAlias = Callable[..., Callable[[], AIOKafkaProducer]]
 
 
 @pytest.fixture
@@ -103,8 +105,10 @@ def read_topic(kafka_bootstrap: str) -> ReadTopic:
         timeout: float = 30.0,  # noqa: ASYNC109
     ) -> list[Record]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024,
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await consumer.start()
         by_partition: dict[int, list[Record]] = {}
@@ -142,8 +146,9 @@ async def _at_end(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -
 
 def _to_messages(recorded: Sequence[RecordedEvent], topic: str) -> list[OutboxMessage]:
     return [
-        message_for(e, envelope_for(e, source=SOURCE, type_=f"jingmin.test.{e.type}",
-                                    data=e.data), topic)
+        message_for(
+            e, envelope_for(e, source=SOURCE, type_=f"jingmin.test.{e.type}", data=e.data), topic
+        )
         for e in recorded
     ]
 
@@ -158,10 +163,11 @@ def to_messages() -> ToMessages:
 def new_event() -> Callable[..., NewEvent]:
     def make(n: int = 0, type_: str = "CaseReceived", **data: object) -> NewEvent:
         return NewEvent(
-            type=type_, data={"n": n, "summary": "群众反映夜间施工噪音", **data},
-            occurred_at=datetime.now(UTC), bureau="城关派出所",
+            type=type_,
+            data={"n": n, "summary": "群众反映夜间施工噪音", **data},
+            occurred_at=datetime.now(UTC),
+            bureau="城关派出所",
             metadata={"correlation_id": f"corr-{n}"},
         )
 
     return make
-

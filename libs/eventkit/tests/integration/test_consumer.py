@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import pytest
@@ -22,9 +22,9 @@ from eventkit.testing import wait_for
 
 pytestmark = pytest.mark.integration
 
-Record = ConsumerRecord[bytes, bytes]
-NewTopic = Callable[..., Awaitable[str]]
-ReadTopic = Callable[..., Awaitable[list[Record]]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+NewTopic: TypeAlias = Callable[..., Awaitable[str]]
+ReadTopic: TypeAlias = Callable[..., Awaitable[list[Record]]]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
 async def effects(pool: asyncpg.Pool) -> asyncpg.Pool:
     """A table the handler writes to: the visible effect of applying a message."""
     await pool.execute(
-        "CREATE TABLE notified (message_id text PRIMARY KEY, case_id text, note text)")
+        "CREATE TABLE notified (message_id text PRIMARY KEY, case_id text, note text)"
+    )
     return pool
 
 
@@ -52,8 +53,12 @@ class Handler:
 
     async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
         self.calls.append(envelope.id)
-        await conn.execute("INSERT INTO notified VALUES ($1, $2, $3)",
-                           envelope.id, envelope.subject, envelope.data.get("note"))
+        await conn.execute(
+            "INSERT INTO notified VALUES ($1, $2, $3)",
+            envelope.id,
+            envelope.subject,
+            envelope.data.get("note"),
+        )
         if self.fail_times.get(envelope.id, 0) > 0:
             self.fail_times[envelope.id] -= 1
             raise RuntimeError("downstream said no")
@@ -61,30 +66,59 @@ class Handler:
 
 def envelope(note: str = "已回访", **kw: Any) -> Envelope:
     attrs: dict[str, Any] = {
-        "id": str(uuid.uuid4()), "source": "/jingmin/visits", "type": "jingmin.visits.Done",
-        "subject": "case-7", "time": datetime.now(UTC), "data": {"note": note},
-        "streamid": "case-7", "streamversion": 1, **kw}
+        "id": str(uuid.uuid4()),
+        "source": "/jingmin/visits",
+        "type": "jingmin.visits.Done",
+        "subject": "case-7",
+        "time": datetime.now(UTC),
+        "data": {"note": note},
+        "streamid": "case-7",
+        "streamversion": 1,
+        **kw,
+    }
     return Envelope(**attrs)
 
 
-def record(value: bytes | None, headers: list[tuple[str, bytes]], *, topic: str = "in",
-           offset: int = 0, key: bytes | None = b"case-7") -> Record:
-    return ConsumerRecord(topic=topic, partition=0, offset=offset, timestamp=0,
-                          timestamp_type=0, key=key, value=value, checksum=None,
-                          serialized_key_size=len(key or b""),
-                          serialized_value_size=len(value or b""), headers=headers)
+def record(
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    *,
+    topic: str = "in",
+    offset: int = 0,
+    key: bytes | None = b"case-7",
+) -> Record:
+    return ConsumerRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value or b""),
+        headers=headers,
+    )
 
 
 def record_of(env: Envelope, **kw: Any) -> Record:
     return record(env.kafka_value(), env.kafka_headers(), **kw)
 
 
-def consumer_for(pool: asyncpg.Pool, producer: AIOKafkaProducer, dlq: str,
-                 handler: Handler, **kw: Any) -> IdempotentConsumer:
+def consumer_for(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, dlq: str, handler: Handler, **kw: Any
+) -> IdempotentConsumer:
     options: dict[str, Any] = {"retries": 3, "retry_delay": 0.01, **kw}
-    return IdempotentConsumer(pool, name=f"notify-{uuid.uuid4().hex[:6]}", service="visits",
-                              handler=handler, producer=producer, dead_letter_topic=dlq,
-                              **options)
+    return IdempotentConsumer(
+        pool,
+        name=f"notify-{uuid.uuid4().hex[:6]}",
+        service="visits",
+        handler=handler,
+        producer=producer,
+        dead_letter_topic=dlq,
+        **options,
+    )
 
 
 async def rows(pool: asyncpg.Pool, table: str) -> int:
@@ -97,7 +131,9 @@ def headers(rec: Record) -> Mapping[str, str]:
 
 
 async def test_the_same_message_delivered_twice_is_applied_once(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, new_topic: NewTopic,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
 ) -> None:
     dlq = await new_topic("dlq", partitions=1)
     handler = Handler()
@@ -111,16 +147,23 @@ async def test_the_same_message_delivered_twice_is_applied_once(
 
     assert await rows(effects, "notified") == 1
     assert await effects.fetchval("SELECT note FROM notified") == "已回访"
-    assert await effects.fetchval(
-        "SELECT count(*) FROM processed_messages WHERE consumer = $1 AND message_id = $2",
-        consumer.name, env.id) == 1
+    assert (
+        await effects.fetchval(
+            "SELECT count(*) FROM processed_messages WHERE consumer = $1 AND message_id = $2",
+            consumer.name,
+            env.id,
+        )
+        == 1
+    )
     # Another consumer on the same database tracks its own progress.
     other = consumer_for(effects, producer, dlq, Handler())
     assert await other.handle(record_of(envelope())) == "applied"
 
 
 async def test_concurrent_redeliveries_apply_once(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, new_topic: NewTopic,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
 ) -> None:
     dlq = await new_topic("dlq", partitions=1)
     consumer = consumer_for(effects, producer, dlq, Handler())
@@ -133,7 +176,9 @@ async def test_concurrent_redeliveries_apply_once(
 
 
 async def test_a_transient_handler_failure_is_retried_and_applied_once(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, new_topic: NewTopic,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
     read_topic: ReadTopic,
 ) -> None:
     dlq = await new_topic("dlq", partitions=1)
@@ -149,7 +194,9 @@ async def test_a_transient_handler_failure_is_retried_and_applied_once(
 
 
 async def test_a_handler_that_keeps_failing_rolls_back_and_dead_letters(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, new_topic: NewTopic,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
     read_topic: ReadTopic,
 ) -> None:
     dlq = await new_topic("dlq", partitions=1)
@@ -168,7 +215,10 @@ async def test_a_handler_that_keeps_failing_rolls_back_and_dead_letters(
     assert meta["dlq_reason"] == "handler-error: RuntimeError: downstream said no"
     assert meta["dlq_consumer"] == consumer.name
     assert (meta["dlq_topic"], meta["dlq_partition"], meta["dlq_offset"]) == (
-        "visits.case.events.v1", "0", "41")
+        "visits.case.events.v1",
+        "0",
+        "41",
+    )
     # The original message, untouched, so it can be replayed after a fix.
     assert (dead.key, dead.value) == (original.key, original.value)
     assert Envelope.from_kafka(dead.value, list(dead.headers)) == env
@@ -176,16 +226,24 @@ async def test_a_handler_that_keeps_failing_rolls_back_and_dead_letters(
     assert await consumer_for(effects, producer, dlq, Handler()).handle(original) == "applied"
 
 
-@pytest.mark.parametrize(("value", "drop", "why"), [
-    (b"\xff\xfe not json at all", None, "body is not JSON"),
-    (b"[1, 2, 3]", None, "body must be a JSON object"),
-    (None, None, "body is not JSON"),
-    (b'{"note": "x"}', "ce_id", "missing CloudEvents attributes: id"),
-    (b'{"note": "x"}', "ce_type", "missing CloudEvents attributes: type"),
-])
+@pytest.mark.parametrize(
+    ("value", "drop", "why"),
+    [
+        (b"\xff\xfe not json at all", None, "body is not JSON"),
+        (b"[1, 2, 3]", None, "body must be a JSON object"),
+        (None, None, "body is not JSON"),
+        (b'{"note": "x"}', "ce_id", "missing CloudEvents attributes: id"),
+        (b'{"note": "x"}', "ce_type", "missing CloudEvents attributes: type"),
+    ],
+)
 async def test_undecodable_messages_go_to_the_dead_letter_topic(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, new_topic: NewTopic,
-    read_topic: ReadTopic, value: bytes | None, drop: str | None, why: str,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    value: bytes | None,
+    drop: str | None,
+    why: str,
 ) -> None:
     dlq = await new_topic("dlq", partitions=1)
     handler = Handler()
@@ -202,7 +260,9 @@ async def test_undecodable_messages_go_to_the_dead_letter_topic(
 
 
 async def test_a_message_failing_validation_is_dead_lettered_as_schema_invalid(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, new_topic: NewTopic,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
     read_topic: ReadTopic,
 ) -> None:
     dlq = await new_topic("dlq", partitions=1)
@@ -220,11 +280,14 @@ async def test_a_message_failing_validation_is_dead_lettered_as_schema_invalid(
     assert len(handler.calls) == 1
     (dead,) = await read_topic(dlq, until=lambda rs: len(rs) >= 1)
     assert headers(dead)["dlq_reason"] == (
-        "schema-invalid: jingmin.visits.Done: 'note' is a required property")
+        "schema-invalid: jingmin.visits.Done: 'note' is a required property"
+    )
 
 
 async def test_dead_lettering_a_dead_letter_keeps_only_the_latest_reason(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, new_topic: NewTopic,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
     read_topic: ReadTopic,
 ) -> None:
     dlq = await new_topic("dlq", partitions=1)
@@ -240,8 +303,11 @@ async def test_dead_lettering_a_dead_letter_keeps_only_the_latest_reason(
 
 
 async def test_run_consumes_a_topic_applies_once_and_survives_poison(
-    effects: asyncpg.Pool, producer: AIOKafkaProducer, kafka_bootstrap: str,
-    new_topic: NewTopic, read_topic: ReadTopic,
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
 ) -> None:
     topic, dlq = await new_topic("visits", partitions=1), await new_topic("dlq", partitions=1)
     good, later, failing = envelope("第一次"), envelope("第二次"), envelope("会失败")
@@ -249,11 +315,11 @@ async def test_run_consumes_a_topic_applies_once_and_survives_poison(
     consumer = consumer_for(effects, producer, dlq, handler)
     sends: list[tuple[bytes | None, list[tuple[str, bytes]]]] = [
         (good.kafka_value(), good.kafka_headers()),
-        (b"\x00\x01 poison", good.kafka_headers()),               # undecodable
-        (good.kafka_value(), good.kafka_headers()),               # duplicate
-        (failing.kafka_value(), failing.kafka_headers()),         # handler error
+        (b"\x00\x01 poison", good.kafka_headers()),  # undecodable
+        (good.kafka_value(), good.kafka_headers()),  # duplicate
+        (failing.kafka_value(), failing.kafka_headers()),  # handler error
         (json.dumps({"note": 1}).encode(), [("ce_type", b"t")]),  # missing attributes
-        (later.kafka_value(), later.kafka_headers()),             # still applied
+        (later.kafka_value(), later.kafka_headers()),  # still applied
     ]
     for value, hdrs in sends:
         await producer.send_and_wait(topic, value=value, key=b"case-7", headers=hdrs)
@@ -264,6 +330,7 @@ async def test_run_consumes_a_topic_applies_once_and_survives_poison(
     stop = asyncio.Event()
     running = asyncio.create_task(consumer.run(source, stop))
     try:
+
         async def done() -> bool:
             return await rows(effects, "notified") >= 2 and await source.committed(tp) == 6
 

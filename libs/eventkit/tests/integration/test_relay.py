@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import pytest
@@ -28,23 +28,24 @@ from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
-Record = ConsumerRecord[bytes, bytes]
-NewTopic = Callable[..., Awaitable[str]]
-ReadTopic = Callable[..., Awaitable[list[Record]]]
-ToMessages = Callable[[Sequence[RecordedEvent], str], list[OutboxMessage]]
-Producers = Callable[..., Callable[[], AIOKafkaProducer]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+NewTopic: TypeAlias = Callable[..., Awaitable[str]]
+ReadTopic: TypeAlias = Callable[..., Awaitable[list[Record]]]
+ToMessages: TypeAlias = Callable[[Sequence[RecordedEvent], str], list[OutboxMessage]]
+Producers: TypeAlias = Callable[..., Callable[[], AIOKafkaProducer]]
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def ce_id(record: Record) -> str:
-    return dict(record.headers)["ce_id"].decode()
+    return str(dict(record.headers)["ce_id"].decode())
 
 
 def decode(record: Record) -> CloudEvent:
     """What any CloudEvents consumer sees: the official SDK's binary-mode decoding."""
-    event = from_binary_event(KafkaMessage(headers=dict(record.headers), key=record.key,
-                                           value=record.value or b""))
+    event = from_binary_event(
+        KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value or b"")
+    )
     assert isinstance(event, CloudEvent)
     return event
 
@@ -58,8 +59,13 @@ async def pending(pool: asyncpg.Pool) -> int:
     return count
 
 
-async def write(store: PostgresEventStore, to_messages: ToMessages, topic: str,
-                streams: Sequence[str], per_stream: int) -> dict[str, RecordedEvent]:
+async def write(
+    store: PostgresEventStore,
+    to_messages: ToMessages,
+    topic: str,
+    streams: Sequence[str],
+    per_stream: int,
+) -> dict[str, RecordedEvent]:
     """Append `per_stream` events to each stream, interleaved, each with its outbox row."""
     written: dict[str, RecordedEvent] = {}
     versions = dict.fromkeys(streams, 0)
@@ -67,10 +73,16 @@ async def write(store: PostgresEventStore, to_messages: ToMessages, topic: str,
     for n in range(per_stream):
         for sid in streams:
             new = NewEvent(
-                type="CaseReceived", data={"n": n, "摘要": f"第{n}次来电：噪音扰民"},
-                occurred_at=base + timedelta(minutes=n), bureau="城关派出所",
-                metadata={"correlation_id": f"corr-{sid}", "causation_id": f"cmd-{sid}-{n}",
-                          "traceparent": TRACEPARENT})
+                type="CaseReceived",
+                data={"n": n, "摘要": f"第{n}次来电：噪音扰民"},
+                occurred_at=base + timedelta(minutes=n),
+                bureau="城关派出所",
+                metadata={
+                    "correlation_id": f"corr-{sid}",
+                    "causation_id": f"cmd-{sid}-{n}",
+                    "traceparent": TRACEPARENT,
+                },
+            )
             async with store.transaction() as tx:
                 recorded = await tx.append(sid, "case", versions[sid], [new])
                 await tx.enqueue(to_messages(recorded, topic))
@@ -92,8 +104,12 @@ def first_versions_per_key(records: Sequence[Record]) -> dict[bytes, list[int]]:
 
 
 async def test_relay_publishes_binary_cloudevents_keyed_and_ordered_by_aggregate(
-    pool: asyncpg.Pool, pg_store: PostgresEventStore, kafka_bootstrap: str,
-    new_topic: NewTopic, read_topic: ReadTopic, to_messages: ToMessages,
+    pool: asyncpg.Pool,
+    pg_store: PostgresEventStore,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    to_messages: ToMessages,
     producers: Producers,
 ) -> None:
     topic = await new_topic("relay-ce", partitions=3)
@@ -128,24 +144,34 @@ async def test_relay_publishes_binary_cloudevents_keyed_and_ordered_by_aggregate
     assert len({(r.key, r.partition) for r in records}) == 3
 
     rows = await pool.fetch("SELECT published_at, attempts, last_error FROM outbox")
-    assert all(r["published_at"] is not None and r["attempts"] == 1 and r["last_error"] is None
-               for r in rows)
+    assert all(
+        r["published_at"] is not None and r["attempts"] == 1 and r["last_error"] is None
+        for r in rows
+    )
     assert relay.stats.published == 12 and relay.stats.failures == 0
     assert metric("jingmin_outbox_published_total", service) == 12
     assert await relay.drain() == 0  # nothing is sent twice once marked
 
 
 async def test_relay_keeps_retrying_until_the_broker_is_reachable(
-    pool: asyncpg.Pool, pg_store: PostgresEventStore, kafka_bootstrap: str,
-    new_topic: NewTopic, read_topic: ReadTopic, to_messages: ToMessages,
+    pool: asyncpg.Pool,
+    pg_store: PostgresEventStore,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    to_messages: ToMessages,
     producers: Producers,
 ) -> None:
     topic = await new_topic("relay-outage", partitions=2)
     written = await write(pg_store, to_messages, topic, ["case-1", "case-2"], per_stream=5)
     target = {"bootstrap": f"127.0.0.1:{free_port()}"}  # nothing listens there
-    relay = OutboxRelay(pool, producers(lambda: target["bootstrap"]),
-                        service=f"relay-outage-{uuid.uuid4().hex[:6]}", poll_interval=0.05,
-                        max_backoff=0.3)
+    relay = OutboxRelay(
+        pool,
+        producers(lambda: target["bootstrap"]),
+        service=f"relay-outage-{uuid.uuid4().hex[:6]}",
+        poll_interval=0.05,
+        max_backoff=0.3,
+    )
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
@@ -158,21 +184,22 @@ async def test_relay_keeps_retrying_until_the_broker_is_reachable(
         await asyncio.wait_for(running, 15)
     records = await read_topic(topic, until=lambda rs: {ce_id(r) for r in rs} >= set(written))
     assert {ce_id(r) for r in records} == set(written)
-    assert first_versions_per_key(records) == {b"case-1": [1, 2, 3, 4, 5],
-                                               b"case-2": [1, 2, 3, 4, 5]}
+    assert first_versions_per_key(records) == {
+        b"case-1": [1, 2, 3, 4, 5],
+        b"case-2": [1, 2, 3, 4, 5],
+    }
 
 
 async def _zero(pool: asyncpg.Pool) -> bool:
     return await pending(pool) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: OutboxRelay.publish_batch starts the producer outside its try block, so an "
-    "unreachable broker is neither counted in stats/jingmin_outbox_failures nor recorded "
-    "in outbox.attempts/last_error (and the half-started producer is never closed)"))
 async def test_an_unreachable_broker_is_counted_and_recorded_on_the_rows(
-    pool: asyncpg.Pool, pg_store: PostgresEventStore, kafka_bootstrap: str,
-    new_topic: NewTopic, to_messages: ToMessages,
+    pool: asyncpg.Pool,
+    pg_store: PostgresEventStore,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    to_messages: ToMessages,
     producers: Producers,
 ) -> None:
     topic = await new_topic("relay-dead", partitions=1)
@@ -193,14 +220,21 @@ async def test_an_unreachable_broker_is_counted_and_recorded_on_the_rows(
 
 
 async def test_two_relays_on_one_database_one_leads_and_the_other_takes_over(
-    dsn: str, pool: asyncpg.Pool, pg_store: PostgresEventStore, kafka_bootstrap: str,
-    new_topic: NewTopic, read_topic: ReadTopic, to_messages: ToMessages,
+    dsn: str,
+    pool: asyncpg.Pool,
+    pg_store: PostgresEventStore,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    to_messages: ToMessages,
     producers: Producers,
 ) -> None:
     topic = await new_topic("relay-lead", partitions=2)
     pools = [await db.create_pool(dsn, min_size=1, max_size=4) for _ in range(2)]
-    relays = [OutboxRelay(p, producers(), service=f"lead-{i}",
-                          poll_interval=0.05) for i, p in enumerate(pools)]
+    relays = [
+        OutboxRelay(p, producers(), service=f"lead-{i}", poll_interval=0.05)
+        for i, p in enumerate(pools)
+    ]
     stops = [asyncio.Event(), asyncio.Event()]
     tasks = [asyncio.create_task(r.run(s)) for r, s in zip(relays, stops, strict=True)]
     try:
@@ -230,7 +264,8 @@ async def test_two_relays_on_one_database_one_leads_and_the_other_takes_over(
     records = await read_topic(topic, until=lambda rs: {ce_id(r) for r in rs} >= expected)
     assert {ce_id(r) for r in records} == expected
     assert first_versions_per_key(records) == {
-        f"case-{i}".encode(): list(range(1, 11)) for i in range(1, 5)}
+        f"case-{i}".encode(): list(range(1, 11)) for i in range(1, 5)
+    }
 
 
 RUNNER = """
@@ -249,8 +284,9 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
-async def seed_outbox(pool: asyncpg.Pool, to_messages: ToMessages, topic: str,
-                      aggregates: int, per_aggregate: int) -> dict[str, tuple[str, int]]:
+async def seed_outbox(
+    pool: asyncpg.Pool, to_messages: ToMessages, topic: str, aggregates: int, per_aggregate: int
+) -> dict[str, tuple[str, int]]:
     """Store aggregates x per_aggregate events; outbox rows interleave the aggregates."""
     store = PostgresEventStore(pool)
     streams = [f"case-{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(aggregates)]
@@ -261,9 +297,15 @@ async def seed_outbox(pool: asyncpg.Pool, to_messages: ToMessages, topic: str,
         async with store.transaction() as tx:
             recorded: list[list[RecordedEvent]] = []
             for sid in streams:
-                events = [NewEvent(type="CaseReceived", data={"n": v, "备注": "压力测试"},
-                                   occurred_at=base + timedelta(seconds=v), bureau="b")
-                          for v in range(start, start + chunk)]
+                events = [
+                    NewEvent(
+                        type="CaseReceived",
+                        data={"n": v, "备注": "压力测试"},
+                        occurred_at=base + timedelta(seconds=v),
+                        bureau="b",
+                    )
+                    for v in range(start, start + chunk)
+                ]
                 recorded.append(await tx.append(sid, "case", start, events))
             # Round-robin, so every batch the relay reads mixes many aggregates.
             for i in range(chunk):
@@ -274,8 +316,13 @@ async def seed_outbox(pool: asyncpg.Pool, to_messages: ToMessages, topic: str,
 
 
 async def test_relay_killed_with_sigkill_three_times_loses_nothing_and_keeps_order(
-    dsn: str, pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: NewTopic,
-    read_topic: ReadTopic, to_messages: ToMessages, tmp_path: Path,
+    dsn: str,
+    pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    to_messages: ToMessages,
+    tmp_path: Path,
 ) -> None:
     topic = await new_topic("relay-kill9", partitions=6)
     written = await seed_outbox(pool, to_messages, topic, aggregates=200, per_aggregate=50)
@@ -284,12 +331,16 @@ async def test_relay_killed_with_sigkill_three_times_loses_nothing_and_keeps_ord
     log = (tmp_path / "relay.log").open("ab")
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-c", RUNNER, dsn, kafka_bootstrap, "100"],
-                                stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-c", RUNNER, dsn, kafka_bootstrap, "100"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     async def published() -> int:
         count: int = await pool.fetchval(
-            "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"
+        )
         return count
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -321,8 +372,9 @@ async def test_relay_killed_with_sigkill_three_times_loses_nothing_and_keeps_ord
                 await asyncio.to_thread(proc.wait, 10)
         log.close()
 
-    records = await read_topic(topic, until=lambda rs: {ce_id(r) for r in rs} >= set(written),
-                               timeout=60)
+    records = await read_topic(
+        topic, until=lambda rs: {ce_id(r) for r in rs} >= set(written), timeout=60
+    )
     ids = Counter(ce_id(r) for r in records)
     assert set(ids) == set(written), f"{len(set(written) - set(ids))} messages lost"
     assert await pending(pool) == 0

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 import pytest
@@ -23,9 +24,9 @@ from eventkit.testing import wait_for
 
 pytestmark = pytest.mark.integration
 
-Record = ConsumerRecord[bytes, bytes]
-NewTopic = Callable[..., Awaitable[str]]
-ReadTopic = Callable[..., Awaitable[list[Record]]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+NewTopic: TypeAlias = Callable[..., Awaitable[str]]
+ReadTopic: TypeAlias = Callable[..., Awaitable[list[Record]]]
 
 
 class ToyService:
@@ -38,23 +39,33 @@ class ToyService:
         if event.type == "NoteRedacted":
             return []  # a private domain event: never published
         envelope = envelope_for(
-            event, source="/jingmin/toy", type_=f"jingmin.toy.{event.type}.v1",
+            event,
+            source="/jingmin/toy",
+            type_=f"jingmin.toy.{event.type}.v1",
             data={"case": event.stream_id, **event.data},
-            dataschema="https://jingmin.example/schemas/toy/1.json")
+            dataschema="https://jingmin.example/schemas/toy/1.json",
+        )
         return [message_for(event, envelope, self.topic)]
 
     def spec(self, database: str, migrations: Path) -> ServiceSpec:
-        return ServiceSpec(name="toy", default_port=18999, database=database,
-                           app="nowhere:create_app", migrations=migrations,
-                           topics=[TopicSpec(self.topic)], to_messages=self.to_messages)
+        return ServiceSpec(
+            name="toy",
+            default_port=18999,
+            database=database,
+            app="nowhere:create_app",
+            migrations=migrations,
+            topics=[TopicSpec(self.topic)],
+            to_messages=self.to_messages,
+        )
 
 
 def ce_id(record: Record) -> str:
-    return dict(record.headers)["ce_id"].decode()
+    return str(dict(record.headers)["ce_id"].decode())
 
 
-async def store_events(pool: asyncpg.Pool, service: ToyService, streams: int,
-                       per_stream: int) -> list[str]:
+async def store_events(
+    pool: asyncpg.Pool, service: ToyService, streams: int, per_stream: int
+) -> list[str]:
     """Write through the same mapping the service uses; return the published event ids."""
     store = PostgresEventStore(pool)
     published: list[str] = []
@@ -62,10 +73,17 @@ async def store_events(pool: asyncpg.Pool, service: ToyService, streams: int,
     for n in range(per_stream):
         for s in range(streams):
             type_ = "NoteRedacted" if (n, s) == (2, 0) else "CaseNoted"
-            new = NewEvent(type=type_, data={"n": n, "备注": f"第{n}条：邻里纠纷，已调解",
-                                             "when": (base + timedelta(hours=n)).isoformat()},
-                           occurred_at=base + timedelta(hours=n, minutes=s), bureau="东关派出所",
-                           metadata={"correlation_id": f"c-{s}-{n}"})
+            new = NewEvent(
+                type=type_,
+                data={
+                    "n": n,
+                    "备注": f"第{n}条：邻里纠纷，已调解",
+                    "when": (base + timedelta(hours=n)).isoformat(),
+                },
+                occurred_at=base + timedelta(hours=n, minutes=s),
+                bureau="东关派出所",
+                metadata={"correlation_id": f"c-{s}-{n}"},
+            )
             async with store.transaction() as tx:
                 recorded = await tx.append(f"toy-{s}", "toy", n, [new])
                 messages = [m for e in recorded for m in service.to_messages(e)]
@@ -78,13 +96,19 @@ async def settled(pool: asyncpg.Pool) -> bool:
     """True once no transaction older than a stored event is still open on the server."""
     hidden: bool = await pool.fetchval(
         "SELECT EXISTS (SELECT 1 FROM events "
-        "WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot()))")
+        "WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot()))"
+    )
     return not hidden
 
 
 async def test_replay_republishes_every_event_byte_for_byte(
-    dsn: str, pool: asyncpg.Pool, pg_server_url: str, kafka_bootstrap: str,
-    new_topic: NewTopic, read_topic: ReadTopic, tmp_path: Path,
+    dsn: str,
+    pool: asyncpg.Pool,
+    pg_server_url: str,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    tmp_path: Path,
     producers: Callable[..., Callable[[], AIOKafkaProducer]],
 ) -> None:
     live_topic = await new_topic("toy-live", partitions=3)
@@ -104,8 +128,13 @@ async def test_replay_republishes_every_event_byte_for_byte(
     service.topic = replay_topic
     spec = service.spec(database=dsn.rsplit("/", 1)[1], migrations=tmp_path)
     progress: list[int] = []
-    sent = await replay_service(spec, KernelSettings(database_url=pg_server_url),
-                                kafka_bootstrap, batch=40, progress=progress.append)
+    sent = await replay_service(
+        spec,
+        KernelSettings(database_url=pg_server_url),
+        kafka_bootstrap,
+        batch=40,
+        progress=progress.append,
+    )
     replayed = await read_topic(replay_topic, until=lambda rs: len(rs) >= 149)
 
     assert sent == 149 and progress[-1] == 149 and len(progress) > 1
@@ -124,13 +153,14 @@ async def test_replay_republishes_every_event_byte_for_byte(
         assert seen == sorted(seen), key
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: replay_service stops at the first empty read_all page; while any older write "
-    "transaction is open anywhere on the server, read_all hides every later event, so the "
-    "replay silently sends a prefix (here: nothing) and reports success"))
 async def test_replay_sends_everything_even_while_a_write_transaction_is_open(
-    dsn: str, pool: asyncpg.Pool, pg_server_url: str, kafka_bootstrap: str,
-    new_topic: NewTopic, read_topic: ReadTopic, tmp_path: Path,
+    dsn: str,
+    pool: asyncpg.Pool,
+    pg_server_url: str,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    tmp_path: Path,
 ) -> None:
     topic = await new_topic("toy-busy", partitions=1)
     service = ToyService(topic)
@@ -139,8 +169,9 @@ async def test_replay_sends_everything_even_while_a_write_transaction_is_open(
         await busy.execute("INSERT INTO processed_messages VALUES ('x', $1)", str(uuid.uuid4()))
         published = await store_events(pool, service, streams=2, per_stream=3)
         spec = service.spec(database=dsn.rsplit("/", 1)[1], migrations=tmp_path)
-        replay = asyncio.create_task(replay_service(
-            spec, KernelSettings(database_url=pg_server_url), kafka_bootstrap))
+        replay = asyncio.create_task(
+            replay_service(spec, KernelSettings(database_url=pg_server_url), kafka_bootstrap)
+        )
         await asyncio.sleep(1.0)  # the request finishes a moment later
     sent = await asyncio.wait_for(replay, 30)
 

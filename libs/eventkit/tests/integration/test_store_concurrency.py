@@ -8,6 +8,7 @@ import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeAlias
 
 import asyncpg
 import pytest
@@ -28,14 +29,14 @@ from eventkit.testing import wait_for
 
 pytestmark = pytest.mark.integration
 
-MakeEvent = Callable[..., NewEvent]
-NewTopic = Callable[..., Awaitable[str]]
-ReadTopic = Callable[..., Awaitable[list[ConsumerRecord[bytes, bytes]]]]
-ToMessages = Callable[[Sequence[RecordedEvent], str], list[OutboxMessage]]
+MakeEvent: TypeAlias = Callable[..., NewEvent]
+NewTopic: TypeAlias = Callable[..., Awaitable[str]]
+ReadTopic: TypeAlias = Callable[..., Awaitable[list[ConsumerRecord[bytes, bytes]]]]
+ToMessages: TypeAlias = Callable[[Sequence[RecordedEvent], str], list[OutboxMessage]]
 
 
 def ce_id(record: ConsumerRecord[bytes, bytes]) -> str:
-    return dict(record.headers)["ce_id"].decode()
+    return str(dict(record.headers)["ce_id"].decode())
 
 
 async def test_sixteen_racing_writers_get_exactly_one_winner_per_version(
@@ -171,15 +172,24 @@ class _Rollback(Exception):
 
 
 async def test_relay_publishes_every_row_while_transactions_are_held_open(
-    pool: asyncpg.Pool, pg_store: PostgresEventStore, new_event: MakeEvent,
-    kafka_bootstrap: str, new_topic: NewTopic, read_topic: ReadTopic, to_messages: ToMessages,
+    pool: asyncpg.Pool,
+    pg_store: PostgresEventStore,
+    new_event: MakeEvent,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    to_messages: ToMessages,
 ) -> None:
     topic = await new_topic("held-open", partitions=4)
     rng = random.Random(11)
     committed: dict[str, tuple[str, int]] = {}  # event id -> (stream, version)
-    relay = OutboxRelay(pool, lambda: kafka.producer(KernelSettings(), kafka_bootstrap),
-                        service=f"held-{uuid.uuid4().hex[:6]}", batch_size=20,
-                        poll_interval=0.02)
+    relay = OutboxRelay(
+        pool,
+        lambda: kafka.producer(KernelSettings(), kafka_bootstrap),
+        service=f"held-{uuid.uuid4().hex[:6]}",
+        batch_size=20,
+        poll_interval=0.02,
+    )
     stop = asyncio.Event()
     relaying = asyncio.create_task(relay.run(stop))
 
@@ -204,8 +214,10 @@ async def test_relay_publishes_every_row_while_transactions_are_held_open(
 
     try:
         await asyncio.gather(*(writer(i) for i in range(200)))
-        await wait_for(lambda: pool.fetchval(
-            "SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"), timeout=30)
+        await wait_for(
+            lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"),
+            timeout=30,
+        )
     finally:
         stop.set()
         await asyncio.wait_for(relaying, 15)
@@ -227,28 +239,31 @@ async def test_relay_publishes_every_row_while_transactions_are_held_open(
         assert versions == list(range(1, len(versions) + 1))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: read_all orders by the writing transaction's id, which PostgreSQL assigns at the "
-    "transaction's first write, not at commit: a transaction that wrote something else "
-    "first and then appends the stream's next version is read before that version"))
 async def test_read_all_keeps_stream_order_when_the_next_writer_started_writing_earlier(
     pool: asyncpg.Pool, pg_store: PostgresEventStore, new_event: MakeEvent
 ) -> None:
     # The shape of every idempotent consumer whose handler appends: it records the
-    # processed message (taking a transaction id), then loads the stream and appends.
+    # processed message (taking a transaction id), then loads the stream and appends; on
+    # ConcurrencyConflict it retries in a new transaction, as IdempotentConsumer does.
     first, second = new_event(1), new_event(2)
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO processed_messages (consumer, message_id) "
-                           "VALUES ('policy', 'm-1')")
-        await pg_store.append("case-1", "case", 0, [first])  # another request, committed
-        tx = PostgresTransaction(conn)
-        version = len(await tx.load("case-1"))
-        await tx.append("case-1", "case", version, [second])
+    for attempt in range(3):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO processed_messages (consumer, message_id) VALUES ('policy', 'm-1')"
+                )
+                if attempt == 0:
+                    await pg_store.append("case-1", "case", 0, [first])  # another request
+                tx = PostgresTransaction(conn)
+                version = len(await tx.load("case-1"))
+                await tx.append("case-1", "case", version, [second])
+            break
+        except ConcurrencyConflict:
+            continue
 
     async def both() -> list[RecordedEvent] | None:
         events = await pg_store.read_all()
         return events if len(events) == 2 else None
 
     events = await wait_for(both, timeout=20)
-    assert [(e.event_id, e.version) for e in events] == [(first.event_id, 1),
-                                                         (second.event_id, 2)]
+    assert [(e.event_id, e.version) for e in events] == [(first.event_id, 1), (second.event_id, 2)]

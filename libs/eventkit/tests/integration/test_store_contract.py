@@ -45,9 +45,20 @@ class Contract:
             return list(self.store.outbox)
         rows = await self.pool.fetch(
             "SELECT event_id, aggregate_type, aggregate_id, type, topic, payload::text AS p, "
-            "headers::text AS h FROM outbox ORDER BY id")
-        return [OutboxMessage(r["event_id"], r["aggregate_type"], r["aggregate_id"], r["type"],
-                              r["topic"], json.loads(r["p"]), json.loads(r["h"])) for r in rows]
+            "headers::text AS h FROM outbox ORDER BY id"
+        )
+        return [
+            OutboxMessage(
+                r["event_id"],
+                r["aggregate_type"],
+                r["aggregate_id"],
+                r["type"],
+                r["topic"],
+                json.loads(r["p"]),
+                json.loads(r["h"]),
+            )
+            for r in rows
+        ]
 
     async def read_all_settled(self, expected: int, **kw: Any) -> list[RecordedEvent]:
         """read_all, waiting out writers elsewhere on the server that started before ours.
@@ -55,11 +66,15 @@ class Contract:
         The Postgres store hides events behind any older transaction still open (on the
         whole server, not only this database) — by design; once they end, it is stable.
         """
+
         async def enough() -> list[RecordedEvent] | None:
             events = await self.store.read_all(**kw)
             return events if len(events) >= expected else None
 
-        return await wait_for(enough, timeout=20, message="read_all never caught up")
+        events: list[RecordedEvent] = await wait_for(
+            enough, timeout=20, message="read_all never caught up"
+        )
+        return events
 
 
 @pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -74,8 +89,12 @@ def contract(request: pytest.FixtureRequest) -> Contract:
 def event(n: int = 0, type_: str = "CaseReceived", **data: Any) -> NewEvent:
     return NewEvent(
         type=type_,
-        data={"n": n, "summary": "群众反映夜间施工噪音，影响休息", "地址": {"街道": "城关镇"},
-              **data},
+        data={
+            "n": n,
+            "summary": "群众反映夜间施工噪音，影响休息",
+            "地址": {"街道": "城关镇"},
+            **data,
+        },
         occurred_at=datetime(2024, 5, 1, 8, 30, n % 60, 123456, tzinfo=BEIJING),
         bureau="城关派出所",
         schema_version=2,
@@ -84,10 +103,18 @@ def event(n: int = 0, type_: str = "CaseReceived", **data: Any) -> NewEvent:
 
 
 def outbox_for(stream_id: str, events: Sequence[NewEvent]) -> list[OutboxMessage]:
-    return [OutboxMessage(
-        event_id=e.event_id, aggregate_type="case", aggregate_id=stream_id, type=e.type,
-        topic=TOPIC, payload={"n": e.data["n"], "摘要": e.data["summary"]},
-        headers={"ce_id": e.event_id, "ce_type": e.type}) for e in events]
+    return [
+        OutboxMessage(
+            event_id=e.event_id,
+            aggregate_type="case",
+            aggregate_id=stream_id,
+            type=e.type,
+            topic=TOPIC,
+            payload={"n": e.data["n"], "摘要": e.data["summary"]},
+            headers={"ce_id": e.event_id, "ce_type": e.type},
+        )
+        for e in events
+    ]
 
 
 def stream() -> str:
@@ -105,8 +132,7 @@ async def test_append_then_load_round_trips_the_event(contract: Contract) -> Non
     recorded = await contract.store.append(sid, "case", 0, new)
     loaded = await contract.store.load(sid)
 
-    assert [(e.version, e.event_id) for e in loaded] == [(1, new[0].event_id),
-                                                         (2, new[1].event_id)]
+    assert [(e.version, e.event_id) for e in loaded] == [(1, new[0].event_id), (2, new[1].event_id)]
     for stored, sent, returned in zip(loaded, new, recorded, strict=True):
         assert stored.stream_id == sid and stored.stream_type == "case"
         assert stored.type == sent.type
@@ -119,7 +145,11 @@ async def test_append_then_load_round_trips_the_event(contract: Contract) -> Non
         assert stored.recorded_at.utcoffset() is not None
         # What append returns is what a later load sees.
         assert (returned.version, returned.event_id, returned.data, returned.position) == (
-            stored.version, stored.event_id, stored.data, stored.position)
+            stored.version,
+            stored.event_id,
+            stored.data,
+            stored.position,
+        )
     assert loaded[1].data["类别"] == "噪音"
     assert loaded[0].position < loaded[1].position
 
@@ -241,8 +271,9 @@ async def test_read_all_filters_by_stream_type(contract: Contract) -> None:
     only_cases = await contract.store.read_all(stream_type="case")
     assert ids(only_cases) == cases
     assert {e.stream_type for e in only_cases} == {"case"}
-    second_page = await contract.store.read_all(after=only_cases[0].position, limit=1,
-                                                stream_type="case")
+    second_page = await contract.store.read_all(
+        after=only_cases[0].position, limit=1, stream_type="case"
+    )
     assert ids(second_page) == cases[1:2]
     assert await contract.store.read_all(stream_type="complaint") == []
 
@@ -295,14 +326,7 @@ async def test_a_transaction_sees_its_own_pending_version(contract: Contract) ->
     assert [e.version for e in await contract.store.load(other)] == [1]
 
 
-async def test_two_appends_to_one_stream_in_one_transaction(
-    contract: Contract, request: pytest.FixtureRequest
-) -> None:
-    if isinstance(contract.store, InMemoryEventStore):
-        request.applymarker(pytest.mark.xfail(
-            strict=True, raises=(KeyError, ConcurrencyConflict),
-            reason="BUG: InMemoryEventStore re-checks every append of a transaction against "
-                   "the committed length, so a second append to the same stream fails"))
+async def test_two_appends_to_one_stream_in_one_transaction(contract: Contract) -> None:
     sid = stream()
     async with contract.store.transaction() as tx:
         await tx.append(sid, "case", 0, [event(1)])
@@ -314,8 +338,9 @@ async def test_two_appends_to_one_stream_in_one_transaction(
 async def test_occurred_at_keeps_the_instant_whatever_the_zone(contract: Contract) -> None:
     sid = stream()
     instant = datetime(2024, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-    new = NewEvent(type="CaseReceived", data={}, occurred_at=instant.astimezone(BEIJING),
-                   bureau="b")
+    new = NewEvent(
+        type="CaseReceived", data={}, occurred_at=instant.astimezone(BEIJING), bureau="b"
+    )
     await contract.store.append(sid, "case", 0, [new])
     (loaded,) = await contract.store.load(sid)
     assert loaded.occurred_at == instant

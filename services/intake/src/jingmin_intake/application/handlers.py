@@ -13,7 +13,13 @@ from eventkit import idempotency
 from eventkit.auth import Principal, authorize
 from eventkit.personal import Vault
 from eventkit.problems import conflict, not_found, unprocessable
-from eventkit.store import ConcurrencyConflict, NewEvent, PostgresEventStore, RecordedEvent
+from eventkit.store import (
+    ConcurrencyConflict,
+    NewEvent,
+    PostgresEventStore,
+    RecordedEvent,
+    StaleTransaction,
+)
 from eventkit.telemetry import current_traceparent
 
 from jingmin_intake.adapters import policies, read_model
@@ -63,7 +69,7 @@ class CaseCommands:
                 return await self._execute_once(request, case_id, decide, bureau,
                                                 expected_version, status)
             except ConcurrencyConflict as exc:
-                if expected_version is not None:
+                if expected_version is not None and not isinstance(exc, StaleTransaction):
                     raise conflict(f"case {case_id} is at a newer version than "
                                    f"{expected_version}: reload and retry",
                                    expected_version=expected_version) from exc
