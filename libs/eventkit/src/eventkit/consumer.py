@@ -11,7 +11,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from eventkit.envelope import Envelope, EnvelopeError
-from eventkit.telemetry import CONSUMER_PROCESSED, kafka_span
+from eventkit.telemetry import CONSUMER_LAG, CONSUMER_PROCESSED, kafka_span
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,15 @@ class IdempotentConsumer:
                     await self.handle(record)
             if batches:
                 await consumer.commit()
+            await self._observe_lag(consumer)
+
+    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        lag = 0
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)  # None until the partition was fetched once
+            if end is not None:
+                lag += max(0, end - await consumer.position(tp))
+        CONSUMER_LAG.labels(self.service, self.name).set(lag)
 
 
 def make_consumer(bootstrap: str, group_id: str, topics: Sequence[str] = (),
