@@ -21,7 +21,8 @@ def test_asyncapi_documents_are_valid() -> None:
         # contracts-check already fails a context with schemas but no AsyncAPI document.
         pytest.skip("no contracts/*/asyncapi.yaml yet")
 
-    result = subprocess.run(["node", str(TOOLS / "validate.mjs")], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["node", str(TOOLS / "validate.mjs")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
     assert result.returncode == 0, result.stderr + result.stdout

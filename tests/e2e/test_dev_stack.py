@@ -38,21 +38,37 @@ class DevStack:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-        env.update(JINGMIN_HOME=str(self.home), DATABASE_URL=self.server_url,
-                   DATABASE_SUFFIX=self.suffix, INTAKE_PORT=str(self.port),
-                   INTAKE_RELAY_METRICS_PORT=str(free_port()),
-                   INTAKE_WORKER_METRICS_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+        env.update(
+            JINGMIN_HOME=str(self.home),
+            DATABASE_URL=self.server_url,
+            DATABASE_SUFFIX=self.suffix,
+            INTAKE_PORT=str(self.port),
+            INTAKE_RELAY_METRICS_PORT=str(free_port()),
+            INTAKE_WORKER_METRICS_PORT=str(free_port()),
+            PYTHONUNBUFFERED="1",
+        )
         self.lines = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "eventkit.cli", "dev"], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "eventkit.cli", "dev"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 90
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
         while time.monotonic() < deadline:
             self._drain()
-            match = next((re.search(r"kafka:\s*(\S+)", ln) for ln in self.lines
-                          if re.search(r"kafka:\s*\S+", ln)), None)
+            match = next(
+                (
+                    re.search(r"kafka:\s*(\S+)", ln)
+                    for ln in self.lines
+                    if re.search(r"kafka:\s*\S+", ln)
+                ),
+                None,
+            )
             if match and self._ready():
                 self.bootstrap = match.group(1)
                 return
@@ -104,8 +120,12 @@ def stack(tmp_path: Path, pg_server_url: str) -> Iterator[DevStack]:
 
 
 def _read_topic(bootstrap: str, want: int, timeout: float = 30) -> list[object]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
+    )
     parts = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC) or ()]
     consumer.assign(parts)
     consumer.seek_to_beginning()
@@ -124,24 +144,36 @@ def test_case_goes_from_http_to_the_topic_and_survives_a_broker_loss(stack: DevS
     token = issue_token(settings, subject="op-1", roles=["intake_operator"], scopes=["330602"])
     base = f"http://127.0.0.1:{stack.port}"
     headers = {"Authorization": f"Bearer {token}"}
-    body = {"bureau": "330602", "station": "330602001", "channel": "call_110",
-            "kind": "alarm", "area_type": "urban", "demand": "有人打架，请快来",
-            "person": {"name": "张三", "phone": "13800000000"}}
+    body = {
+        "bureau": "330602",
+        "station": "330602001",
+        "channel": "call_110",
+        "kind": "alarm",
+        "area_type": "urban",
+        "demand": "有人打架，请快来",
+        "person": {"name": "张三", "phone": "13800000000"},
+    }
     created = httpx.post(f"{base}/v1/cases", json=body, headers=headers, timeout=10)
     assert created.status_code == 201, created.text
     case_id = created.json()["case_id"]
-    dispatched = httpx.post(f"{base}/v1/cases/{case_id}/dispatch", headers=headers, timeout=10,
-                            json={"unit": "330602001", "officer_ids": ["A1"],
-                                  "reason": "斗殴", "purpose": "制止"})
+    dispatched = httpx.post(
+        f"{base}/v1/cases/{case_id}/dispatch",
+        headers=headers,
+        timeout=10,
+        json={"unit": "330602001", "officer_ids": ["A1"], "reason": "斗殴", "purpose": "制止"},
+    )
     assert dispatched.status_code == 200, dispatched.text
 
     records = _read_topic(stack.bootstrap, 2)
     ours = [r for r in records if r.key == case_id.encode()]  # type: ignore[attr-defined]
     assert len(ours) >= 2
-    events = [from_binary(KafkaMessage(headers=dict(r.headers), key=r.key, value=r.value))
-              for r in ours]  # type: ignore[attr-defined]
-    assert [e["type"] for e in events[:2]] == ["jingmin.intake.CaseReceived.v1",
-                                                "jingmin.intake.CaseDispatched.v1"]
+    events = [
+        from_binary(KafkaMessage(headers=dict(r.headers), key=r.key, value=r.value)) for r in ours
+    ]  # type: ignore[attr-defined]
+    assert [e["type"] for e in events[:2]] == [
+        "jingmin.intake.CaseReceived.v1",
+        "jingmin.intake.CaseDispatched.v1",
+    ]
     first = events[0]
     assert first["source"] == "/jingmin/intake" and first["subject"] == case_id
     assert first["bureau"] == "330602" and first["streamversion"] == "1"

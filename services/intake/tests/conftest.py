@@ -34,9 +34,11 @@ TokenFactory = Callable[..., Headers]
 @pytest.fixture
 def settings(tmp_path: Any) -> KernelSettings:
     # Nothing here needs the broker; a closed port keeps readiness honest and fast.
-    return KernelSettings(jingmin_home=tmp_path,
-                          master_key=base64.b64encode(os.urandom(32)).decode(),
-                          kafka_bootstrap_servers="127.0.0.1:9")
+    return KernelSettings(
+        jingmin_home=tmp_path,
+        master_key=base64.b64encode(os.urandom(32)).decode(),
+        kafka_bootstrap_servers="127.0.0.1:9",
+    )
 
 
 @pytest.fixture
@@ -54,8 +56,9 @@ async def app(settings: KernelSettings, dsn: str) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake.test",
-                                 timeout=30) as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://intake.test", timeout=30
+    ) as c:
         yield c
 
 
@@ -78,10 +81,16 @@ def make_commands(db: asyncpg.Pool, settings: KernelSettings) -> Callable[[], Ca
 
 @pytest.fixture
 def token(settings: KernelSettings) -> TokenFactory:
-    def make(*roles: str, scopes: Iterable[str] = (BUREAU,), subject: str = "op-1",
-             **kw: Any) -> Headers:
-        value = issue_token(settings, subject=subject, roles=roles or ("intake_operator",),
-                            scopes=list(scopes), **kw)
+    def make(
+        *roles: str, scopes: Iterable[str] = (BUREAU,), subject: str = "op-1", **kw: Any
+    ) -> Headers:
+        value = issue_token(
+            settings,
+            subject=subject,
+            roles=roles or ("intake_operator",),
+            scopes=list(scopes),
+            **kw,
+        )
         return {"Authorization": f"Bearer {value}"}
 
     return make
@@ -102,7 +111,10 @@ def ago(**kw: float) -> str:
 
 def case_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "bureau": BUREAU, "station": STATION, "channel": "call_110", "kind": "alarm",
+        "bureau": BUREAU,
+        "station": STATION,
+        "channel": "call_110",
+        "kind": "alarm",
         "area_type": "urban",
         "person": {"name": "王秀英", "phone": "13912345678", "id_number": "33060219800101123X"},
         "demand": "楼下有人持刀争吵，请马上派人",
@@ -117,12 +129,20 @@ def case_body(**overrides: Any) -> dict[str, Any]:
 # Valid bodies for every command, by path suffix.
 COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "first-contact": {"officer_id": "p1001", "unit": STATION, "in_remit": True},
-    "dispatch": {"unit": STATION, "officer_ids": ["p1001", "p1002"],
-                 "reason": "群众报警称有人持刀", "purpose": "制止事态、保护现场"},
+    "dispatch": {
+        "unit": STATION,
+        "officer_ids": ["p1001", "p1002"],
+        "reason": "群众报警称有人持刀",
+        "purpose": "制止事态、保护现场",
+    },
     "arrival": {"officer_id": "p1001"},
     "service-visits": {"missing_materials": ["户口簿"], "hours_type": "regular"},
-    "transfer": {"target_type": "external", "target": "12345",
-                 "explanation": "告知其向12345热线反映，电话12345", "person_informed": True},
+    "transfer": {
+        "target_type": "external",
+        "target": "12345",
+        "explanation": "告知其向12345热线反映，电话12345",
+        "person_informed": True,
+    },
     "escalation": {"reason": "涉及多部门，需要政府协调"},
     "resolution": {"reply": "已调解，双方达成和解"},
     "rejection": {"reason": "false_report", "explanation": "经核实无此事"},
@@ -158,19 +178,28 @@ class Api:
         self.client = client
         self.headers = headers
 
-    async def receive(self, expect: int = 201, headers: Headers | None = None,
-                      **overrides: Any) -> dict[str, Any]:
-        r = await self.client.post("/v1/cases", json=case_body(**overrides),
-                                   headers=headers or self.headers)
+    async def receive(
+        self, expect: int = 201, headers: Headers | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        r = await self.client.post(
+            "/v1/cases", json=case_body(**overrides), headers=headers or self.headers
+        )
         assert r.status_code == expect, r.text
         body: dict[str, Any] = r.json()
         return body
 
-    async def command(self, case_id: str, action: str, expect: int = 200,
-                      headers: Headers | None = None, **overrides: Any) -> dict[str, Any]:
+    async def command(
+        self,
+        case_id: str,
+        action: str,
+        expect: int = 200,
+        headers: Headers | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
         payload = {**COMMAND_BODIES[action], **overrides}
-        r = await self.client.post(f"/v1/cases/{case_id}/{action}", json=payload,
-                                   headers=headers or self.headers)
+        r = await self.client.post(
+            f"/v1/cases/{case_id}/{action}", json=payload, headers=headers or self.headers
+        )
         assert r.status_code == expect, r.text
         body: dict[str, Any] = r.json()
         return body
@@ -205,26 +234,37 @@ class Stored:
                       (SELECT count(*) FROM outbox) AS outbox,
                       (SELECT count(*) FROM cases) AS cases,
                       (SELECT count(*) FROM case_deadlines) AS deadlines,
-                      (SELECT count(*) FROM idempotency_keys) AS idempotency_keys""")
+                      (SELECT count(*) FROM idempotency_keys) AS idempotency_keys"""
+        )
         return dict(row)
 
     async def event_types(self, case_id: str) -> list[str]:
         rows = await self.pool.fetch(
-            "SELECT type FROM events WHERE stream_id = $1 ORDER BY version", case_id)
+            "SELECT type FROM events WHERE stream_id = $1 ORDER BY version", case_id
+        )
         return [r["type"] for r in rows]
 
     async def versions(self, case_id: str) -> list[int]:
         rows = await self.pool.fetch(
-            "SELECT version FROM events WHERE stream_id = $1 ORDER BY version", case_id)
+            "SELECT version FROM events WHERE stream_id = $1 ORDER BY version", case_id
+        )
         return [r["version"] for r in rows]
 
     async def outbox(self, case_id: str | None = None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             """SELECT type, payload::text AS payload, headers::text AS headers FROM outbox
-               WHERE $1::text IS NULL OR aggregate_id = $1 ORDER BY id""", case_id)
-        return [{"type": r["type"], "payload": json.loads(r["payload"]),
-                 "raw": r["payload"] + r["headers"], "headers": json.loads(r["headers"])}
-                for r in rows]
+               WHERE $1::text IS NULL OR aggregate_id = $1 ORDER BY id""",
+            case_id,
+        )
+        return [
+            {
+                "type": r["type"],
+                "payload": json.loads(r["payload"]),
+                "raw": r["payload"] + r["headers"],
+                "headers": json.loads(r["headers"]),
+            }
+            for r in rows
+        ]
 
 
 @pytest.fixture

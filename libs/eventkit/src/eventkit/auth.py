@@ -26,7 +26,8 @@ from eventkit.personal import read_or_create_secret_file
 from eventkit.settings import KernelSettings
 
 ROLES: frozenset[str] = frozenset(
-    {"intake_operator", "officer", "supervisor", "commander", "partner", "admin"})
+    {"intake_operator", "officer", "supervisor", "commander", "partner", "admin"}
+)
 
 # ASCII only: str.isdigit() would also accept full-width and other Unicode digits.
 # 2 digits is a province, 12 a village; nothing shorter or longer is an administrative code.
@@ -75,8 +76,9 @@ class BearerChallenge(problems.Problem):
         self.headers = {"WWW-Authenticate": challenge}
 
 
-def _validated(roles: Iterable[str],
-               scopes: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+def _validated(
+    roles: Iterable[str], scopes: Iterable[str]
+) -> tuple[frozenset[str], tuple[str, ...]]:
     role_set = frozenset(roles)
     if not role_set:
         raise ValueError("at least one role is required")
@@ -94,6 +96,7 @@ def _validated(roles: Iterable[str],
 
 # --- dev signing key ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _DevKey:
     private: Ed25519PrivateKey
@@ -107,20 +110,28 @@ def _b64url(raw: bytes) -> str:
 
 @lru_cache(maxsize=4)
 def _load_dev_key(path: Path) -> _DevKey:
-    pem = read_or_create_secret_file(path, lambda: Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    pem = read_or_create_secret_file(
+        path,
+        lambda: Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
     private = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(private, Ed25519PrivateKey):
         raise ValueError(f"{path} does not hold an Ed25519 private key")
-    x = _b64url(private.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    x = _b64url(
+        private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+    )
     # RFC 7638 thumbprint: the kid changes exactly when the key does.
-    thumbprint = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x},
-                            separators=(",", ":"), sort_keys=True)
+    thumbprint = json.dumps(
+        {"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"), sort_keys=True
+    )
     kid = _b64url(hashlib.sha256(thumbprint.encode()).digest())
-    jwk = {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": _DEV_ALGORITHM,
-           "use": "sig"}
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": _DEV_ALGORITHM, "use": "sig"}
     return _DevKey(private, kid, jwk)
 
 
@@ -133,10 +144,16 @@ def dev_jwks(settings: KernelSettings) -> dict[str, list[dict[str, str]]]:
     return {"keys": [dict(_dev_key(settings).public_jwk)]}
 
 
-def issue_token(settings: KernelSettings, *, subject: str, roles: Iterable[str],
-                scopes: Iterable[str], ttl: timedelta = timedelta(hours=12),
-                extra_claims: Mapping[str, Any] | None = None,
-                now: datetime | None = None) -> str:
+def issue_token(
+    settings: KernelSettings,
+    *,
+    subject: str,
+    roles: Iterable[str],
+    scopes: Iterable[str],
+    ttl: timedelta = timedelta(hours=12),
+    extra_claims: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> str:
     """Sign a token with the dev key; refuses roles and scopes the verifier would reject."""
     if not subject:
         raise ValueError("subject must not be empty")
@@ -150,9 +167,14 @@ def issue_token(settings: KernelSettings, *, subject: str, roles: Iterable[str],
     issued = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         **(extra_claims or {}),
-        "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": subject,
-        "iat": issued, "nbf": issued, "exp": issued + ttl,
-        "roles": sorted(role_set), "scope": list(scope_tuple),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": subject,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl,
+        "roles": sorted(role_set),
+        "scope": list(scope_tuple),
     }
     return jwt.encode(claims, key.private, algorithm=_DEV_ALGORITHM, headers={"kid": key.kid})
 
@@ -166,16 +188,27 @@ def parse_ttl(text: str) -> timedelta:
     return timedelta(**{unit: int(match[1])})
 
 
-def dev_token(settings: KernelSettings, *, roles: Sequence[str], scopes: Sequence[str],
-              subject: str | None = None, ttl: str | timedelta = "12h") -> str:
+def dev_token(
+    settings: KernelSettings,
+    *,
+    roles: Sequence[str],
+    scopes: Sequence[str],
+    subject: str | None = None,
+    ttl: str | timedelta = "12h",
+) -> str:
     """What `jingmin token --role R --scope S [--subject X] [--ttl 12h]` prints."""
     role_set, _ = _validated(roles, scopes)
     return issue_token(
-        settings, subject=subject or "dev-" + "-".join(sorted(role_set)), roles=roles,
-        scopes=scopes, ttl=parse_ttl(ttl) if isinstance(ttl, str) else ttl)
+        settings,
+        subject=subject or "dev-" + "-".join(sorted(role_set)),
+        roles=roles,
+        scopes=scopes,
+        ttl=parse_ttl(ttl) if isinstance(ttl, str) else ttl,
+    )
 
 
 # --- verification -------------------------------------------------------------------------
+
 
 def _claim_list(claims: Mapping[str, Any], name: str) -> list[str]:
     value = claims.get(name)
@@ -209,8 +242,9 @@ class TokenVerifier:
         self._last_refresh = 0.0
         self._lock = threading.Lock()
         if settings.jwt_jwks_url:
-            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_jwk_set=True,
-                                         lifespan=300, timeout=5)
+            self._jwks = jwt.PyJWKClient(
+                settings.jwt_jwks_url, cache_jwk_set=True, lifespan=300, timeout=5
+            )
         else:
             if _DEV_ALGORITHM not in self.algorithms:
                 raise ValueError(f"dev tokens use {_DEV_ALGORITHM}; add it to JWT_ALGORITHMS")
@@ -241,8 +275,9 @@ class TokenVerifier:
                         return key
         except (jwt.PyJWKClientError, jwt.PyJWKSetError):
             # Not the caller's fault: the key set is unreachable or has no usable key.
-            raise problems.Problem(503, "Service Unavailable",
-                                   "the identity provider's key set is unavailable") from None
+            raise problems.Problem(
+                503, "Service Unavailable", "the identity provider's key set is unavailable"
+            ) from None
         raise BearerChallenge("token is signed by an unknown key")
 
     def verify(self, token: str) -> Principal:
@@ -266,9 +301,14 @@ class TokenVerifier:
             raise BearerChallenge("token algorithm does not match its key")
         try:
             claims = jwt.decode(
-                token, key, algorithms=self.algorithms, audience=self.audience,
-                issuer=self.issuer, leeway=self.leeway,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+                token,
+                key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
         except jwt.ExpiredSignatureError:
             raise BearerChallenge("token has expired") from None
         except jwt.ImmatureSignatureError:
@@ -294,6 +334,7 @@ class TokenVerifier:
 
 
 # --- FastAPI ------------------------------------------------------------------------------
+
 
 def _bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
@@ -323,17 +364,20 @@ async def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_principal(verifier: TokenVerifier | None = None, *,
-                      roles: Iterable[str] | None = None
-                      ) -> Callable[[Request], Awaitable[Principal]]:
+def require_principal(
+    verifier: TokenVerifier | None = None, *, roles: Iterable[str] | None = None
+) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency with an explicit verifier (default: app.state's) and optional roles."""
     wanted = None if roles is None else frozenset(roles)
     if wanted is not None and wanted - ROLES:
         raise ValueError(f"unknown role(s) {sorted(wanted - ROLES)}")
 
     async def dependency(request: Request) -> Principal:
-        principal = (await current_principal(request) if verifier is None
-                     else await _authenticate(verifier, request))
+        principal = (
+            await current_principal(request)
+            if verifier is None
+            else await _authenticate(verifier, request)
+        )
         if wanted is not None and not principal.has_role(*wanted):
             raise problems.forbidden(f"requires one of the roles {sorted(wanted)}")
         return principal

@@ -103,7 +103,8 @@ async def _prepare(specs: dict[str, ServiceSpec], settings: KernelSettings, refi
     server = devstack.server_url(settings)
     for name, spec in specs.items():
         applied = await devstack.prepare_service(
-            spec, server, settings.kafka_bootstrap_servers, settings.database_suffix)
+            spec, server, settings.kafka_bootstrap_servers, settings.database_suffix
+        )
         typer.echo(
             f"{name}: database {spec.database} ready"
             + (f" (applied {', '.join(applied)})" if applied else "")
@@ -154,7 +155,8 @@ def migrate(service: ServiceOpt = None) -> None:
     async def run() -> None:
         for name, spec in _select(service).items():
             applied = await devstack.prepare_service(
-                spec, server, bootstrap=None, suffix=settings.database_suffix)
+                spec, server, bootstrap=None, suffix=settings.database_suffix
+            )
             typer.echo(f"{name}: " + (", ".join(applied) if applied else "up to date"))
 
     asyncio.run(run())

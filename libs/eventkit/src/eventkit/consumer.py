@@ -27,10 +27,19 @@ class IdempotentConsumer:
     so a crash before commit leaves neither, and a redelivery after commit finds the row.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, name: str, service: str, handler: Handler,
-                 producer: AIOKafkaProducer, dead_letter_topic: str,
-                 validate: Validator | None = None, retries: int = 3,
-                 retry_delay: float = 0.2) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        name: str,
+        service: str,
+        handler: Handler,
+        producer: AIOKafkaProducer,
+        dead_letter_topic: str,
+        validate: Validator | None = None,
+        retries: int = 3,
+        retry_delay: float = 0.2,
+    ) -> None:
         self.pool = pool
         self.name = name
         self.service = service
@@ -61,8 +70,13 @@ class IdempotentConsumer:
                 return outcome
             except Exception as exc:
                 error = exc
-                log.warning("handler failed (attempt %d of %d) for %s", attempt + 1,
-                            self.retries, envelope.id, exc_info=True)
+                log.warning(
+                    "handler failed (attempt %d of %d) for %s",
+                    attempt + 1,
+                    self.retries,
+                    envelope.id,
+                    exc_info=True,
+                )
                 await asyncio.sleep(self.retry_delay * 2**attempt)
         return await self._dead_letter(record, f"handler-error: {type(error).__name__}: {error}")
 
@@ -70,15 +84,19 @@ class IdempotentConsumer:
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 """INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)
-                   ON CONFLICT DO NOTHING RETURNING 1""", self.name, envelope.id)
+                   ON CONFLICT DO NOTHING RETURNING 1""",
+                self.name,
+                envelope.id,
+            )
             if inserted is None:
                 return "duplicate"
             await self.handler(conn, envelope)
         return "applied"
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> Outcome:
-        log.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition,
-                  record.offset, reason)
+        log.error(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
         headers = [(k, v) for k, v in (record.headers or []) if not k.startswith("dlq_")]
         headers += [
             ("dlq_reason", reason[:2000].encode()),
@@ -88,8 +106,11 @@ class IdempotentConsumer:
             ("dlq_offset", str(record.offset).encode()),
         ]
         # Waiting for the DLQ ack before moving on: the poison message must not vanish.
-        await (await self.producer.send(
-            self.dead_letter_topic, value=record.value, key=record.key, headers=headers))
+        await (
+            await self.producer.send(
+                self.dead_letter_topic, value=record.value, key=record.key, headers=headers
+            )
+        )
         CONSUMER_PROCESSED.labels(self.service, self.name, "dead_lettered").inc()
         return "dead_lettered"
 
@@ -113,8 +134,13 @@ class IdempotentConsumer:
         CONSUMER_LAG.labels(self.service, self.name).set(lag)
 
 
-def make_consumer(bootstrap: str, group_id: str, topics: Sequence[str] = (),
-                  partitions: Sequence[TopicPartition] = (), **overrides: Any) -> AIOKafkaConsumer:
+def make_consumer(
+    bootstrap: str,
+    group_id: str,
+    topics: Sequence[str] = (),
+    partitions: Sequence[TopicPartition] = (),
+    **overrides: Any,
+) -> AIOKafkaConsumer:
     """A consumer with manual commits and short group timeouts (the dev broker is slow to join)."""
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap,

@@ -30,8 +30,10 @@ ASYNCAPI_FILE = "asyncapi.yaml"
 KAFKA_BINDING_VERSION = "0.5.0"
 
 # jingmin.<context>.<EventName>.v<N>, and its file contracts/<context>/<EventName>.v<N>.json.
-TYPE_RE = re.compile(r"^jingmin\.(?P<context>[a-z][a-z0-9_-]*)\.(?P<event>[A-Z][A-Za-z0-9]*)"
-                     r"\.v(?P<version>[1-9][0-9]*)$")
+TYPE_RE = re.compile(
+    r"^jingmin\.(?P<context>[a-z][a-z0-9_-]*)\.(?P<event>[A-Z][A-Za-z0-9]*)"
+    r"\.v(?P<version>[1-9][0-9]*)$"
+)
 FILE_RE = re.compile(r"^(?P<event>[A-Z][A-Za-z0-9]*)\.v(?P<version>[1-9][0-9]*)\.json$")
 _CONTEXT_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 # contracts/tools holds the Node validator, not a bounded context.
@@ -96,8 +98,11 @@ def type_for_file(path: Path) -> str | None:
 def _context_dirs(contracts_dir: Path) -> list[Path]:
     if not contracts_dir.is_dir():
         return []
-    return sorted(p for p in contracts_dir.iterdir()
-                  if p.is_dir() and p.name not in _NOT_CONTEXTS and _CONTEXT_RE.match(p.name))
+    return sorted(
+        p
+        for p in contracts_dir.iterdir()
+        if p.is_dir() and p.name not in _NOT_CONTEXTS and _CONTEXT_RE.match(p.name)
+    )
 
 
 def _schema_files(contracts_dir: Path) -> dict[str, Path]:
@@ -126,7 +131,8 @@ def find_contracts_dir() -> Path:
                 return candidate
     raise FileNotFoundError(
         f"no contracts/ directory with schema files above {starts[0]} or {starts[1]}; "
-        f"set {CONTRACTS_ENV}")
+        f"set {CONTRACTS_ENV}"
+    )
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -229,17 +235,54 @@ class SchemaRegistry:
 # Backward compatibility: every message valid under `old` must be valid under `new`.
 
 # Keywords that never change which instances are valid.
-_ANNOTATIONS = frozenset({
-    "$schema", "$id", "$anchor", "$comment", "$defs", "definitions", "title", "description",
-    "default", "examples", "deprecated", "readOnly", "writeOnly", "contentMediaType",
-    "contentEncoding",
-})
-_HANDLED = frozenset({
-    "$ref", "type", "enum", "const", "properties", "required", "additionalProperties", "items",
-    "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-    "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
-    "uniqueItems", "pattern", "anyOf", "oneOf", "propertyNames",
-})
+_ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$anchor",
+        "$comment",
+        "$defs",
+        "definitions",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "contentMediaType",
+        "contentEncoding",
+    }
+)
+_HANDLED = frozenset(
+    {
+        "$ref",
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "uniqueItems",
+        "pattern",
+        "anyOf",
+        "oneOf",
+        "propertyNames",
+    }
+)
 _LOWER_COUNTS = ("minLength", "minItems", "minProperties")
 _UPPER_COUNTS = ("maxLength", "maxItems", "maxProperties")
 
@@ -373,8 +416,9 @@ class _Compat:
             return
         self.compare_simple(old, new, path, depth)
 
-    def compare_to_alternatives(self, old: Mapping[str, Any], new: Mapping[str, Any],
-                                alts: list[Any], path: str, depth: int) -> None:
+    def compare_to_alternatives(
+        self, old: Mapping[str, Any], new: Mapping[str, Any], alts: list[Any], path: str, depth: int
+    ) -> None:
         old_types = self.types(old)
         if old_types is not None and len(old_types) > 1:
             # {"type": ["string", "null"]} → anyOf [string, null]: match each type on its own.
@@ -397,8 +441,9 @@ class _Compat:
         else:
             closest = min(attempts, key=len) if attempts else []
             detail = f" (closest: {'; '.join(closest)})" if closest else ""
-            self.report(path, "no alternative of the new anyOf/oneOf accepts the old "
-                              f"schema{detail}")
+            self.report(
+                path, f"no alternative of the new anyOf/oneOf accepts the old schema{detail}"
+            )
 
     @staticmethod
     def types(schema: Mapping[str, Any]) -> set[str] | None:
@@ -413,20 +458,28 @@ class _Compat:
             return {_json_type(v) for v in schema["enum"]}
         return None
 
-    def compare_simple(self, old: Mapping[str, Any], new: Mapping[str, Any], path: str,
-                       depth: int) -> None:
+    def compare_simple(
+        self, old: Mapping[str, Any], new: Mapping[str, Any], path: str, depth: int
+    ) -> None:
         old_types = self.types(old)
         new_types = self.types(new)
         if "type" in new and new_types is not None:
             if old_types is None:
-                self.report(path, f"type restricted to {_show_types(new_types)} "
-                                  "(old schema accepted any type)")
+                self.report(
+                    path,
+                    f"type restricted to {_show_types(new_types)} (old schema accepted any type)",
+                )
             else:
-                lost = sorted(t for t in old_types if t not in new_types
-                              and not (t == "integer" and "number" in new_types))
+                lost = sorted(
+                    t
+                    for t in old_types
+                    if t not in new_types and not (t == "integer" and "number" in new_types)
+                )
                 if lost:
-                    self.report(path, f"type narrowed from {_show_types(old_types)} "
-                                      f"to {_show_types(new_types)}")
+                    self.report(
+                        path,
+                        f"type narrowed from {_show_types(old_types)} to {_show_types(new_types)}",
+                    )
 
         self.compare_values(old, new, path)
         self.compare_bounds(old, new, path)
@@ -434,8 +487,11 @@ class _Compat:
         for keyword in ("pattern", "format"):
             if keyword in new and new[keyword] != old.get(keyword):
                 if keyword in old:
-                    self.report(path, f"{keyword} changed from {json.dumps(old[keyword])} "
-                                      f"to {json.dumps(new[keyword])}")
+                    self.report(
+                        path,
+                        f"{keyword} changed from {json.dumps(old[keyword])} "
+                        f"to {json.dumps(new[keyword])}",
+                    )
                 else:
                     self.report(path, f"{keyword} {json.dumps(new[keyword])} added")
         if new.get("uniqueItems") is True and old.get("uniqueItems") is not True:
@@ -447,15 +503,17 @@ class _Compat:
         if may_be("object"):
             self.compare_objects(old, new, path, depth)
         if may_be("array"):
-            self.compare(old.get("items", True), new.get("items", True), f"{path}[*]",
-                         depth + 1)
+            self.compare(old.get("items", True), new.get("items", True), f"{path}[*]", depth + 1)
 
         for keyword in sorted(set(new) - _ANNOTATIONS - _HANDLED):
             if keyword.startswith("x-"):
                 continue
             if keyword not in old or old[keyword] != new[keyword]:
-                self.report(path, f"keyword {keyword!r} is outside what contracts-check can "
-                                  "compare; keep it unchanged or check compatibility by hand")
+                self.report(
+                    path,
+                    f"keyword {keyword!r} is outside what contracts-check can "
+                    "compare; keep it unchanged or check compatibility by hand",
+                )
 
     def compare_values(self, old: Mapping[str, Any], new: Mapping[str, Any], path: str) -> None:
         def allowed(schema: Mapping[str, Any]) -> list[Any] | None:
@@ -470,8 +528,9 @@ class _Compat:
         old_values = allowed(old)
         keyword = "const" if "const" in new else "enum"
         if old_values is None:
-            self.report(path, f"{keyword} {_show(new_values)} added (old schema allowed other "
-                              "values)")
+            self.report(
+                path, f"{keyword} {_show(new_values)} added (old schema allowed other values)"
+            )
             return
         removed = [v for v in old_values if not any(_same_value(v, w) for w in new_values)]
         if removed:
@@ -485,23 +544,28 @@ class _Compat:
             if old_b is None:
                 self.report(path, f"{_describe_bound(side, new_b)} added")
             elif _tighter(side, old_b, new_b):
-                self.report(path, f"{side} tightened from {_describe_bound(side, old_b)} "
-                                  f"to {_describe_bound(side, new_b)}")
+                self.report(
+                    path,
+                    f"{side} tightened from {_describe_bound(side, old_b)} "
+                    f"to {_describe_bound(side, new_b)}",
+                )
         for keyword in (*_LOWER_COUNTS, *_UPPER_COUNTS):
             if keyword not in new:
                 continue
             if keyword not in old:
                 self.report(path, f"{keyword} {new[keyword]} added")
-            elif (new[keyword] > old[keyword]) == (keyword in _LOWER_COUNTS) and \
-                    new[keyword] != old[keyword]:
+            elif (new[keyword] > old[keyword]) == (keyword in _LOWER_COUNTS) and new[
+                keyword
+            ] != old[keyword]:
                 self.report(path, f"{keyword} tightened from {old[keyword]} to {new[keyword]}")
         if "multipleOf" in new:
             old_step = old.get("multipleOf")
             if old_step is None or not _is_multiple(old_step, new["multipleOf"]):
                 self.report(path, f"multipleOf {new['multipleOf']} added or changed")
 
-    def compare_objects(self, old: Mapping[str, Any], new: Mapping[str, Any], path: str,
-                        depth: int) -> None:
+    def compare_objects(
+        self, old: Mapping[str, Any], new: Mapping[str, Any], path: str, depth: int
+    ) -> None:
         old_props: Mapping[str, Any] = old.get("properties") or {}
         new_props: Mapping[str, Any] = new.get("properties") or {}
         old_required = set(old.get("required") or ())
@@ -510,15 +574,20 @@ class _Compat:
 
         for name in new.get("required") or ():
             if name not in old_required:
-                self.report(_child(path, name), "property became required (messages written "
-                                                "with the old schema may lack it)")
+                self.report(
+                    _child(path, name),
+                    "property became required (messages written with the old schema may lack it)",
+                )
         for name, old_prop in old_props.items():
             child = _child(path, name)
             if name in new_props:
                 self.compare(old_prop, new_props[name], child, depth + 1)
             elif new_extra is False:
-                self.report(child, "property removed while additionalProperties is false "
-                                   "(messages written with the old schema may carry it)")
+                self.report(
+                    child,
+                    "property removed while additionalProperties is false "
+                    "(messages written with the old schema may carry it)",
+                )
             else:
                 self.compare(old_prop, new_extra, child, depth + 1)
         for name, new_prop in new_props.items():
@@ -526,12 +595,18 @@ class _Compat:
             if name not in old_props and isinstance(old_extra, Mapping):
                 self.compare(old_extra, new_prop, _child(path, name), depth + 1)
         if "propertyNames" in new:
-            self.compare(_key_schema(old.get("propertyNames", True)),
-                         _key_schema(new["propertyNames"]), f"{path} (property names)",
-                         depth + 1)
+            self.compare(
+                _key_schema(old.get("propertyNames", True)),
+                _key_schema(new["propertyNames"]),
+                f"{path} (property names)",
+                depth + 1,
+            )
         if new_extra is False and old_extra is not False:
-            self.report(path, "additionalProperties closed (messages written with the old "
-                              "schema may carry other properties)")
+            self.report(
+                path,
+                "additionalProperties closed (messages written with the old "
+                "schema may carry other properties)",
+            )
         elif new_extra is not True:
             self.compare(old_extra, new_extra, f"{path}.*", depth + 1)
 
@@ -592,8 +667,13 @@ Previous = Callable[[Path], dict[str, Any] | None]
 def git_head_version(path: Path) -> dict[str, Any] | None:
     """The file as committed at git HEAD, or None when it is new, untracked or not in git."""
     try:
-        shown = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent,
-                               capture_output=True, check=False, timeout=30)
+        shown = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if shown.returncode != 0:
@@ -613,8 +693,9 @@ def all_emitted_types(specs: Iterable[object]) -> set[str]:
     return types
 
 
-def contracts_check(contracts_dir: Path, emitted_types: Iterable[str],
-                    previous: Previous | None = None) -> list[str]:
+def contracts_check(
+    contracts_dir: Path, emitted_types: Iterable[str], previous: Previous | None = None
+) -> list[str]:
     """Every problem with the contracts, as readable lines; an empty list means all is well."""
     previous = git_head_version if previous is None else previous
     problems: list[str] = []
@@ -646,12 +727,12 @@ def contracts_check(contracts_dir: Path, emitted_types: Iterable[str],
 
     for type_ in sorted(set(emitted_types)):
         if not TYPE_RE.match(type_):
-            problems.append(f"{type_}: emitted type is not named like "
-                            "jingmin.<context>.<EventName>.v<N>")
+            problems.append(
+                f"{type_}: emitted type is not named like jingmin.<context>.<EventName>.v<N>"
+            )
         elif type_ not in files:
             name = parse_type(type_)
-            problems.append(f"{type_}: emitted but undeclared (no "
-                            f"{name.context}/{name.filename})")
+            problems.append(f"{type_}: emitted but undeclared (no {name.context}/{name.filename})")
 
     by_event: dict[tuple[str, str], list[EventTypeName]] = {}
     for type_ in schemas:
@@ -662,15 +743,17 @@ def contracts_check(contracts_dir: Path, emitted_types: Iterable[str],
         for i, newer in enumerate(versions):
             for older in versions[:i]:
                 for p in check_compatibility(schemas[older.type], schemas[newer.type]):
-                    problems.append(f"{newer.type} is not backward compatible with "
-                                    f"v{older.version}: {p}")
+                    problems.append(
+                        f"{newer.type} is not backward compatible with v{older.version}: {p}"
+                    )
 
     for type_, schema in schemas.items():
         before = previous(files[type_])
         if before is not None and before != schema:
             for p in check_compatibility(before, schema):
-                problems.append(f"{show(files[type_])} changed incompatibly since it was "
-                                f"published: {p}")
+                problems.append(
+                    f"{show(files[type_])} changed incompatibly since it was published: {p}"
+                )
 
     for context in _context_dirs(contracts_dir):
         problems.extend(_asyncapi_problems(context, files, show))
@@ -695,8 +778,9 @@ def _schema_problems(type_: str, schema: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _asyncapi_problems(context: Path, files: Mapping[str, Path],
-                       show: Callable[[Path], str]) -> list[str]:
+def _asyncapi_problems(
+    context: Path, files: Mapping[str, Path], show: Callable[[Path], str]
+) -> list[str]:
     doc_path = context / ASYNCAPI_FILE
     own = {t: p for t, p in files.items() if p.parent == context}
     if not doc_path.exists():
@@ -722,28 +806,37 @@ def _asyncapi_problems(context: Path, files: Mapping[str, Path],
         if isinstance(payload, dict) and "schema" in payload and "schemaFormat" in payload:
             payload = payload["schema"]
         carried: str | None = None
-        if isinstance(payload, dict) and isinstance(payload.get("$ref"), str) \
-                and not payload["$ref"].startswith("#"):
+        if (
+            isinstance(payload, dict)
+            and isinstance(payload.get("$ref"), str)
+            and not payload["$ref"].startswith("#")
+        ):
             target = (context / payload["$ref"].split("#", 1)[0]).resolve()
             carried = by_path.get(target)
             if carried is None:
-                problems.append(f"{where}: message {label} refers to {payload['$ref']}, "
-                                "which is not a schema file")
+                problems.append(
+                    f"{where}: message {label} refers to {payload['$ref']}, "
+                    "which is not a schema file"
+                )
         elif isinstance(payload, dict) and isinstance(payload.get("$id"), str):
             carried = by_urn.get(payload["$id"])
             if carried is None:
-                problems.append(f"{where}: message {label} inlines {payload['$id']}, "
-                                "which has no schema file")
+                problems.append(
+                    f"{where}: message {label} inlines {payload['$id']}, which has no schema file"
+                )
         else:
-            problems.append(f"{where}: message {label} payload neither refers to a schema "
-                            "file nor inlines one with its $id")
+            problems.append(
+                f"{where}: message {label} payload neither refers to a schema "
+                "file nor inlines one with its $id"
+            )
         if carried is None:
             continue
         covered.add(carried)
         declared = _header_const(message, "ce_type")
         if declared is not None and declared != carried:
-            problems.append(f"{where}: message {label} says ce_type {declared!r} but carries "
-                            f"{carried}")
+            problems.append(
+                f"{where}: message {label} says ce_type {declared!r} but carries {carried}"
+            )
 
     for type_, path in sorted(own.items()):
         if type_ not in covered:
@@ -808,8 +901,7 @@ def cloudevents_headers(type_: str) -> dict[str, Any]:
     """The binary-mode CloudEvents Kafka headers of one message type, as a JSON Schema."""
     properties = {
         "ce_id": _header("Unique event id; consumers deduplicate on it.", format="uuid"),
-        "ce_source": _header("URI reference of the producing service.",
-                             format="uri-reference"),
+        "ce_source": _header("URI reference of the producing service.", format="uri-reference"),
         "ce_type": _header("Versioned integration event type.", const=type_),
         "ce_specversion": _header("CloudEvents specification version.", const="1.0"),
         "ce_subject": _header("The aggregate the event is about."),
@@ -817,18 +909,27 @@ def cloudevents_headers(type_: str) -> dict[str, Any]:
         "ce_dataschema": _header("Schema of the body.", const=dataschema_urn(type_)),
         "ce_bureau": _header("Police bureau the event belongs to."),
         "ce_streamid": _header("Event-store stream (aggregate) id; also the Kafka key."),
-        "ce_streamversion": _header("Version of the stream after this event (decimal).",
-                                    pattern="^[1-9][0-9]*$"),
+        "ce_streamversion": _header(
+            "Version of the stream after this event (decimal).", pattern="^[1-9][0-9]*$"
+        ),
         "ce_correlationid": _header("Id shared by every event of one user request."),
         "ce_causationid": _header("Id of the message that caused this one."),
         "ce_traceparent": _header("W3C trace context of the producing span."),
-        "content-type": _header("Binary-mode datacontenttype of the body.",
-                                const="application/json"),
+        "content-type": _header(
+            "Binary-mode datacontenttype of the body.", const="application/json"
+        ),
     }
     return {
         "type": "object",
-        "required": ["ce_id", "ce_source", "ce_type", "ce_specversion", "ce_subject",
-                     "ce_time", "content-type"],
+        "required": [
+            "ce_id",
+            "ce_source",
+            "ce_type",
+            "ce_specversion",
+            "ce_subject",
+            "ce_time",
+            "content-type",
+        ],
         "properties": properties,
     }
 
@@ -838,9 +939,16 @@ def _message_id(type_: str) -> str:
     return f"{name.event}.v{name.version}"
 
 
-def generate_asyncapi(context: str, service_title: str, topics: Sequence[TopicSpec],
-                      registry: SchemaRegistry, types_by_topic: Mapping[str, Sequence[str]],
-                      *, inline: bool = False, version: str = "1.0.0") -> dict[str, Any]:
+def generate_asyncapi(
+    context: str,
+    service_title: str,
+    topics: Sequence[TopicSpec],
+    registry: SchemaRegistry,
+    types_by_topic: Mapping[str, Sequence[str]],
+    *,
+    inline: bool = False,
+    version: str = "1.0.0",
+) -> dict[str, Any]:
     """An AsyncAPI 3.0.0 document for what one context sends; payloads $ref the schema files.
 
     The document is meant to live at `contracts/<context>/asyncapi.yaml`, so payload refs are
@@ -867,21 +975,24 @@ def generate_asyncapi(context: str, service_title: str, topics: Sequence[TopicSp
             "title": topic.name,
             "description": (topic.description or f"Integration events of {context}.")
             + " Keyed by aggregate id, so one aggregate's events stay in order on one"
-              " partition.",
+            " partition.",
             "messages": channel_messages,
-            "bindings": {"kafka": {
-                "topic": topic.name,
-                "partitions": topic.partitions,
-                "topicConfiguration": config,
-                "bindingVersion": KAFKA_BINDING_VERSION,
-            }},
+            "bindings": {
+                "kafka": {
+                    "topic": topic.name,
+                    "partitions": topic.partitions,
+                    "topicConfiguration": config,
+                    "bindingVersion": KAFKA_BINDING_VERSION,
+                }
+            },
         }
         operations[f"send.{topic.name}"] = {
             "action": "send",
             "title": f"Publish to {topic.name}",
             "channel": {"$ref": f"#/channels/{topic.name}"},
-            "messages": [{"$ref": f"#/channels/{topic.name}/messages/{m}"}
-                         for m in channel_messages],
+            "messages": [
+                {"$ref": f"#/channels/{topic.name}/messages/{m}"} for m in channel_messages
+            ],
         }
 
     return {
@@ -890,26 +1001,31 @@ def generate_asyncapi(context: str, service_title: str, topics: Sequence[TopicSp
             "title": service_title,
             "version": version,
             "description": f"Integration events the {context} context publishes: CloudEvents "
-                           "1.0 in Kafka binary mode (ce_* headers, JSON body).",
+            "1.0 in Kafka binary mode (ce_* headers, JSON body).",
         },
         "defaultContentType": "application/json",
-        "servers": {"kafka": {
-            "host": "{bootstrap}",
-            "protocol": "kafka",
-            "description": "The platform's Kafka cluster.",
-            "variables": {"bootstrap": {
-                "default": "localhost:9092",
-                "description": "Bootstrap server host:port (KAFKA_BOOTSTRAP_SERVERS).",
-            }},
-        }},
+        "servers": {
+            "kafka": {
+                "host": "{bootstrap}",
+                "protocol": "kafka",
+                "description": "The platform's Kafka cluster.",
+                "variables": {
+                    "bootstrap": {
+                        "default": "localhost:9092",
+                        "description": "Bootstrap server host:port (KAFKA_BOOTSTRAP_SERVERS).",
+                    }
+                },
+            }
+        },
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages},
     }
 
 
-def _message(type_: str, registry: SchemaRegistry, base: Path | None,
-             inline: bool) -> dict[str, Any]:
+def _message(
+    type_: str, registry: SchemaRegistry, base: Path | None, inline: bool
+) -> dict[str, Any]:
     name = parse_type(type_)
     schema = registry.schema(type_)
     path = registry.path(type_)
@@ -925,16 +1041,20 @@ def _message(type_: str, registry: SchemaRegistry, base: Path | None,
     summary = schema.get("description") or schema.get("title")
     if isinstance(summary, str):
         message["summary"] = summary
-    message.update({
-        "contentType": "application/json",
-        "correlationId": {"location": "$message.header#/ce_correlationid"},
-        "headers": cloudevents_headers(type_),
-        "payload": payload,
-        "bindings": {"kafka": {
-            "key": {"type": "string", "description": "Aggregate id (ce_streamid)."},
-            "bindingVersion": KAFKA_BINDING_VERSION,
-        }},
-    })
+    message.update(
+        {
+            "contentType": "application/json",
+            "correlationId": {"location": "$message.header#/ce_correlationid"},
+            "headers": cloudevents_headers(type_),
+            "payload": payload,
+            "bindings": {
+                "kafka": {
+                    "key": {"type": "string", "description": "Aggregate id (ce_streamid)."},
+                    "bindingVersion": KAFKA_BINDING_VERSION,
+                }
+            },
+        }
+    )
     return message
 
 
@@ -951,8 +1071,14 @@ class _Dumper(yaml.SafeDumper):
 
 def dump_asyncapi(document: Mapping[str, Any]) -> str:
     """YAML with keys in the order the document was built, so regeneration is diff-stable."""
-    text: str = yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                          default_flow_style=False, width=100)
+    text: str = yaml.dump(
+        dict(document),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
     return text
 
 
@@ -967,16 +1093,21 @@ def asyncapi_for_service(spec: ServiceSpec, registry: SchemaRegistry) -> dict[st
     topics = [t for t in spec.topics if t.name != spec.dead_letter_topic]
     if mapping is None:
         if len(topics) != 1:
-            raise ValueError(f"{spec.name}: {len(topics)} topics; say which types go where "
-                             "with types_by_topic")
+            raise ValueError(
+                f"{spec.name}: {len(topics)} topics; say which types go where with types_by_topic"
+            )
         mapping = {topics[0].name: event_types}
     topics = [t for t in topics if mapping.get(t.name)]
     title = f"Jingmin {spec.name} service"
     return generate_asyncapi(spec.name, title, topics, registry, mapping)
 
 
-def write_asyncapi(specs: Iterable[ServiceSpec] | None = None,
-                   contracts_dir: Path | None = None, *, check: bool = False) -> int:
+def write_asyncapi(
+    specs: Iterable[ServiceSpec] | None = None,
+    contracts_dir: Path | None = None,
+    *,
+    check: bool = False,
+) -> int:
     """Regenerate `contracts/<service>/asyncapi.yaml` for each service that emits events.
 
     With `check`, write nothing and fail if a committed document is stale. Returns the exit code.
@@ -1003,13 +1134,13 @@ def write_asyncapi(specs: Iterable[ServiceSpec] | None = None,
             target.write_text(text, encoding="utf-8")
             print(f"wrote {target}")
     for target in stale:
-        print(f"{target} is out of date; run the generator and commit the result",
-              file=sys.stderr)
+        print(f"{target} is out of date; run the generator and commit the result", file=sys.stderr)
     return 1 if stale else 0
 
 
-def run_contracts_check(contracts_dir: Path | None = None,
-                        specs: Iterable[object] | None = None) -> int:
+def run_contracts_check(
+    contracts_dir: Path | None = None, specs: Iterable[object] | None = None
+) -> int:
     """Print every contract problem; 0 when there are none, 1 otherwise."""
     if specs is None:
         from eventkit.service import load_services

@@ -368,8 +368,9 @@ def service_topics(spec: ServiceSpec) -> list[TopicSpec]:
     return topics
 
 
-async def prepare_service(spec: ServiceSpec, server: str, bootstrap: str | None,
-                          suffix: str = "") -> list[str]:
+async def prepare_service(
+    spec: ServiceSpec, server: str, bootstrap: str | None, suffix: str = ""
+) -> list[str]:
     """Create the service's database, migrate it, and create its topics; returns new migrations."""
     from eventkit import db, topics
 

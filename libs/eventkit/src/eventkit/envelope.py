@@ -94,33 +94,51 @@ class Envelope:
         return replace(self, traceparent=traceparent)
 
     @classmethod
-    def from_attributes(cls, attrs: Mapping[str, str], data: Mapping[str, Any],
-                        content_type: str = CONTENT_TYPE) -> Envelope:
+    def from_attributes(
+        cls, attrs: Mapping[str, str], data: Mapping[str, Any], content_type: str = CONTENT_TYPE
+    ) -> Envelope:
         missing = [a for a in _REQUIRED if not attrs.get(a)]
         if missing:
             raise EnvelopeError(f"missing CloudEvents attributes: {', '.join(missing)}")
         if attrs["specversion"] != SPECVERSION:
             raise EnvelopeError(f"unsupported specversion {attrs['specversion']!r}")
-        known = {"id", "source", "type", "specversion", "subject", "time", "dataschema",
-                 *EXTENSIONS}
+        known = {
+            "id",
+            "source",
+            "type",
+            "specversion",
+            "subject",
+            "time",
+            "dataschema",
+            *EXTENSIONS,
+        }
         try:
             time = parse_time(attrs["time"]) if attrs.get("time") else datetime.now(UTC)
             version = int(attrs["streamversion"]) if attrs.get("streamversion") else None
         except ValueError as exc:
             raise EnvelopeError(f"bad attribute value: {exc}") from exc
         return cls(
-            id=attrs["id"], source=attrs["source"], type=attrs["type"],
-            subject=attrs.get("subject", ""), time=time, data=data,
-            dataschema=attrs.get("dataschema"), datacontenttype=content_type,
-            bureau=attrs.get("bureau"), streamid=attrs.get("streamid"), streamversion=version,
-            correlationid=attrs.get("correlationid"), causationid=attrs.get("causationid"),
+            id=attrs["id"],
+            source=attrs["source"],
+            type=attrs["type"],
+            subject=attrs.get("subject", ""),
+            time=time,
+            data=data,
+            dataschema=attrs.get("dataschema"),
+            datacontenttype=content_type,
+            bureau=attrs.get("bureau"),
+            streamid=attrs.get("streamid"),
+            streamversion=version,
+            correlationid=attrs.get("correlationid"),
+            causationid=attrs.get("causationid"),
             traceparent=attrs.get("traceparent"),
             extra={k: v for k, v in attrs.items() if k not in known},
         )
 
     @classmethod
-    def from_kafka(cls, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes | None]]) -> Envelope:
+    def from_kafka(
+        cls, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
+    ) -> Envelope:
         attrs: dict[str, str] = {}
         content_type = CONTENT_TYPE
         try:

@@ -49,8 +49,9 @@ class ProblemResponse(JSONUTF8Response):
 
 def problem_response(problem: Problem, instance: str | None) -> JSONResponse:
     """The RFC 9457 answer for `problem`, with `instance` set to the request path."""
-    return ProblemResponse(problem.to_dict(instance), status_code=problem.status,
-                           headers=dict(problem.headers) or None)
+    return ProblemResponse(
+        problem.to_dict(instance), status_code=problem.status, headers=dict(problem.headers) or None
+    )
 
 
 def _phrase(status: int) -> str:

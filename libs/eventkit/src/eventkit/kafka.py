@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaProducer
 from eventkit.settings import KernelSettings
 
 
-def producer(settings: KernelSettings, bootstrap: str | None = None,
-             **overrides: Any) -> AIOKafkaProducer:
+def producer(
+    settings: KernelSettings, bootstrap: str | None = None, **overrides: Any
+) -> AIOKafkaProducer:
     """An idempotence-aware producer with acks=all: a write the broker acknowledged survives."""
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap or settings.kafka_bootstrap_servers,

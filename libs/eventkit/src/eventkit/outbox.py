@@ -9,8 +9,15 @@ from eventkit.envelope import CONTENT_TYPE, Envelope
 from eventkit.store import OutboxMessage, RecordedEvent
 
 
-def envelope_for(event: RecordedEvent, *, source: str, type_: str, data: Mapping[str, Any],
-                 dataschema: str | None = None, subject: str | None = None) -> Envelope:
+def envelope_for(
+    event: RecordedEvent,
+    *,
+    source: str,
+    type_: str,
+    data: Mapping[str, Any],
+    dataschema: str | None = None,
+    subject: str | None = None,
+) -> Envelope:
     """The integration envelope of a stored event.
 
     ce_id is the stored event id: a relay retry and a replay years later send the same id,
@@ -18,10 +25,18 @@ def envelope_for(event: RecordedEvent, *, source: str, type_: str, data: Mapping
     """
     meta = event.metadata
     return Envelope(
-        id=event.event_id, source=source, type=type_, subject=subject or event.stream_id,
-        time=event.occurred_at, data=data, dataschema=dataschema, bureau=event.bureau,
-        streamid=event.stream_id, streamversion=event.version,
-        correlationid=meta.get("correlation_id"), causationid=meta.get("causation_id"),
+        id=event.event_id,
+        source=source,
+        type=type_,
+        subject=subject or event.stream_id,
+        time=event.occurred_at,
+        data=data,
+        dataschema=dataschema,
+        bureau=event.bureau,
+        streamid=event.stream_id,
+        streamversion=event.version,
+        correlationid=meta.get("correlation_id"),
+        causationid=meta.get("causation_id"),
         traceparent=meta.get("traceparent"),
     )
 
@@ -30,5 +45,11 @@ def message_for(event: RecordedEvent, envelope: Envelope, topic: str) -> OutboxM
     headers = {f"ce_{k}": v for k, v in envelope.attributes().items()}
     headers["content-type"] = CONTENT_TYPE
     return OutboxMessage(
-        event_id=envelope.id, aggregate_type=event.stream_type, aggregate_id=envelope.key,
-        type=envelope.type, topic=topic, payload=dict(envelope.data), headers=headers)
+        event_id=envelope.id,
+        aggregate_type=event.stream_type,
+        aggregate_id=envelope.key,
+        type=envelope.type,
+        topic=topic,
+        payload=dict(envelope.data),
+        headers=headers,
+    )

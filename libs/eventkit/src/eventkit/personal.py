@@ -58,6 +58,7 @@ class PersonalDataError(ValueError):
 
 # --- key material -------------------------------------------------------------------------
 
+
 def read_or_create_secret_file(path: Path, make: Callable[[], bytes]) -> bytes:
     """Read a 0600 secret file, creating it once; concurrent first users all read one winner."""
     try:
@@ -89,7 +90,8 @@ def _master_key(configured: str | None, home: Path) -> bytes:
         raw = configured
     else:
         stored = read_or_create_secret_file(
-            home / "master.key", lambda: base64.b64encode(os.urandom(32)) + b"\n")
+            home / "master.key", lambda: base64.b64encode(os.urandom(32)) + b"\n"
+        )
         raw = stored.decode("ascii")
     try:
         key = base64.b64decode(raw.strip(), validate=True)
@@ -107,8 +109,9 @@ def master_key(settings: KernelSettings) -> bytes:
 
 @lru_cache(maxsize=8)
 def _pepper(kek: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"jingmin-subject-ref").derive(kek)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"jingmin-subject-ref"
+    ).derive(kek)
 
 
 def _b32(raw: bytes) -> str:
@@ -118,8 +121,9 @@ def _b32(raw: bytes) -> str:
 def _strong_identifier(identifiers: Mapping[str, str | None]) -> bytes | None:
     unknown = set(identifiers) - {ID_NUMBER, PHONE}
     if unknown:
-        raise ValueError(f"subject_ref reads only {ID_NUMBER!r} and {PHONE!r}, "
-                         f"not {sorted(unknown)}")
+        raise ValueError(
+            f"subject_ref reads only {ID_NUMBER!r} and {PHONE!r}, not {sorted(unknown)}"
+        )
     # NFKC folds full-width digits and letters (common in Chinese input) to ASCII.
     id_number = unicodedata.normalize("NFKC", identifiers.get(ID_NUMBER) or "")
     id_number = "".join(id_number.split()).upper()
@@ -149,9 +153,13 @@ def subject_ref(identifiers: Mapping[str, str | None], settings: KernelSettings)
 
 # --- blobs --------------------------------------------------------------------------------
 
+
 def is_personal_blob(value: Any) -> TypeGuard[Mapping[str, str]]:
-    return (isinstance(value, Mapping) and value.get("enc") == BLOB_TAG
-            and all(isinstance(value.get(k), str) for k in ("sub", "n", "ct")))
+    return (
+        isinstance(value, Mapping)
+        and value.get("enc") == BLOB_TAG
+        and all(isinstance(value.get(k), str) for k in ("sub", "n", "ct"))
+    )
 
 
 def _seal(key: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
@@ -169,10 +177,12 @@ def _unwrap(kek: bytes, subject_id: str, wrapped: bytes) -> bytes:
         return AESGCM(kek).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], subject_id.encode())
     except InvalidTag:
         raise PersonalDataError(
-            f"the data key of {subject_id} does not open under this master key") from None
+            f"the data key of {subject_id} does not open under this master key"
+        ) from None
 
 
 # --- key storage --------------------------------------------------------------------------
+
 
 class _PostgresKeys:
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -188,40 +198,49 @@ class _PostgresKeys:
 
     async def fetch(self, conn: Any, subject_id: str) -> bytes | None:
         wrapped: bytes | None = await (conn or self.pool).fetchval(
-            "SELECT wrapped_key FROM subject_keys WHERE subject_id = $1", subject_id)
+            "SELECT wrapped_key FROM subject_keys WHERE subject_id = $1", subject_id
+        )
         return wrapped
 
     async def is_erased(self, conn: Any, subject_id: str) -> bool:
         found = await (conn or self.pool).fetchval(
-            "SELECT true FROM subject_erasures WHERE subject_id = $1", subject_id)
+            "SELECT true FROM subject_erasures WHERE subject_id = $1", subject_id
+        )
         return bool(found)
 
     async def create(self, conn: Any, subject_id: str, wrapped: bytes) -> bytes:
         async with self._connection(conn) as c, c.transaction():
             # Creation and erasure of one subject take the same lock, so an erasure cannot
             # slip between our "not erased" check and the insert and leave a fresh key behind.
-            await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7406))",
-                            subject_id)
+            await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7406))", subject_id)
             if await self.is_erased(c, subject_id):
                 raise SubjectErased(subject_id)
-            await c.execute("INSERT INTO subject_keys (subject_id, wrapped_key) VALUES ($1, $2)"
-                            " ON CONFLICT (subject_id) DO NOTHING", subject_id, wrapped)
+            await c.execute(
+                "INSERT INTO subject_keys (subject_id, wrapped_key) VALUES ($1, $2)"
+                " ON CONFLICT (subject_id) DO NOTHING",
+                subject_id,
+                wrapped,
+            )
             # A separate statement gets a fresh snapshot, so it sees the key a concurrent
             # writer committed while our insert waited: every writer agrees on one key.
             stored: bytes = await c.fetchval(
-                "SELECT wrapped_key FROM subject_keys WHERE subject_id = $1", subject_id)
+                "SELECT wrapped_key FROM subject_keys WHERE subject_id = $1", subject_id
+            )
             return stored
 
     async def erase(self, conn: Any, subject_id: str, by: str, reason: str | None) -> bool:
         async with self._connection(conn) as c, c.transaction():
-            await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7406))",
-                            subject_id)
+            await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7406))", subject_id)
             deleted = await c.fetchval(
-                "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING true", subject_id)
+                "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING true", subject_id
+            )
             recorded = await c.fetchval(
                 """INSERT INTO subject_erasures (subject_id, erased_by, reason)
                    VALUES ($1, $2, $3) ON CONFLICT (subject_id) DO NOTHING RETURNING true""",
-                subject_id, by, reason)
+                subject_id,
+                by,
+                reason,
+            )
             return bool(deleted or recorded)
 
 
@@ -250,6 +269,7 @@ class _MemoryKeys:
 
 # --- the vault ----------------------------------------------------------------------------
 
+
 @dataclass
 class _Cached:
     wrapped: bytes
@@ -265,11 +285,18 @@ class Vault:
     made by another process (e.g. `jingmin erase`) is honoured here within that time.
     """
 
-    def __init__(self, pool: asyncpg.Pool | None, settings: KernelSettings, *,
-                 cache_size: int = 1024, cache_ttl: float = 30.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool | None,
+        settings: KernelSettings,
+        *,
+        cache_size: int = 1024,
+        cache_ttl: float = 30.0,
+    ) -> None:
         self._kek = master_key(settings)
         self._keys: _PostgresKeys | _MemoryKeys = (
-            _MemoryKeys() if pool is None else _PostgresKeys(pool))
+            _MemoryKeys() if pool is None else _PostgresKeys(pool)
+        )
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
         self._cache_ttl = cache_ttl
@@ -306,7 +333,8 @@ class Vault:
         wrapped = await self._keys.fetch(conn, subject_id)
         if wrapped is None:
             wrapped = await self._keys.create(
-                conn, subject_id, _wrap(self._kek, subject_id, AESGCM.generate_key(256)))
+                conn, subject_id, _wrap(self._kek, subject_id, AESGCM.generate_key(256))
+            )
         return self._remember(subject_id, wrapped)
 
     async def _key_for_read(self, conn: Any, subject_id: str, *, fresh: bool) -> bytes | None:
@@ -324,20 +352,27 @@ class Vault:
         if not isinstance(value, str):
             raise TypeError("personal values must be str")
         nonce, ct = _seal(key, subject_id.encode(), value.encode("utf-8"))
-        return {"enc": BLOB_TAG, "sub": subject_id, "n": base64.b64encode(nonce).decode(),
-                "ct": base64.b64encode(ct).decode()}
+        return {
+            "enc": BLOB_TAG,
+            "sub": subject_id,
+            "n": base64.b64encode(nonce).decode(),
+            "ct": base64.b64encode(ct).decode(),
+        }
 
     async def encrypt(self, conn: Conn, subject_id: str, value: str) -> dict[str, str]:
         """Encrypt one value, creating the person's key if needed; SubjectErased if erased."""
         key = await self._key_for_write(conn, subject_id)
         return self._encrypt_with(key, subject_id, value)
 
-    async def encrypt_fields(self, conn: Conn, subject_id: str,
-                             fields: Mapping[str, str | None]) -> dict[str, dict[str, str] | None]:
+    async def encrypt_fields(
+        self, conn: Conn, subject_id: str, fields: Mapping[str, str | None]
+    ) -> dict[str, dict[str, str] | None]:
         """Encrypt each non-None field for a person; None stays None."""
         key = await self._key_for_write(conn, subject_id)
-        return {name: None if value is None else self._encrypt_with(key, subject_id, value)
-                for name, value in fields.items()}
+        return {
+            name: None if value is None else self._encrypt_with(key, subject_id, value)
+            for name, value in fields.items()
+        }
 
     async def decrypt(self, conn_or_pool: ConnOrPool, blob: Mapping[str, Any]) -> str | None:
         """The plaintext, or None when the person's key was erased."""
@@ -360,12 +395,14 @@ class Vault:
                 self.forget(subject_id)
         raise PersonalDataError(f"blob for {subject_id} does not authenticate")
 
-    async def decrypt_fields(self, conn_or_pool: ConnOrPool,
-                             blobs: Mapping[str, Mapping[str, Any] | None]
-                             ) -> dict[str, str | None]:
+    async def decrypt_fields(
+        self, conn_or_pool: ConnOrPool, blobs: Mapping[str, Mapping[str, Any] | None]
+    ) -> dict[str, str | None]:
         """Decrypt each blob; None stays None, and an erased person's fields become None."""
-        return {name: None if blob is None else await self.decrypt(conn_or_pool, blob)
-                for name, blob in blobs.items()}
+        return {
+            name: None if blob is None else await self.decrypt(conn_or_pool, blob)
+            for name, blob in blobs.items()
+        }
 
     async def reveal(self, conn_or_pool: ConnOrPool, blob: Mapping[str, Any] | None) -> str | None:
         """Like decrypt, but an erased value shows as ERASED; an absent one stays None."""
@@ -374,16 +411,15 @@ class Vault:
         value = await self.decrypt(conn_or_pool, blob)
         return ERASED if value is None else value
 
-    async def reveal_fields(self, conn_or_pool: ConnOrPool,
-                            blobs: Mapping[str, Mapping[str, Any] | None]
-                            ) -> dict[str, str | None]:
+    async def reveal_fields(
+        self, conn_or_pool: ConnOrPool, blobs: Mapping[str, Mapping[str, Any] | None]
+    ) -> dict[str, str | None]:
         return {name: await self.reveal(conn_or_pool, blob) for name, blob in blobs.items()}
 
     async def is_erased(self, conn_or_pool: ConnOrPool, subject_id: str) -> bool:
         return await self._keys.is_erased(conn_or_pool, subject_id)
 
-    async def erase(self, conn: Conn, subject_id: str, by: str,
-                    reason: str | None = None) -> bool:
+    async def erase(self, conn: Conn, subject_id: str, by: str, reason: str | None = None) -> bool:
         """Shred a person's key and record the erasure; True only the first time."""
         self.forget(subject_id)
         try:

@@ -10,8 +10,14 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """Raise anywhere in a request to answer with a problem document and write nothing."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None,
-                 type_: str = "about:blank", **extensions: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        type_: str = "about:blank",
+        **extensions: Any,
+    ) -> None:
         super().__init__(detail or title)
         self.status = status
         self.title = title
@@ -48,5 +54,4 @@ def conflict(detail: str, **ext: Any) -> Problem:
 
 
 def unprocessable(detail: str, **ext: Any) -> Problem:
-    return Problem(422, "Unprocessable Content", detail,
-                   type_="urn:jingmin:problem:invalid", **ext)
+    return Problem(422, "Unprocessable Content", detail, type_="urn:jingmin:problem:invalid", **ext)

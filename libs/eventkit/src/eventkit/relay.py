@@ -41,9 +41,17 @@ class OutboxRelay:
     A's previous version committed (optimistic concurrency), so its id is larger.
     """
 
-    def __init__(self, pool: asyncpg.Pool, make_producer: Callable[[], AIOKafkaProducer], *,
-                 service: str, batch_size: int = 500, poll_interval: float = 0.5,
-                 max_backoff: float = 10.0, keep_published_seconds: float = 86400.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        make_producer: Callable[[], AIOKafkaProducer],
+        *,
+        service: str,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+        max_backoff: float = 10.0,
+        keep_published_seconds: float = 86400.0,
+    ) -> None:
         self.pool = pool
         self.make_producer = make_producer
         self.service = service
@@ -81,7 +89,8 @@ class OutboxRelay:
                 """SELECT id, event_id, aggregate_id, topic, payload::text AS payload,
                           headers::text AS headers
                    FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1""",
-                self.batch_size)
+                self.batch_size,
+            )
         if not rows:
             return 0
         try:
@@ -90,12 +99,17 @@ class OutboxRelay:
             futures = []
             for row in rows:
                 headers: dict[str, str] = json.loads(row["headers"])
-                with kafka_span("produce", row["topic"], row["event_id"],
-                                headers.get("ce_traceparent")):
-                    futures.append(await producer.send(
-                        row["topic"], value=row["payload"].encode(),
-                        key=row["aggregate_id"].encode(),
-                        headers=kafka.record_headers(headers)))
+                with kafka_span(
+                    "produce", row["topic"], row["event_id"], headers.get("ce_traceparent")
+                ):
+                    futures.append(
+                        await producer.send(
+                            row["topic"],
+                            value=row["payload"].encode(),
+                            key=row["aggregate_id"].encode(),
+                            headers=kafka.record_headers(headers),
+                        )
+                    )
             await asyncio.gather(*futures)
         except Exception as exc:
             self.stats.failures += 1
@@ -104,13 +118,17 @@ class OutboxRelay:
                 await conn.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $2 "
                     "WHERE id = ANY($1::bigint[])",
-                    [r["id"] for r in rows], f"{type(exc).__name__}: {exc}"[:1000])
+                    [r["id"] for r in rows],
+                    f"{type(exc).__name__}: {exc}"[:1000],
+                )
             await self._drop_producer()
             raise
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 "
-                "WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+                "WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
         self.stats.published += len(rows)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
@@ -128,11 +146,14 @@ class OutboxRelay:
                 """SELECT count(*) AS n,
                           coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)
                               AS age
-                   FROM outbox WHERE published_at IS NULL""")
+                   FROM outbox WHERE published_at IS NULL"""
+            )
             # Published rows are copies of events already in the store; keep a day for audit.
             await conn.execute(
                 "DELETE FROM outbox WHERE published_at < clock_timestamp() - make_interval("
-                "secs => $1)", self.keep_published_seconds)
+                "secs => $1)",
+                self.keep_published_seconds,
+            )
         OUTBOX_PENDING.labels(self.service).set(row["n"])
         OUTBOX_OLDEST_PENDING_SECONDS.labels(self.service).set(float(row["age"]))
 
@@ -201,13 +222,16 @@ async def run_relay(spec: Any, settings: Any) -> None:
 
     from eventkit.db import create_pool
 
-    port = int(os.environ.get(f"{spec.name.upper()}_RELAY_METRICS_PORT",
-                              spec.default_port + 100))
+    port = int(os.environ.get(f"{spec.name.upper()}_RELAY_METRICS_PORT", spec.default_port + 100))
     start_http_server(port, addr="127.0.0.1")
     pool = await create_pool(service_dsn(settings, spec.database))
-    relay = OutboxRelay(pool, lambda: kafka.producer(settings), service=spec.name,
-                        batch_size=settings.relay_batch_size,
-                        poll_interval=settings.relay_poll_interval_seconds)
+    relay = OutboxRelay(
+        pool,
+        lambda: kafka.producer(settings),
+        service=spec.name,
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval_seconds,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

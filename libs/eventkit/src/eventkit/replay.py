@@ -15,9 +15,14 @@ from eventkit.store import START, PostgresEventStore
 log = logging.getLogger(__name__)
 
 
-async def replay_service(spec: ServiceSpec, settings: KernelSettings, bootstrap: str,
-                         *, batch: int = 5000,
-                         progress: Callable[[int], None] | None = None) -> int:
+async def replay_service(
+    spec: ServiceSpec,
+    settings: KernelSettings,
+    bootstrap: str,
+    *,
+    batch: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Publish every event of one service in store order; return how many messages went out.
 
     The envelopes are rebuilt by the same mapping the writer used, with the stored event id
@@ -36,7 +41,8 @@ async def replay_service(spec: ServiceSpec, settings: KernelSettings, bootstrap:
         position = START
         while True:
             caught_up = await pool.fetchval(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8", horizon)
+                "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8", horizon
+            )
             events = await store.read_all(position, limit=batch)
             if not events:
                 if caught_up:
@@ -46,10 +52,14 @@ async def replay_service(spec: ServiceSpec, settings: KernelSettings, bootstrap:
             futures = []
             for event in events:
                 for message in spec.to_messages(event):
-                    futures.append(await producer.send(
-                        message.topic, value=kafka.json_bytes(message.payload),
-                        key=message.aggregate_id.encode(),
-                        headers=kafka.record_headers(message.headers)))
+                    futures.append(
+                        await producer.send(
+                            message.topic,
+                            value=kafka.json_bytes(message.payload),
+                            key=message.aggregate_id.encode(),
+                            headers=kafka.record_headers(message.headers),
+                        )
+                    )
             await asyncio.gather(*futures)
             sent += len(futures)
             position = events[-1].position
@@ -62,6 +72,7 @@ async def replay_service(spec: ServiceSpec, settings: KernelSettings, bootstrap:
     return sent
 
 
-async def replay_all(specs: Mapping[str, ServiceSpec], settings: KernelSettings,
-                     bootstrap: str) -> dict[str, int]:
+async def replay_all(
+    specs: Mapping[str, ServiceSpec], settings: KernelSettings, bootstrap: str
+) -> dict[str, int]:
     return {name: await replay_service(spec, settings, bootstrap) for name, spec in specs.items()}

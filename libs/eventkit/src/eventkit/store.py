@@ -22,7 +22,9 @@ class ConcurrencyConflict(Exception):
         self.actual = actual
         super().__init__(
             f"stream {stream_id!r}: expected version {expected}, found {actual}"
-            if actual is not None else f"stream {stream_id!r}: version {expected} is stale")
+            if actual is not None
+            else f"stream {stream_id!r}: version {expected} is stale"
+        )
 
 
 class StaleTransaction(ConcurrencyConflict):
@@ -92,8 +94,9 @@ class Transaction(Protocol):
     @property
     def connection(self) -> asyncpg.Connection | None: ...
 
-    async def append(self, stream_id: str, stream_type: str, expected_version: int,
-                     events: Sequence[NewEvent]) -> list[RecordedEvent]: ...
+    async def append(
+        self, stream_id: str, stream_type: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> list[RecordedEvent]: ...
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None: ...
 
@@ -103,14 +106,20 @@ class Transaction(Protocol):
 class EventStore(Protocol):
     def transaction(self) -> Any: ...
 
-    async def append(self, stream_id: str, stream_type: str, expected_version: int,
-                     events: Sequence[NewEvent],
-                     outbox: Sequence[OutboxMessage] = ()) -> list[RecordedEvent]: ...
+    async def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        outbox: Sequence[OutboxMessage] = (),
+    ) -> list[RecordedEvent]: ...
 
     async def load(self, stream_id: str) -> list[RecordedEvent]: ...
 
-    async def read_all(self, after: Position = START, limit: int = 1000,
-                       stream_type: str | None = None) -> list[RecordedEvent]: ...
+    async def read_all(
+        self, after: Position = START, limit: int = 1000, stream_type: str | None = None
+    ) -> list[RecordedEvent]: ...
 
 
 def _dumps(value: Any) -> str:
@@ -119,17 +128,26 @@ def _dumps(value: Any) -> str:
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(
-        stream_id=row["stream_id"], stream_type=row["stream_type"], version=row["version"],
-        event_id=str(row["event_id"]), type=row["type"], schema_version=row["schema_version"],
-        bureau=row["bureau"], data=json.loads(row["data"]), metadata=json.loads(row["metadata"]),
-        occurred_at=row["occurred_at"], recorded_at=row["recorded_at"],
+        stream_id=row["stream_id"],
+        stream_type=row["stream_type"],
+        version=row["version"],
+        event_id=str(row["event_id"]),
+        type=row["type"],
+        schema_version=row["schema_version"],
+        bureau=row["bureau"],
+        data=json.loads(row["data"]),
+        metadata=json.loads(row["metadata"]),
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
         position=Position(int(row["tx_id"]), row["global_position"]),
     )
 
 
-_COLUMNS = ("global_position, stream_id, stream_type, version, event_id, type, schema_version, "
-            "bureau, data::text AS data, metadata::text AS metadata, occurred_at, recorded_at, "
-            "tx_id::text::bigint AS tx_id")
+_COLUMNS = (
+    "global_position, stream_id, stream_type, version, event_id, type, schema_version, "
+    "bureau, data::text AS data, metadata::text AS metadata, occurred_at, recorded_at, "
+    "tx_id::text::bigint AS tx_id"
+)
 
 
 class PostgresTransaction:
@@ -140,13 +158,16 @@ class PostgresTransaction:
     def connection(self) -> asyncpg.Connection:
         return self._conn
 
-    async def append(self, stream_id: str, stream_type: str, expected_version: int,
-                     events: Sequence[NewEvent]) -> list[RecordedEvent]:
+    async def append(
+        self, stream_id: str, stream_type: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> list[RecordedEvent]:
         if not events:
             return []
         last = await self._conn.fetchrow(
             """SELECT version, tx_id > pg_current_xact_id() AS written_later FROM events
-               WHERE stream_id = $1 ORDER BY version DESC LIMIT 1""", stream_id)
+               WHERE stream_id = $1 ORDER BY version DESC LIMIT 1""",
+            stream_id,
+        )
         current = last["version"] if last is not None else 0
         if current != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, current)
@@ -156,9 +177,18 @@ class PostgresTransaction:
             # event would be read before it. A retry runs in a new (younger) transaction.
             raise StaleTransaction(stream_id, expected_version, current)
         rows = [
-            (stream_id, stream_type, expected_version + i + 1, uuid.UUID(e.event_id), e.type,
-             e.schema_version, e.bureau, _dumps(dict(e.data)), _dumps(dict(e.metadata)),
-             e.occurred_at)
+            (
+                stream_id,
+                stream_type,
+                expected_version + i + 1,
+                uuid.UUID(e.event_id),
+                e.type,
+                e.schema_version,
+                e.bureau,
+                _dumps(dict(e.data)),
+                _dumps(dict(e.metadata)),
+                e.occurred_at,
+            )
             for i, e in enumerate(events)
         ]
         try:
@@ -171,7 +201,8 @@ class PostgresTransaction:
                             $5::text[], $6::int[], $7::text[], $8::jsonb[], $9::jsonb[],
                             $10::timestamptz[])
                         RETURNING {_COLUMNS}""",
-                    *zip(*rows, strict=True))
+                    *zip(*rows, strict=True),
+                )
         except asyncpg.UniqueViolationError as exc:
             if "events_pkey" in str(exc.constraint_name or exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
@@ -180,7 +211,8 @@ class PostgresTransaction:
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         rows = await self._conn.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", stream_id)
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", stream_id
+        )
         return [_record(r) for r in rows]
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
@@ -189,8 +221,19 @@ class PostgresTransaction:
         await self._conn.executemany(
             """INSERT INTO outbox (event_id, aggregate_type, aggregate_id, type, topic,
                    payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7::json)""",
-            [(m.event_id, m.aggregate_type, m.aggregate_id, m.type, m.topic,
-              _dumps(dict(m.payload)), _dumps(dict(m.headers))) for m in messages])
+            [
+                (
+                    m.event_id,
+                    m.aggregate_type,
+                    m.aggregate_id,
+                    m.type,
+                    m.topic,
+                    _dumps(dict(m.payload)),
+                    _dumps(dict(m.headers)),
+                )
+                for m in messages
+            ],
+        )
 
 
 class PostgresEventStore:
@@ -202,9 +245,14 @@ class PostgresEventStore:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PostgresTransaction(conn)
 
-    async def append(self, stream_id: str, stream_type: str, expected_version: int,
-                     events: Sequence[NewEvent],
-                     outbox: Sequence[OutboxMessage] = ()) -> list[RecordedEvent]:
+    async def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        outbox: Sequence[OutboxMessage] = (),
+    ) -> list[RecordedEvent]:
         async with self.transaction() as tx:
             recorded = await tx.append(stream_id, stream_type, expected_version, events)
             await tx.enqueue(outbox)
@@ -213,11 +261,13 @@ class PostgresEventStore:
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", stream_id)
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", stream_id
+            )
         return [_record(r) for r in rows]
 
-    async def read_all(self, after: Position = START, limit: int = 1000,
-                       stream_type: str | None = None) -> list[RecordedEvent]:
+    async def read_all(
+        self, after: Position = START, limit: int = 1000, stream_type: str | None = None
+    ) -> list[RecordedEvent]:
         # Only transactions older than the oldest one still running are visible-and-final:
         # a row from a transaction still open could later commit *behind* what we return.
         async with self.pool.acquire() as conn:
@@ -227,7 +277,11 @@ class PostgresEventStore:
                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
                       AND ($4::text IS NULL OR stream_type = $4)
                     ORDER BY tx_id, global_position LIMIT $3""",
-                str(after.tx_id), after.global_position, limit, stream_type)
+                str(after.tx_id),
+                after.global_position,
+                limit,
+                stream_type,
+            )
         return [_record(r) for r in rows]
 
 
@@ -241,8 +295,9 @@ class InMemoryTransaction:
     def connection(self) -> None:
         return None
 
-    async def append(self, stream_id: str, stream_type: str, expected_version: int,
-                     events: Sequence[NewEvent]) -> list[RecordedEvent]:
+    async def append(
+        self, stream_id: str, stream_type: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> list[RecordedEvent]:
         current = len(self._store.streams.get(stream_id, []))
         pending = sum(len(ev) for sid, _, _, ev in self.events if sid == stream_id)
         if current + pending != expected_version:
@@ -265,16 +320,28 @@ class InMemoryEventStore:
         self.log: list[RecordedEvent] = []
         self.outbox: list[OutboxMessage] = []
 
-    def _preview(self, stream_id: str, stream_type: str, expected: int,
-                 events: Sequence[NewEvent]) -> list[RecordedEvent]:
+    def _preview(
+        self, stream_id: str, stream_type: str, expected: int, events: Sequence[NewEvent]
+    ) -> list[RecordedEvent]:
         now = datetime.now(UTC)
         base = len(self.log)
-        return [RecordedEvent(
-            stream_id=stream_id, stream_type=stream_type, version=expected + i + 1,
-            event_id=e.event_id, type=e.type, schema_version=e.schema_version, bureau=e.bureau,
-            data=json.loads(_dumps(dict(e.data))), metadata=json.loads(_dumps(dict(e.metadata))),
-            occurred_at=e.occurred_at, recorded_at=now,
-            position=Position(base + i + 1, base + i + 1)) for i, e in enumerate(events)]
+        return [
+            RecordedEvent(
+                stream_id=stream_id,
+                stream_type=stream_type,
+                version=expected + i + 1,
+                event_id=e.event_id,
+                type=e.type,
+                schema_version=e.schema_version,
+                bureau=e.bureau,
+                data=json.loads(_dumps(dict(e.data))),
+                metadata=json.loads(_dumps(dict(e.metadata))),
+                occurred_at=e.occurred_at,
+                recorded_at=now,
+                position=Position(base + i + 1, base + i + 1),
+            )
+            for i, e in enumerate(events)
+        ]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[InMemoryTransaction]:
@@ -295,9 +362,14 @@ class InMemoryEventStore:
             self.log.extend(recorded)
         self.outbox.extend(tx.messages)
 
-    async def append(self, stream_id: str, stream_type: str, expected_version: int,
-                     events: Sequence[NewEvent],
-                     outbox: Sequence[OutboxMessage] = ()) -> list[RecordedEvent]:
+    async def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        outbox: Sequence[OutboxMessage] = (),
+    ) -> list[RecordedEvent]:
         async with self.transaction() as tx:
             recorded = await tx.append(stream_id, stream_type, expected_version, events)
             await tx.enqueue(outbox)
@@ -306,8 +378,12 @@ class InMemoryEventStore:
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return list(self.streams.get(stream_id, []))
 
-    async def read_all(self, after: Position = START, limit: int = 1000,
-                       stream_type: str | None = None) -> list[RecordedEvent]:
-        out = [e for e in self.log if e.position > after
-               and (stream_type is None or e.stream_type == stream_type)]
+    async def read_all(
+        self, after: Position = START, limit: int = 1000, stream_type: str | None = None
+    ) -> list[RecordedEvent]:
+        out = [
+            e
+            for e in self.log
+            if e.position > after and (stream_type is None or e.stream_type == stream_type)
+        ]
         return out[:limit]

@@ -48,8 +48,7 @@ async def run_workers(spec: ServiceSpec, settings: KernelSettings) -> None:
     from eventkit.telemetry import setup_telemetry
 
     setup_telemetry(f"{spec.name}-worker", settings)
-    port = int(os.environ.get(f"{spec.name.upper()}_WORKER_METRICS_PORT",
-                              spec.default_port + 200))
+    port = int(os.environ.get(f"{spec.name.upper()}_WORKER_METRICS_PORT", spec.default_port + 200))
     start_http_server(port, addr="127.0.0.1")
     pool = await create_pool(service_dsn(settings, spec.database))
     stop = asyncio.Event()
@@ -58,10 +57,12 @@ async def run_workers(spec: ServiceSpec, settings: KernelSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     ctx = WorkerContext(settings, spec, pool, stop)
     tasks: list[asyncio.Task[None]] = [
-        asyncio.create_task(load_loop(p)(ctx), name=p) for p in spec.workers]
+        asyncio.create_task(load_loop(p)(ctx), name=p) for p in spec.workers
+    ]
     try:
         done, _ = await asyncio.wait(
-            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         for task in tasks:

@@ -17,8 +17,9 @@ from eventkit.settings import KernelSettings
 pytestmark = pytest.mark.integration
 
 SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-KERNEL_SQL = (Path(__file__).parents[2] / "src" / "eventkit" / "migrations"
-              / "0001_kernel.sql").read_text()
+KERNEL_SQL = (
+    Path(__file__).parents[2] / "src" / "eventkit" / "migrations" / "0001_kernel.sql"
+).read_text()
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,10 @@ async def pool() -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> KernelSettings:
-    return KernelSettings(jingmin_home=tmp_path_factory.mktemp("home"),
-                          master_key=base64.b64encode(os.urandom(32)).decode())
+    return KernelSettings(
+        jingmin_home=tmp_path_factory.mktemp("home"),
+        master_key=base64.b64encode(os.urandom(32)).decode(),
+    )
 
 
 def new_subject() -> str:
@@ -55,23 +58,28 @@ def new_subject() -> str:
 
 async def key_rows(pool: asyncpg.Pool, subject: str) -> int:
     count: int = await pool.fetchval(
-        "SELECT count(*) FROM subject_keys WHERE subject_id = $1", subject)
+        "SELECT count(*) FROM subject_keys WHERE subject_id = $1", subject
+    )
     return count
 
 
-async def test_round_trip_inside_the_callers_transaction(pool: asyncpg.Pool,
-                                                        settings: KernelSettings) -> None:
+async def test_round_trip_inside_the_callers_transaction(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
     vault, subject = Vault(pool, settings), new_subject()
     async with pool.acquire() as conn, conn.transaction():
         blobs = await vault.encrypt_fields(conn, subject, {"name": "张三", "phone": None})
     assert await key_rows(pool, subject) == 1
     # Another process (its own vault, cold cache) reads it back through the pool.
-    assert await Vault(pool, settings).decrypt_fields(pool, blobs) == {"name": "张三",
-                                                                       "phone": None}
+    assert await Vault(pool, settings).decrypt_fields(pool, blobs) == {
+        "name": "张三",
+        "phone": None,
+    }
 
 
-async def test_a_rolled_back_first_write_loses_nothing_later(pool: asyncpg.Pool,
-                                                             settings: KernelSettings) -> None:
+async def test_a_rolled_back_first_write_loses_nothing_later(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
     vault, subject = Vault(pool, settings), new_subject()
     with pytest.raises(RuntimeError):
         async with pool.acquire() as conn, conn.transaction():
@@ -85,8 +93,9 @@ async def test_a_rolled_back_first_write_loses_nothing_later(pool: asyncpg.Pool,
     assert await vault.decrypt(pool, blob) == "second try"
 
 
-async def test_concurrent_first_writes_agree_on_one_key(pool: asyncpg.Pool,
-                                                        settings: KernelSettings) -> None:
+async def test_concurrent_first_writes_agree_on_one_key(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
     subject = new_subject()
 
     async def write(i: int) -> dict[str, str]:
@@ -103,7 +112,8 @@ async def test_concurrent_first_writes_agree_on_one_key(pool: asyncpg.Pool,
 
 
 async def test_a_writer_waits_for_an_open_first_write_and_reuses_its_key(
-        pool: asyncpg.Pool, settings: KernelSettings) -> None:
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
     subject = new_subject()
     async with pool.acquire() as first:
         tx = first.transaction()
@@ -123,8 +133,9 @@ async def test_a_writer_waits_for_an_open_first_write_and_reuses_its_key(
     assert (await reader.decrypt(pool, a), await reader.decrypt(pool, b)) == ("a", "b")
 
 
-async def test_erase_shreds_one_person_and_records_who(pool: asyncpg.Pool,
-                                                       settings: KernelSettings) -> None:
+async def test_erase_shreds_one_person_and_records_who(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
     vault, me, you = Vault(pool, settings), new_subject(), new_subject()
     async with pool.acquire() as conn, conn.transaction():
         mine = await vault.encrypt(conn, me, "王五")
@@ -137,8 +148,9 @@ async def test_erase_shreds_one_person_and_records_who(pool: asyncpg.Pool,
     assert await vault.reveal(pool, mine) == ERASED
     assert await vault.decrypt(pool, yours) == "赵六"
     assert await key_rows(pool, me) == 0
-    row = await pool.fetchrow("SELECT erased_by, reason FROM subject_erasures "
-                              "WHERE subject_id = $1", me)
+    row = await pool.fetchrow(
+        "SELECT erased_by, reason FROM subject_erasures WHERE subject_id = $1", me
+    )
     assert tuple(row) == ("officer-7", "request 42")
     assert await vault.erase(None, me, by="officer-7", reason=None) is False
     with pytest.raises(SubjectErased):
@@ -148,7 +160,8 @@ async def test_erase_shreds_one_person_and_records_who(pool: asyncpg.Pool,
 
 
 async def test_an_erasure_by_another_process_is_honoured_after_the_cache_ttl(
-        pool: asyncpg.Pool, settings: KernelSettings) -> None:
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
     service = Vault(pool, settings, cache_ttl=0.2)
     subject = new_subject()
     blob = await service.encrypt(None, subject, "x")
@@ -158,8 +171,9 @@ async def test_an_erasure_by_another_process_is_honoured_after_the_cache_ttl(
     assert await service.decrypt(pool, blob) is None
 
 
-async def test_an_erasure_in_flight_blocks_a_first_write(pool: asyncpg.Pool,
-                                                         settings: KernelSettings) -> None:
+async def test_an_erasure_in_flight_blocks_a_first_write(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
     subject = new_subject()
     async with pool.acquire() as eraser:
         tx = eraser.transaction()
@@ -174,12 +188,13 @@ async def test_an_erasure_in_flight_blocks_a_first_write(pool: asyncpg.Pool,
     assert await key_rows(pool, subject) == 0
 
 
-async def test_a_different_master_key_cannot_open_the_data(pool: asyncpg.Pool,
-                                                           settings: KernelSettings,
-                                                           tmp_path: Path) -> None:
+async def test_a_different_master_key_cannot_open_the_data(
+    pool: asyncpg.Pool, settings: KernelSettings, tmp_path: Path
+) -> None:
     subject = new_subject()
     blob = await Vault(pool, settings).encrypt(None, subject, "x")
-    other = KernelSettings(jingmin_home=tmp_path,
-                           master_key=base64.b64encode(os.urandom(32)).decode())
+    other = KernelSettings(
+        jingmin_home=tmp_path, master_key=base64.b64encode(os.urandom(32)).decode()
+    )
     with pytest.raises(PersonalDataError):
         await Vault(pool, other).decrypt(pool, blob)

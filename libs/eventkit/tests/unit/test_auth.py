@@ -59,19 +59,27 @@ def dev_private_key(settings: KernelSettings) -> Ed25519PrivateKey:
     return key
 
 
-def signed(settings: KernelSettings, claims: dict[str, Any], *,
-           key: Ed25519PrivateKey | None = None) -> str:
+def signed(
+    settings: KernelSettings, claims: dict[str, Any], *, key: Ed25519PrivateKey | None = None
+) -> str:
     """A token with hand-made claims, signed by the dev key unless told otherwise."""
     kid = jwt.get_unverified_header(officer_token(settings))["kid"]
-    return jwt.encode(claims, key or dev_private_key(settings), algorithm="EdDSA",
-                      headers={"kid": kid})
+    return jwt.encode(
+        claims, key or dev_private_key(settings), algorithm="EdDSA", headers={"kid": kid}
+    )
 
 
 def base_claims(settings: KernelSettings, **overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
-        "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": "u1",
-        "iat": now, "exp": now + timedelta(hours=1), "roles": ["officer"], "scope": ["330602"]}
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": "u1",
+        "iat": now,
+        "exp": now + timedelta(hours=1),
+        "roles": ["officer"],
+        "scope": ["330602"],
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -85,6 +93,7 @@ def rejected(verifier: TokenVerifier, token: str) -> Problem:
 
 
 # --- scopes and roles ---------------------------------------------------------------------
+
 
 def test_a_city_scope_covers_its_counties_stations_and_beats() -> None:
     p = Principal("u", frozenset({"officer"}), ("3306",))
@@ -114,13 +123,14 @@ def test_has_role_means_any_of_the_given_roles() -> None:
     assert p.has_role("commander", "officer")
     assert not p.has_role("admin")
     assert not Principal("u", frozenset({"admin"}), ("33",)).has_role("officer")
-    assert {"intake_operator", "officer", "supervisor", "commander", "partner",
-            "admin"} == ROLES
+    assert {"intake_operator", "officer", "supervisor", "commander", "partner", "admin"} == ROLES
 
 
 def test_like_patterns_filter_lists_by_scope() -> None:
     assert Principal("u", frozenset({"officer"}), ("3306", "330702")).like_patterns() == [
-        "3306%", "330702%"]
+        "3306%",
+        "330702%",
+    ]
 
 
 def test_authorize_refuses_another_bureau_with_403() -> None:
@@ -144,13 +154,21 @@ def test_authorize_rejects_a_misspelt_role_as_a_programming_error() -> None:
 
 # --- issuing and verifying ----------------------------------------------------------------
 
+
 def test_issued_token_verifies_to_the_same_principal(
-        settings: KernelSettings, verifier: TokenVerifier) -> None:
-    token = issue_token(settings, subject="cmd-1", roles=["commander", "supervisor"],
-                        scopes=["3306", "330702"], extra_claims={"name": "Li"})
+    settings: KernelSettings, verifier: TokenVerifier
+) -> None:
+    token = issue_token(
+        settings,
+        subject="cmd-1",
+        roles=["commander", "supervisor"],
+        scopes=["3306", "330702"],
+        extra_claims={"name": "Li"},
+    )
     principal = verifier.verify(token)
-    assert principal == Principal("cmd-1", frozenset({"commander", "supervisor"}),
-                                  ("3306", "330702"))
+    assert principal == Principal(
+        "cmd-1", frozenset({"commander", "supervisor"}), ("3306", "330702")
+    )
     header = jwt.get_unverified_header(token)
     assert header["alg"] == "EdDSA" and header["kid"]
     claims = jwt.decode(token, options={"verify_signature": False})
@@ -166,7 +184,8 @@ def test_dev_key_file_is_private(settings: KernelSettings) -> None:
 
 
 def test_a_space_separated_scope_string_is_accepted(
-        settings: KernelSettings, verifier: TokenVerifier) -> None:
+    settings: KernelSettings, verifier: TokenVerifier
+) -> None:
     token = signed(settings, base_claims(settings, scope="3306 330702", roles="officer"))
     assert verifier.verify(token).scopes == ("3306", "330702")
 
@@ -176,31 +195,37 @@ def test_expired_token_is_401(settings: KernelSettings, verifier: TokenVerifier)
     assert "expired" in (rejected(verifier, token).detail or "")
 
 
-def test_small_clock_skew_is_tolerated(settings: KernelSettings,
-                                       verifier: TokenVerifier) -> None:
+def test_small_clock_skew_is_tolerated(settings: KernelSettings, verifier: TokenVerifier) -> None:
     token = officer_token(settings, now=datetime.now(UTC) + timedelta(seconds=10))
     assert verifier.verify(token).subject == "officer-7"
 
 
 def test_wrong_issuer_is_401(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    token = issue_token(KernelSettings(jingmin_home=home, jwt_issuer="someone-else"),
-                        subject="u", roles=["officer"], scopes=["330602"])
+    token = issue_token(
+        KernelSettings(jingmin_home=home, jwt_issuer="someone-else"),
+        subject="u",
+        roles=["officer"],
+        scopes=["330602"],
+    )
     problem = rejected(TokenVerifier(KernelSettings(jingmin_home=home)), token)
     assert "issuer" in (problem.detail or "")
 
 
 def test_wrong_audience_is_401(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    token = issue_token(KernelSettings(jingmin_home=home, jwt_audience="other-app"),
-                        subject="u", roles=["officer"], scopes=["330602"])
+    token = issue_token(
+        KernelSettings(jingmin_home=home, jwt_audience="other-app"),
+        subject="u",
+        roles=["officer"],
+        scopes=["330602"],
+    )
     problem = rejected(TokenVerifier(KernelSettings(jingmin_home=home)), token)
     assert "audience" in (problem.detail or "")
 
 
 def test_unsigned_token_is_401(settings: KernelSettings, verifier: TokenVerifier) -> None:
-    token = jwt.encode(base_claims(settings, roles=["admin"], scope=["33"]), None,
-                       algorithm="none")
+    token = jwt.encode(base_claims(settings, roles=["admin"], scope=["33"]), None, algorithm="none")
     assert "unsigned" in (rejected(verifier, token).detail or "")
 
 
@@ -213,51 +238,70 @@ def test_tampered_payload_is_401(settings: KernelSettings, verifier: TokenVerifi
     assert "signature" in (problem.detail or "")
 
 
-def test_token_signed_by_another_key_is_401(settings: KernelSettings,
-                                            verifier: TokenVerifier) -> None:
+def test_token_signed_by_another_key_is_401(
+    settings: KernelSettings, verifier: TokenVerifier
+) -> None:
     token = signed(settings, base_claims(settings), key=Ed25519PrivateKey.generate())
     assert "signature" in (rejected(verifier, token).detail or "")
 
 
-def test_unknown_kid_and_foreign_algorithms_are_401(settings: KernelSettings,
-                                                    verifier: TokenVerifier) -> None:
-    other = jwt.encode(base_claims(settings), Ed25519PrivateKey.generate(), algorithm="EdDSA",
-                       headers={"kid": "someone-elses"})
+def test_unknown_kid_and_foreign_algorithms_are_401(
+    settings: KernelSettings, verifier: TokenVerifier
+) -> None:
+    other = jwt.encode(
+        base_claims(settings),
+        Ed25519PrivateKey.generate(),
+        algorithm="EdDSA",
+        headers={"kid": "someone-elses"},
+    )
     assert "unknown key" in (rejected(verifier, other).detail or "")
     hmac_token = jwt.encode(base_claims(settings), "secret", algorithm="HS256")
     assert "not allowed" in (rejected(verifier, hmac_token).detail or "")
     rejected(verifier, "not-a-jwt")
 
 
-@pytest.mark.parametrize(("overrides", "fragment"), [
-    ({"roles": None}, "roles"),
-    ({"roles": []}, "role"),
-    ({"roles": ["officer", "sheriff"]}, "unknown role"),
-    ({"roles": [1]}, "roles"),
-    ({"scope": None}, "scope"),
-    ({"scope": []}, "scope"),
-    ({"scope": ""}, "scope"),
-    ({"scope": ["33x6"]}, "scope"),
-    ({"scope": ["３３０６"]}, "scope"),
-    ({"scope": ["3"]}, "scope"),
-    ({"exp": None}, "exp"),
-    ({"iat": None}, "iat"),
-    ({"sub": None}, "sub"),
-])
-def test_bad_claims_are_401(settings: KernelSettings, verifier: TokenVerifier,
-                            overrides: dict[str, Any], fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"roles": None}, "roles"),
+        ({"roles": []}, "role"),
+        ({"roles": ["officer", "sheriff"]}, "unknown role"),
+        ({"roles": [1]}, "roles"),
+        ({"scope": None}, "scope"),
+        ({"scope": []}, "scope"),
+        ({"scope": ""}, "scope"),
+        ({"scope": ["33x6"]}, "scope"),
+        ({"scope": ["３３０６"]}, "scope"),
+        ({"scope": ["3"]}, "scope"),
+        ({"exp": None}, "exp"),
+        ({"iat": None}, "iat"),
+        ({"sub": None}, "sub"),
+    ],
+)
+def test_bad_claims_are_401(
+    settings: KernelSettings, verifier: TokenVerifier, overrides: dict[str, Any], fragment: str
+) -> None:
     token = signed(settings, base_claims(settings, **overrides))
     assert fragment in (rejected(verifier, token).detail or "")
 
 
 def test_issue_token_refuses_what_the_verifier_would_reject(settings: KernelSettings) -> None:
-    for roles, scopes in [(["sheriff"], ["3306"]), ([], ["3306"]), (["officer"], []),
-                          (["officer"], ["33-06"])]:
+    for roles, scopes in [
+        (["sheriff"], ["3306"]),
+        ([], ["3306"]),
+        (["officer"], []),
+        (["officer"], ["33-06"]),
+    ]:
         with pytest.raises(ValueError):
             issue_token(settings, subject="u", roles=roles, scopes=scopes)
     with pytest.raises(ValueError):
-        issue_token(settings, subject="u", roles=["officer"], scopes=["3306"],
-                    extra_claims={"scope": ["33"]})
+        issue_token(
+            settings,
+            subject="u",
+            roles=["officer"],
+            scopes=["3306"],
+            extra_claims={"scope": ["33"]},
+        )
 
 
 def test_verifier_never_accepts_alg_none_even_if_configured(tmp_path: Path) -> None:
@@ -285,8 +329,10 @@ def test_cli_helper_and_ttl(settings: KernelSettings, verifier: TokenVerifier) -
 
 # --- JWKS (production) --------------------------------------------------------------------
 
+
 def test_jwks_mode_verifies_and_limits_refetches_for_unknown_kids(
-        settings: KernelSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: KernelSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fetched: list[str] = []
     jwks = json.dumps(dev_jwks(settings)).encode()
 
@@ -302,17 +348,23 @@ def test_jwks_mode_verifies_and_limits_refetches_for_unknown_kids(
     assert verifier.verify(officer_token(settings)).subject == "officer-7"
     auth = {"Authorization": f"Bearer {officer_token(settings)}"}
     assert TestClient(make_app(verifier)).get("/bureaus/330602/cases", headers=auth).json() == {
-        "subject": "officer-7"}
+        "subject": "officer-7"
+    }
     assert len(fetched) == 1  # the key set is cached
-    junk = jwt.encode(base_claims(settings), Ed25519PrivateKey.generate(), algorithm="EdDSA",
-                      headers={"kid": "rotated-maybe"})
+    junk = jwt.encode(
+        base_claims(settings),
+        Ed25519PrivateKey.generate(),
+        algorithm="EdDSA",
+        headers={"kid": "rotated-maybe"},
+    )
     for _ in range(5):
         rejected(verifier, junk)
     assert len(fetched) == 2  # one forced refresh, not one per junk token
 
 
-def test_unreachable_jwks_is_503_not_401(settings: KernelSettings,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_jwks_is_503_not_401(
+    settings: KernelSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def urlopen(request: urllib.request.Request, **kw: Any) -> io.BytesIO:
         raise urllib.error.URLError("connection refused")
 
@@ -325,6 +377,7 @@ def test_unreachable_jwks_is_503_not_401(settings: KernelSettings,
 
 # --- FastAPI ------------------------------------------------------------------------------
 
+
 def make_app(verifier: TokenVerifier) -> FastAPI:
     app = FastAPI()
     app.state.verifier = verifier
@@ -332,8 +385,12 @@ def make_app(verifier: TokenVerifier) -> FastAPI:
     # Stands in for the platform's Problem handler, which should copy `headers` likewise.
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> Response:
-        return JSONResponse(exc.to_dict(request.url.path), status_code=exc.status,
-                            media_type=PROBLEM_JSON, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            exc.to_dict(request.url.path),
+            status_code=exc.status,
+            media_type=PROBLEM_JSON,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.get("/bureaus/{code}/cases")
     async def cases(code: str, principal: CurrentPrincipal) -> dict[str, str]:
@@ -341,8 +398,9 @@ def make_app(verifier: TokenVerifier) -> FastAPI:
         return {"subject": principal.subject}
 
     @app.get("/admin")
-    async def admin(principal: Principal = Depends(
-            require_principal(verifier, roles=["admin"]))) -> dict[str, str]:
+    async def admin(
+        principal: Principal = Depends(require_principal(verifier, roles=["admin"])),
+    ) -> dict[str, str]:
         return {"subject": principal.subject}
 
     return app
@@ -362,7 +420,8 @@ def test_http_missing_token_is_401_with_bearer_challenge(verifier: TokenVerifier
 def test_http_expired_token_is_401(settings: KernelSettings, verifier: TokenVerifier) -> None:
     token = officer_token(settings, now=datetime.now(UTC) - timedelta(days=1))
     response = TestClient(make_app(verifier)).get(
-        "/bureaus/330602/cases", headers={"Authorization": f"Bearer {token}"})
+        "/bureaus/330602/cases", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
     assert "expired" in response.json()["detail"]
@@ -371,8 +430,7 @@ def test_http_expired_token_is_401(settings: KernelSettings, verifier: TokenVeri
 def test_http_scope_and_role_checks(settings: KernelSettings, verifier: TokenVerifier) -> None:
     client = TestClient(make_app(verifier))
     auth = {"Authorization": f"Bearer {officer_token(settings)}"}
-    assert client.get("/bureaus/330602001/cases", headers=auth).json() == {
-        "subject": "officer-7"}
+    assert client.get("/bureaus/330602001/cases", headers=auth).json() == {"subject": "officer-7"}
     cross = client.get("/bureaus/330603/cases", headers=auth)
     assert cross.status_code == 403
     assert cross.json()["type"] == "urn:jingmin:problem:forbidden"

@@ -94,55 +94,106 @@ def no_history(path: Path) -> dict[str, Any] | None:
 # --- backward compatibility -------------------------------------------------------------------
 
 BREAKING = [
-    pytest.param(evolve("required", ["thingId", "at", "count"]),
-                 "$.count: property became required", id="new-required"),
-    pytest.param(evolve("properties/note", delete=True),
-                 "$.note: property removed while additionalProperties is false",
-                 id="removed-closed"),
-    pytest.param(evolve("properties/note/type", "string"),
-                 '$.note: type narrowed from ["null", "string"] to "string"', id="type-narrowed"),
-    pytest.param(evolve("properties/count/type", "string"),
-                 "$.count: type narrowed", id="type-changed"),
-    pytest.param(evolve("$defs/Kind/enum", ["walk-in"]),
-                 '$.kind: enum no longer allows "phone"', id="enum-value-removed"),
-    pytest.param(evolve("properties/code/enum", ["AB"]),
-                 '$.code: enum "AB" added', id="enum-added"),
-    pytest.param(evolve("properties/note/const", None),
-                 "$.note: const null added", id="const-added"),
-    pytest.param(evolve("properties/count/minimum", 1),
-                 "$.count: minimum tightened from >= 0 to >= 1", id="minimum-raised"),
-    pytest.param(evolve("properties/count/exclusiveMaximum", 100),
-                 "$.count: maximum tightened from <= 100 to < 100", id="maximum-made-exclusive"),
-    pytest.param(evolve("properties/code/maxLength", 1),
-                 "$.code: maxLength tightened from 2 to 1", id="max-length-lowered"),
-    pytest.param(evolve("properties/note/minLength", 1),
-                 "$.note: minLength 1 added", id="min-length-added"),
-    pytest.param(evolve("properties/code/pattern", "^[A-Z]{2,3}$"),
-                 '$.code: pattern changed from "^[A-Z]{2}$" to "^[A-Z]{2,3}$"',
-                 id="pattern-changed"),
-    pytest.param(evolve("properties/address/properties/postcode/pattern", "^[0-9]{6}$"),
-                 '$.address.postcode: pattern "^[0-9]{6}$" added', id="nested-pattern-added"),
-    pytest.param(evolve("properties/note/format", "email"),
-                 '$.note: format "email" added', id="format-added"),
-    pytest.param(evolve("properties/at/format", "date"),
-                 '$.at: format changed from "date-time" to "date"', id="format-changed"),
-    pytest.param(evolve("properties/tags/items/type", "integer"),
-                 '$.tags[*]: type narrowed from "string" to "integer"', id="items-narrowed"),
-    pytest.param(evolve("properties/address/additionalProperties", False),
-                 "$.address: additionalProperties closed", id="open-object-closed"),
-    pytest.param(evolve("properties/address/required", ["postcode"]),
-                 "$.address.postcode: property became required", id="nested-required"),
-    pytest.param(evolve("properties/deadlines/propertyNames/enum", ["contact"]),
-                 '$.deadlines (property names): enum no longer allows "arrival"',
-                 id="map-key-removed"),
-    pytest.param(evolve("properties/address/propertyNames", {"pattern": "^[a-z]+$"}),
-                 '$.address (property names): pattern "^[a-z]+$" added', id="map-keys-limited"),
-    pytest.param(evolve("properties/deadlines/additionalProperties/format", "date"),
-                 '$.deadlines.*: format changed from "date-time" to "date"',
-                 id="map-values-changed"),
-    pytest.param(evolve("properties/kind", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
-                 "$.kind: no alternative of the new anyOf/oneOf accepts the old schema",
-                 id="anyof-drops-old-type"),
+    pytest.param(
+        evolve("required", ["thingId", "at", "count"]),
+        "$.count: property became required",
+        id="new-required",
+    ),
+    pytest.param(
+        evolve("properties/note", delete=True),
+        "$.note: property removed while additionalProperties is false",
+        id="removed-closed",
+    ),
+    pytest.param(
+        evolve("properties/note/type", "string"),
+        '$.note: type narrowed from ["null", "string"] to "string"',
+        id="type-narrowed",
+    ),
+    pytest.param(
+        evolve("properties/count/type", "string"), "$.count: type narrowed", id="type-changed"
+    ),
+    pytest.param(
+        evolve("$defs/Kind/enum", ["walk-in"]),
+        '$.kind: enum no longer allows "phone"',
+        id="enum-value-removed",
+    ),
+    pytest.param(
+        evolve("properties/code/enum", ["AB"]), '$.code: enum "AB" added', id="enum-added"
+    ),
+    pytest.param(
+        evolve("properties/note/const", None), "$.note: const null added", id="const-added"
+    ),
+    pytest.param(
+        evolve("properties/count/minimum", 1),
+        "$.count: minimum tightened from >= 0 to >= 1",
+        id="minimum-raised",
+    ),
+    pytest.param(
+        evolve("properties/count/exclusiveMaximum", 100),
+        "$.count: maximum tightened from <= 100 to < 100",
+        id="maximum-made-exclusive",
+    ),
+    pytest.param(
+        evolve("properties/code/maxLength", 1),
+        "$.code: maxLength tightened from 2 to 1",
+        id="max-length-lowered",
+    ),
+    pytest.param(
+        evolve("properties/note/minLength", 1), "$.note: minLength 1 added", id="min-length-added"
+    ),
+    pytest.param(
+        evolve("properties/code/pattern", "^[A-Z]{2,3}$"),
+        '$.code: pattern changed from "^[A-Z]{2}$" to "^[A-Z]{2,3}$"',
+        id="pattern-changed",
+    ),
+    pytest.param(
+        evolve("properties/address/properties/postcode/pattern", "^[0-9]{6}$"),
+        '$.address.postcode: pattern "^[0-9]{6}$" added',
+        id="nested-pattern-added",
+    ),
+    pytest.param(
+        evolve("properties/note/format", "email"), '$.note: format "email" added', id="format-added"
+    ),
+    pytest.param(
+        evolve("properties/at/format", "date"),
+        '$.at: format changed from "date-time" to "date"',
+        id="format-changed",
+    ),
+    pytest.param(
+        evolve("properties/tags/items/type", "integer"),
+        '$.tags[*]: type narrowed from "string" to "integer"',
+        id="items-narrowed",
+    ),
+    pytest.param(
+        evolve("properties/address/additionalProperties", False),
+        "$.address: additionalProperties closed",
+        id="open-object-closed",
+    ),
+    pytest.param(
+        evolve("properties/address/required", ["postcode"]),
+        "$.address.postcode: property became required",
+        id="nested-required",
+    ),
+    pytest.param(
+        evolve("properties/deadlines/propertyNames/enum", ["contact"]),
+        '$.deadlines (property names): enum no longer allows "arrival"',
+        id="map-key-removed",
+    ),
+    pytest.param(
+        evolve("properties/address/propertyNames", {"pattern": "^[a-z]+$"}),
+        '$.address (property names): pattern "^[a-z]+$" added',
+        id="map-keys-limited",
+    ),
+    pytest.param(
+        evolve("properties/deadlines/additionalProperties/format", "date"),
+        '$.deadlines.*: format changed from "date-time" to "date"',
+        id="map-values-changed",
+    ),
+    pytest.param(
+        evolve("properties/kind", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
+        "$.kind: no alternative of the new anyOf/oneOf accepts the old schema",
+        id="anyof-drops-old-type",
+    ),
 ]
 
 
@@ -155,8 +206,7 @@ def test_breaking_change_is_reported_with_its_path(new: dict[str, Any], expected
 
 COMPATIBLE = [
     pytest.param(evolve("properties/extra", {"type": "string"}), id="optional-property-added"),
-    pytest.param(evolve("$defs/Kind/enum", ["walk-in", "phone", "online"]),
-                 id="enum-value-added"),
+    pytest.param(evolve("$defs/Kind/enum", ["walk-in", "phone", "online"]), id="enum-value-added"),
     pytest.param(evolve("required", ["thingId"]), id="required-dropped"),
     pytest.param(evolve("properties/count/type", "number"), id="integer-widened-to-number"),
     pytest.param(evolve("properties/code/type", ["string", "null"]), id="null-allowed"),
@@ -164,13 +214,21 @@ COMPATIBLE = [
     pytest.param(evolve("properties/code/pattern", delete=True), id="pattern-dropped"),
     pytest.param(evolve("properties/at/format", delete=True), id="format-dropped"),
     pytest.param(evolve("additionalProperties", True), id="object-opened"),
-    pytest.param(evolve("properties/note", {"oneOf": [{"type": "string"}, {"type": "null"}]}),
-                 id="type-list-as-oneof"),
-    pytest.param(evolve("properties/kind", {"type": "string", "enum": ["walk-in", "phone"],
-                                            "description": "inlined"}),
-                 id="ref-inlined"),
-    pytest.param(evolve("properties/deadlines/propertyNames/enum",
-                        ["contact", "arrival", "closure"]), id="map-key-added"),
+    pytest.param(
+        evolve("properties/note", {"oneOf": [{"type": "string"}, {"type": "null"}]}),
+        id="type-list-as-oneof",
+    ),
+    pytest.param(
+        evolve(
+            "properties/kind",
+            {"type": "string", "enum": ["walk-in", "phone"], "description": "inlined"},
+        ),
+        id="ref-inlined",
+    ),
+    pytest.param(
+        evolve("properties/deadlines/propertyNames/enum", ["contact", "arrival", "closure"]),
+        id="map-key-added",
+    ),
     pytest.param(evolve("title", "Renamed"), id="annotation-changed"),
 ]
 
@@ -185,12 +243,20 @@ def test_identical_schemas_are_compatible() -> None:
 
 
 def test_recursive_schema_terminates() -> None:
-    tree = data_schema(**{
-        "$defs": {"Node": {"type": "object", "properties": {
-            "name": {"type": "string"},
-            "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
-        "properties": {"root": {"$ref": "#/$defs/Node"}},
-    })
+    tree = data_schema(
+        **{
+            "$defs": {
+                "Node": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                    },
+                }
+            },
+            "properties": {"root": {"$ref": "#/$defs/Node"}},
+        }
+    )
     narrowed = json.loads(json.dumps(tree))
     narrowed["$defs"]["Node"]["properties"]["name"]["maxLength"] = 5
 
@@ -203,10 +269,12 @@ def test_keyword_outside_the_supported_subset_is_flagged_when_it_changes() -> No
 
     assert check_compatibility(BASE, new) == [
         "$.tags: keyword 'contains' is outside what contracts-check can compare; keep it "
-        "unchanged or check compatibility by hand"]
+        "unchanged or check compatibility by hand"
+    ]
 
 
 # --- schema registry --------------------------------------------------------------------------
+
 
 @pytest.fixture
 def registry(tmp_path: Path) -> SchemaRegistry:
@@ -215,8 +283,11 @@ def registry(tmp_path: Path) -> SchemaRegistry:
 
 
 def valid_data(**overrides: Any) -> dict[str, Any]:
-    return {"thingId": "6f1c1f9e-5a55-4d8e-9a57-1f0b7c1d2e3f", "at": "2025-03-01T08:30:00Z",
-            **overrides}
+    return {
+        "thingId": "6f1c1f9e-5a55-4d8e-9a57-1f0b7c1d2e3f",
+        "at": "2025-03-01T08:30:00Z",
+        **overrides,
+    }
 
 
 def test_registry_loads_schema_files_by_type(registry: SchemaRegistry, tmp_path: Path) -> None:
@@ -230,22 +301,35 @@ def test_valid_data_passes(registry: SchemaRegistry) -> None:
     registry.validate(TYPE, valid_data(kind="phone", address={"postcode": "610000"}))
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    pytest.param({"thingId": "6f1c1f9e-5a55-4d8e-9a57-1f0b7c1d2e3f"},
-                 "$: 'at' is a required property", id="missing"),
-    pytest.param(valid_data(thingId="not-a-uuid"), "$.thingId: 'not-a-uuid' is not a 'uuid'",
-                 id="format"),
-    pytest.param(valid_data(at="yesterday"), "$.at: 'yesterday' is not a 'date-time'",
-                 id="date-time"),
-    pytest.param(valid_data(at="2025-02-30T08:30:00Z"), "$.at:", id="impossible-date"),
-    pytest.param(valid_data(kind="email"), "$.kind: 'email' is not one of", id="enum"),
-    pytest.param(valid_data(tags=["a", 3]), "$.tags[1]: 3 is not of type 'string'",
-                 id="nested"),
-    pytest.param(valid_data(colour="red"), "Additional properties are not allowed ('colour'",
-                 id="undeclared"),
-])
-def test_violation_names_the_field(registry: SchemaRegistry, data: dict[str, Any],
-                                   expected: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            {"thingId": "6f1c1f9e-5a55-4d8e-9a57-1f0b7c1d2e3f"},
+            "$: 'at' is a required property",
+            id="missing",
+        ),
+        pytest.param(
+            valid_data(thingId="not-a-uuid"), "$.thingId: 'not-a-uuid' is not a 'uuid'", id="format"
+        ),
+        pytest.param(
+            valid_data(at="yesterday"), "$.at: 'yesterday' is not a 'date-time'", id="date-time"
+        ),
+        pytest.param(valid_data(at="2025-02-30T08:30:00Z"), "$.at:", id="impossible-date"),
+        pytest.param(valid_data(kind="email"), "$.kind: 'email' is not one of", id="enum"),
+        pytest.param(
+            valid_data(tags=["a", 3]), "$.tags[1]: 3 is not of type 'string'", id="nested"
+        ),
+        pytest.param(
+            valid_data(colour="red"),
+            "Additional properties are not allowed ('colour'",
+            id="undeclared",
+        ),
+    ],
+)
+def test_violation_names_the_field(
+    registry: SchemaRegistry, data: dict[str, Any], expected: str
+) -> None:
     with pytest.raises(SchemaViolation) as caught:
         registry.validate(TYPE, data)
 
@@ -269,8 +353,9 @@ def test_undeclared_type_is_unknown(registry: SchemaRegistry) -> None:
         registry.dataschema_for("jingmin.toy.Nothing.v1")
 
 
-def test_validator_is_compiled_once_per_type(registry: SchemaRegistry,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validator_is_compiled_once_per_type(
+    registry: SchemaRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     compiled: list[str] = []
 
     def counting(schema: Any, default: Any = None) -> Any:
@@ -293,15 +378,17 @@ def test_schema_copies_do_not_leak_into_the_registry(registry: SchemaRegistry) -
     registry.validate(TYPE, valid_data())
 
 
-def test_find_contracts_dir_prefers_the_environment(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_contracts_dir_prefers_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("JINGMIN_CONTRACTS_DIR", str(tmp_path))
 
     assert find_contracts_dir() == tmp_path
 
 
-def test_find_contracts_dir_walks_up_from_cwd(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_contracts_dir_walks_up_from_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path, "contracts/toy/ThingHappened.v1.json", BASE)
     nested = tmp_path / "services" / "toy"
     nested.mkdir(parents=True)
@@ -312,6 +399,7 @@ def test_find_contracts_dir_walks_up_from_cwd(tmp_path: Path,
 
 
 # --- contracts-check --------------------------------------------------------------------------
+
 
 def toy_asyncapi(root: Path, *types: str) -> None:
     registry = SchemaRegistry.load(root)
@@ -331,22 +419,28 @@ def test_consistent_contracts_pass(contracts_dir: Path) -> None:
 
 
 def test_emitted_type_without_schema_is_undeclared(contracts_dir: Path) -> None:
-    problems = contracts_check(contracts_dir, [TYPE, "jingmin.toy.ThingVanished.v1"],
-                               previous=no_history)
+    problems = contracts_check(
+        contracts_dir, [TYPE, "jingmin.toy.ThingVanished.v1"], previous=no_history
+    )
 
-    assert problems == ["jingmin.toy.ThingVanished.v1: emitted but undeclared "
-                        "(no toy/ThingVanished.v1.json)"]
+    assert problems == [
+        "jingmin.toy.ThingVanished.v1: emitted but undeclared (no toy/ThingVanished.v1.json)"
+    ]
 
 
 def test_id_must_match_the_file_name(contracts_dir: Path) -> None:
-    write(contracts_dir, "toy/ThingHappened.v1.json",
-          {**BASE, "$id": "urn:jingmin:schema:jingmin.toy.OtherThing.v1"})
+    write(
+        contracts_dir,
+        "toy/ThingHappened.v1.json",
+        {**BASE, "$id": "urn:jingmin:schema:jingmin.toy.OtherThing.v1"},
+    )
 
     problems = contracts_check(contracts_dir, [TYPE], previous=no_history)
 
     assert problems == [
         "toy/ThingHappened.v1.json: $id is 'urn:jingmin:schema:jingmin.toy.OtherThing.v1', "
-        "expected 'urn:jingmin:schema:jingmin.toy.ThingHappened.v1'"]
+        "expected 'urn:jingmin:schema:jingmin.toy.ThingHappened.v1'"
+    ]
 
 
 def test_invalid_json_schema_is_reported(contracts_dir: Path) -> None:
@@ -355,15 +449,15 @@ def test_invalid_json_schema_is_reported(contracts_dir: Path) -> None:
     problems = contracts_check(contracts_dir, [TYPE], previous=no_history)
 
     assert len(problems) == 1
-    assert problems[0].startswith("toy/ThingHappened.v1.json: not a valid JSON Schema at "
-                                  "required:")
+    assert problems[0].startswith("toy/ThingHappened.v1.json: not a valid JSON Schema at required:")
 
 
 def test_misnamed_schema_file_is_reported(contracts_dir: Path) -> None:
     write(contracts_dir, "toy/ThingHappened.json", BASE)
 
     assert contracts_check(contracts_dir, [TYPE], previous=no_history) == [
-        "toy/ThingHappened.json: not named <EventName>.v<N>.json"]
+        "toy/ThingHappened.json: not named <EventName>.v<N>.json"
+    ]
 
 
 def test_every_version_must_read_every_earlier_one(contracts_dir: Path) -> None:
@@ -390,9 +484,11 @@ def test_published_file_may_only_be_extended_compatibly(contracts_dir: Path) -> 
 
     problems = contracts_check(contracts_dir, [TYPE], previous=lambda path: published)
 
-    assert problems == ["toy/ThingHappened.v1.json changed incompatibly since it was "
-                        "published: $.at: property became required (messages written with "
-                        "the old schema may lack it)"]
+    assert problems == [
+        "toy/ThingHappened.v1.json changed incompatibly since it was "
+        "published: $.at: property became required (messages written with "
+        "the old schema may lack it)"
+    ]
 
 
 def test_compatible_edit_of_published_file_passes(contracts_dir: Path) -> None:
@@ -413,8 +509,10 @@ def test_default_history_is_git_head(contracts_dir: Path) -> None:
 
     problems = contracts_check(contracts_dir, [TYPE])
 
-    assert problems == ["toy/ThingHappened.v1.json changed incompatibly since it was "
-                        "published: $.count: maximum tightened from <= 100 to <= 10"]
+    assert problems == [
+        "toy/ThingHappened.v1.json changed incompatibly since it was "
+        "published: $.count: maximum tightened from <= 100 to <= 10"
+    ]
 
 
 def test_untracked_file_has_no_history(tmp_path: Path) -> None:
@@ -426,13 +524,15 @@ def test_schema_missing_from_asyncapi_is_reported(contracts_dir: Path) -> None:
     write(contracts_dir, "toy/OtherThing.v1.json", data_schema(other))
 
     assert contracts_check(contracts_dir, [TYPE], previous=no_history) == [
-        "toy/asyncapi.yaml: toy/OtherThing.v1.json is not in any message"]
+        "toy/asyncapi.yaml: toy/OtherThing.v1.json is not in any message"
+    ]
 
 
 def test_asyncapi_message_without_schema_file_is_reported(contracts_dir: Path) -> None:
     doc_path = contracts_dir / "toy" / "asyncapi.yaml"
-    doc_path.write_text(doc_path.read_text().replace("./ThingHappened.v1.json",
-                                                     "./ThingGone.v1.json"))
+    doc_path.write_text(
+        doc_path.read_text().replace("./ThingHappened.v1.json", "./ThingGone.v1.json")
+    )
 
     assert contracts_check(contracts_dir, [TYPE], previous=no_history) == [
         "toy/asyncapi.yaml: message components.messages.ThingHappened.v1 refers to "
@@ -445,17 +545,22 @@ def test_context_without_asyncapi_is_reported(contracts_dir: Path) -> None:
     (contracts_dir / "toy" / "asyncapi.yaml").unlink()
 
     assert contracts_check(contracts_dir, [TYPE], previous=no_history) == [
-        "toy/asyncapi.yaml: missing"]
+        "toy/asyncapi.yaml: missing"
+    ]
 
 
 def test_all_emitted_types_reads_every_spec() -> None:
-    specs = [SimpleNamespace(event_types=("a", "b")), SimpleNamespace(),
-             SimpleNamespace(event_types=["b", "c"])]
+    specs = [
+        SimpleNamespace(event_types=("a", "b")),
+        SimpleNamespace(),
+        SimpleNamespace(event_types=["b", "c"]),
+    ]
 
     assert all_emitted_types(specs) == {"a", "b", "c"}
 
 
 # --- AsyncAPI ---------------------------------------------------------------------------------
+
 
 def test_generated_asyncapi_describes_the_cloudevents_binding(contracts_dir: Path) -> None:
     doc = yaml.safe_load((contracts_dir / "toy" / "asyncapi.yaml").read_text())
@@ -472,18 +577,30 @@ def test_generated_asyncapi_describes_the_cloudevents_binding(contracts_dir: Pat
     assert headers["ce_type"]["const"] == TYPE
     assert headers["ce_dataschema"]["const"] == f"urn:jingmin:schema:{TYPE}"
     assert headers["ce_specversion"]["const"] == "1.0"
-    assert {"ce_id", "ce_source", "ce_subject", "ce_time", "ce_bureau", "ce_streamid",
-            "ce_streamversion", "ce_correlationid", "ce_causationid", "ce_traceparent",
-            "content-type"} <= set(headers)
+    assert {
+        "ce_id",
+        "ce_source",
+        "ce_subject",
+        "ce_time",
+        "ce_bureau",
+        "ce_streamid",
+        "ce_streamversion",
+        "ce_correlationid",
+        "ce_causationid",
+        "ce_traceparent",
+        "content-type",
+    } <= set(headers)
     assert message["bindings"]["kafka"]["key"]["type"] == "string"
 
 
 def test_asyncapi_yaml_is_stable(contracts_dir: Path) -> None:
     registry = SchemaRegistry.load(contracts_dir)
-    first = dump_asyncapi(generate_asyncapi("toy", "Toy", [TopicSpec(TOPIC)], registry,
-                                            {TOPIC: [TYPE]}))
-    second = dump_asyncapi(generate_asyncapi("toy", "Toy", [TopicSpec(TOPIC)], registry,
-                                             {TOPIC: [TYPE]}))
+    first = dump_asyncapi(
+        generate_asyncapi("toy", "Toy", [TopicSpec(TOPIC)], registry, {TOPIC: [TYPE]})
+    )
+    second = dump_asyncapi(
+        generate_asyncapi("toy", "Toy", [TopicSpec(TOPIC)], registry, {TOPIC: [TYPE]})
+    )
 
     assert first == second == (contracts_dir / "toy" / "asyncapi.yaml").read_text()
     assert "&id" not in first
@@ -491,21 +608,31 @@ def test_asyncapi_yaml_is_stable(contracts_dir: Path) -> None:
 
 def test_inlined_payload_also_satisfies_contracts_check(contracts_dir: Path) -> None:
     registry = SchemaRegistry.load(contracts_dir)
-    doc = generate_asyncapi("toy", "Toy", [TopicSpec(TOPIC)], registry, {TOPIC: [TYPE]},
-                            inline=True)
+    doc = generate_asyncapi(
+        "toy", "Toy", [TopicSpec(TOPIC)], registry, {TOPIC: [TYPE]}, inline=True
+    )
     write(contracts_dir, "toy/asyncapi.yaml", dump_asyncapi(doc))
 
-    assert doc["components"]["messages"]["ThingHappened.v1"]["payload"]["$id"] == \
-        f"urn:jingmin:schema:{TYPE}"
+    assert (
+        doc["components"]["messages"]["ThingHappened.v1"]["payload"]["$id"]
+        == f"urn:jingmin:schema:{TYPE}"
+    )
     assert contracts_check(contracts_dir, [TYPE], previous=no_history) == []
 
 
 def test_write_asyncapi_then_check_finds_it_current(tmp_path: Path) -> None:
     write(tmp_path, "toy/ThingHappened.v1.json", BASE)
-    spec = ServiceSpec(name="toy", default_port=0, database="toy", app="toy:app",
-                       migrations=tmp_path, topics=[TopicSpec(TOPIC), TopicSpec("toy.dlq")],
-                       to_messages=lambda event: [], dead_letter_topic="toy.dlq",
-                       event_types=[TYPE])
+    spec = ServiceSpec(
+        name="toy",
+        default_port=0,
+        database="toy",
+        app="toy:app",
+        migrations=tmp_path,
+        topics=[TopicSpec(TOPIC), TopicSpec("toy.dlq")],
+        to_messages=lambda event: [],
+        dead_letter_topic="toy.dlq",
+        event_types=[TYPE],
+    )
 
     assert write_asyncapi([spec], tmp_path, check=True) == 1
     assert write_asyncapi([spec], tmp_path) == 0
@@ -528,13 +655,15 @@ def test_generated_asyncapi_passes_the_reference_parser(contracts_dir: Path) -> 
     if script is None or not (script.parent / "node_modules").is_dir():
         pytest.skip("run `npm ci --prefix contracts/tools` to install the AsyncAPI parser")
 
-    ok = subprocess.run(["node", str(script), str(contracts_dir)], capture_output=True,
-                        text=True, timeout=120)
+    ok = subprocess.run(
+        ["node", str(script), str(contracts_dir)], capture_output=True, text=True, timeout=120
+    )
     assert ok.returncode == 0, ok.stderr
 
     # The parser must really read the $ref'd schema: break it and it has to complain.
     write(contracts_dir, "toy/ThingHappened.v1.json", {**BASE, "type": "obj"})
-    broken = subprocess.run(["node", str(script), str(contracts_dir)], capture_output=True,
-                            text=True, timeout=120)
+    broken = subprocess.run(
+        ["node", str(script), str(contracts_dir)], capture_output=True, text=True, timeout=120
+    )
     assert broken.returncode == 1
     assert "ThingHappened.v1.json" in broken.stderr

@@ -44,6 +44,7 @@ def vault(settings: KernelSettings) -> Vault:
 
 # --- keys and references ------------------------------------------------------------------
 
+
 def test_dev_master_key_is_created_once_and_private(tmp_path: Path) -> None:
     settings = KernelSettings(jingmin_home=tmp_path / "home")
     key = master_key(settings)
@@ -86,8 +87,7 @@ def test_subject_ref_is_stable_and_normalised(settings: KernelSettings) -> None:
     assert subject_ref({"id_number": " 330102 19900101 123x "}, settings) == ref
     assert subject_ref({"id_number": "３３０１０２１９９００１０１１２３ｘ"}, settings) == ref
     # The ID number wins over the phone, so adding a phone keeps the same person.
-    assert subject_ref({"id_number": "33010219900101123X", "phone": "13800138000"},
-                       settings) == ref
+    assert subject_ref({"id_number": "33010219900101123X", "phone": "13800138000"}, settings) == ref
 
 
 def test_subject_ref_from_phone_keeps_the_last_11_digits(settings: KernelSettings) -> None:
@@ -98,9 +98,11 @@ def test_subject_ref_from_phone_keeps_the_last_11_digits(settings: KernelSetting
 
 
 def test_subject_ref_is_the_same_in_every_service_sharing_the_master_key(
-        settings: KernelSettings, tmp_path: Path) -> None:
-    other_service = KernelSettings(jingmin_home=tmp_path / "elsewhere",
-                                   master_key=settings.master_key)
+    settings: KernelSettings, tmp_path: Path
+) -> None:
+    other_service = KernelSettings(
+        jingmin_home=tmp_path / "elsewhere", master_key=settings.master_key
+    )
     ids = {"id_number": "110101199003077777"}
     assert subject_ref(ids, settings) == subject_ref(ids, other_service)
     stranger = KernelSettings(jingmin_home=tmp_path, master_key=key_b64())
@@ -108,19 +110,23 @@ def test_subject_ref_is_the_same_in_every_service_sharing_the_master_key(
 
 
 def test_without_a_strong_identifier_each_ref_is_fresh(settings: KernelSettings) -> None:
-    for ids in ({}, {"id_number": None, "phone": None}, {"phone": "110"},
-                {"id_number": "  ", "phone": "no digits"}):
+    for ids in (
+        {},
+        {"id_number": None, "phone": None},
+        {"phone": "110"},
+        {"id_number": "  ", "phone": "no digits"},
+    ):
         a, b = subject_ref(ids, settings), subject_ref(ids, settings)
         assert REF.fullmatch(a) and REF.fullmatch(b) and a != b
 
 
-def test_subject_ref_refuses_identifier_names_it_does_not_read(
-        settings: KernelSettings) -> None:
+def test_subject_ref_refuses_identifier_names_it_does_not_read(settings: KernelSettings) -> None:
     with pytest.raises(ValueError, match="id_number"):
         subject_ref({"idnumber": "110101199003077777"}, settings)
 
 
 # --- encryption ---------------------------------------------------------------------------
+
 
 async def test_round_trip(vault: Vault) -> None:
     blob = await vault.encrypt(None, "sub_a", "张三 13800138000")
@@ -135,11 +141,15 @@ async def test_round_trip(vault: Vault) -> None:
 
 
 async def test_fields_keep_none(vault: Vault) -> None:
-    blobs = await vault.encrypt_fields(None, "sub_a", {"name": "李四", "phone": None,
-                                                       "narrative": ""})
+    blobs = await vault.encrypt_fields(
+        None, "sub_a", {"name": "李四", "phone": None, "narrative": ""}
+    )
     assert blobs["phone"] is None and is_personal_blob(blobs["name"])
-    assert await vault.decrypt_fields(None, blobs) == {"name": "李四", "phone": None,
-                                                       "narrative": ""}
+    assert await vault.decrypt_fields(None, blobs) == {
+        "name": "李四",
+        "phone": None,
+        "narrative": "",
+    }
 
 
 def test_is_personal_blob() -> None:
@@ -168,6 +178,7 @@ async def test_concurrent_first_writes_agree_on_one_key(vault: Vault) -> None:
 
 # --- erasure ------------------------------------------------------------------------------
 
+
 async def test_erase_shreds_one_person_and_spares_the_others(vault: Vault) -> None:
     mine = await vault.encrypt_fields(None, "sub_a", {"name": "王五", "phone": "13900000000"})
     theirs = await vault.encrypt(None, "sub_b", "赵六")
@@ -177,7 +188,10 @@ async def test_erase_shreds_one_person_and_spares_the_others(vault: Vault) -> No
     assert await vault.is_erased(None, "sub_a")
     assert await vault.decrypt_fields(None, mine) == {"name": None, "phone": None}
     assert await vault.reveal_fields(None, {**mine, "address": None}) == {
-        "name": ERASED, "phone": ERASED, "address": None}
+        "name": ERASED,
+        "phone": ERASED,
+        "address": None,
+    }
     assert await vault.decrypt(None, theirs) == "赵六"
     assert await vault.erase(None, "sub_a", by="officer-7", reason=None) is False
 
@@ -197,8 +211,9 @@ async def test_erasing_someone_never_seen_blocks_future_data(vault: Vault) -> No
         await vault.encrypt(None, "sub_unknown", "x")
 
 
-async def test_plaintext_never_reaches_the_logs(vault: Vault,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_plaintext_never_reaches_the_logs(
+    vault: Vault, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     blob = await vault.encrypt(None, "sub_a", "ID 110101199003077777")
     await vault.decrypt(None, blob)

@@ -22,8 +22,11 @@ SERVICE = ServiceSpec(
     topics=(
         # 12 partitions: keyed by case id, so a county's load spreads; room for 12 consumers.
         TopicSpec(TOPIC, partitions=12, description="Every intake case event, keyed by case id."),
-        TopicSpec(DEAD_LETTER_TOPIC, partitions=1,
-                  description="Messages intake consumers could not apply, with the reason."),
+        TopicSpec(
+            DEAD_LETTER_TOPIC,
+            partitions=1,
+            description="Messages intake consumers could not apply, with the reason.",
+        ),
     ),
     to_messages=to_messages,
     workers=("jingmin_intake.application.sweeper:run",),

@@ -23,10 +23,29 @@ pytestmark = pytest.mark.integration
 BUREAU, OTHER, STATION = "330602", "330603", "330602001"
 NAME, PHONE, ID_NUMBER = "王秀英", "13912345678", "33060219800101123X"
 DEMAND = "楼下有人持刀争吵，请马上派人"
-SECRETS = (NAME, PHONE, ID_NUMBER, DEMAND, "尽快制止，保护家人安全", "群众报警称有人持刀",
-           "制止事态、保护现场", "已调解，双方达成和解", "回访时群众表示不满意")
-ALL_COMMANDS = ("first-contact", "dispatch", "arrival", "service-visits", "transfer",
-                "escalation", "resolution", "rejection", "reopen", "close")
+SECRETS = (
+    NAME,
+    PHONE,
+    ID_NUMBER,
+    DEMAND,
+    "尽快制止，保护家人安全",
+    "群众报警称有人持刀",
+    "制止事态、保护现场",
+    "已调解，双方达成和解",
+    "回访时群众表示不满意",
+)
+ALL_COMMANDS = (
+    "first-contact",
+    "dispatch",
+    "arrival",
+    "service-visits",
+    "transfer",
+    "escalation",
+    "resolution",
+    "rejection",
+    "reopen",
+    "close",
+)
 
 
 def parse(t: str) -> datetime:
@@ -35,8 +54,10 @@ def parse(t: str) -> datetime:
 
 # ---- lifecycle and privacy ---------------------------------------------------------------
 
+
 async def test_lifecycle_over_http_keeps_personal_data_encrypted(
-        api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored
+) -> None:
     r = await client.post("/v1/cases", json=api.body(), headers=operator)
     assert r.status_code == 201, r.text
     created = r.json()
@@ -45,9 +66,16 @@ async def test_lifecycle_over_http_keeps_personal_data_encrypted(
     assert created["status"] == "received" and created["version"] == 1
     assert [e["type"] for e in created["events"]] == ["CaseReceived"]
 
-    steps = [("first-contact", "assigned"), ("dispatch", "dispatched"),
-             ("arrival", "on_scene"), ("resolution", "resolved"), ("close", "closed"),
-             ("reopen", "reopened"), ("resolution", "resolved"), ("close", "closed")]
+    steps = [
+        ("first-contact", "assigned"),
+        ("dispatch", "dispatched"),
+        ("arrival", "on_scene"),
+        ("resolution", "resolved"),
+        ("close", "closed"),
+        ("reopen", "reopened"),
+        ("resolution", "resolved"),
+        ("close", "closed"),
+    ]
     for version, (action, status) in enumerate(steps, start=2):
         answer = await api.command(case_id, action)
         assert (answer["status"], answer["version"]) == (status, version), action
@@ -56,8 +84,16 @@ async def test_lifecycle_over_http_keeps_personal_data_encrypted(
     assert detail["case"]["status"] == "closed" and detail["case"]["version"] == 9
     history = detail["history"]
     assert [e["type"] for e in history] == [
-        "CaseReceived", "FirstContactAssigned", "CaseDispatched", "ArrivedOnScene",
-        "CaseResolved", "CaseClosed", "CaseReopened", "CaseResolved", "CaseClosed"]
+        "CaseReceived",
+        "FirstContactAssigned",
+        "CaseDispatched",
+        "ArrivedOnScene",
+        "CaseResolved",
+        "CaseClosed",
+        "CaseReopened",
+        "CaseResolved",
+        "CaseClosed",
+    ]
     assert [e["version"] for e in history] == list(range(1, 10))
     received = history[0]["data"]
     assert received["person"] == {"name": NAME, "phone": PHONE, "id_number": ID_NUMBER}
@@ -69,8 +105,9 @@ async def test_lifecycle_over_http_keeps_personal_data_encrypted(
     assert detail["deadlines"]["arrival"]["met_at"] is not None
 
     rows = await stored.pool.fetch(
-        "SELECT data::text AS data, metadata::text AS metadata FROM events "
-        "WHERE stream_id = $1", case_id)
+        "SELECT data::text AS data, metadata::text AS metadata FROM events WHERE stream_id = $1",
+        case_id,
+    )
     assert len(rows) == 9
     stored_text = "".join(r["data"] + r["metadata"] for r in rows)
     for secret in SECRETS:
@@ -100,8 +137,10 @@ async def test_a_case_without_a_person_is_still_recorded(api: Api) -> None:
 
 # ---- tenancy -----------------------------------------------------------------------------
 
-async def test_bureau_isolation(api: Api, client: httpx.AsyncClient, token: TokenFactory,
-                                stored: Stored) -> None:
+
+async def test_bureau_isolation(
+    api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored
+) -> None:
     city = token("supervisor", scopes=["3306"], subject="city-1")
     own = await api.receive()
     theirs = await api.receive(headers=city, bureau=OTHER)
@@ -115,8 +154,11 @@ async def test_bureau_isolation(api: Api, client: httpx.AsyncClient, token: Toke
     r = await client.get("/v1/cases", params={"station": OTHER + "001"}, headers=local)
     api.problem(r, 403)
     for action in ALL_COMMANDS:
-        r = await client.post(f"/v1/cases/{theirs['case_id']}/{action}",
-                              json=api.COMMAND_BODIES[action], headers=local)
+        r = await client.post(
+            f"/v1/cases/{theirs['case_id']}/{action}",
+            json=api.COMMAND_BODIES[action],
+            headers=local,
+        )
         api.problem(r, 403)
     r = await client.post("/v1/cases", json=api.body(bureau=OTHER), headers=local)
     api.problem(r, 403)
@@ -135,22 +177,30 @@ async def test_bureau_isolation(api: Api, client: httpx.AsyncClient, token: Toke
 
 # ---- authentication and roles ------------------------------------------------------------
 
-async def test_no_token_is_401_with_a_bearer_challenge(api: Api,
-                                                       client: httpx.AsyncClient) -> None:
-    for r in (await client.get("/v1/cases"),
-              await client.post("/v1/cases", json=api.body())):
+
+async def test_no_token_is_401_with_a_bearer_challenge(api: Api, client: httpx.AsyncClient) -> None:
+    for r in (await client.get("/v1/cases"), await client.post("/v1/cases", json=api.body())):
         api.problem(r, 401)
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_expired_or_foreign_tokens_are_401(api: Api, client: httpx.AsyncClient,
-                                                 settings: KernelSettings,
-                                                 stored: Stored) -> None:
-    expired = issue_token(settings, subject="op-1", roles=["intake_operator"], scopes=[BUREAU],
-                          ttl=timedelta(minutes=1),
-                          now=datetime.now(UTC) - timedelta(hours=1))
-    foreign = issue_token(settings.model_copy(update={"jwt_audience": "someone-else"}),
-                          subject="op-1", roles=["intake_operator"], scopes=[BUREAU])
+async def test_expired_or_foreign_tokens_are_401(
+    api: Api, client: httpx.AsyncClient, settings: KernelSettings, stored: Stored
+) -> None:
+    expired = issue_token(
+        settings,
+        subject="op-1",
+        roles=["intake_operator"],
+        scopes=[BUREAU],
+        ttl=timedelta(minutes=1),
+        now=datetime.now(UTC) - timedelta(hours=1),
+    )
+    foreign = issue_token(
+        settings.model_copy(update={"jwt_audience": "someone-else"}),
+        subject="op-1",
+        roles=["intake_operator"],
+        scopes=[BUREAU],
+    )
     for bad in (expired, foreign, "not-a-jwt"):
         headers = {"Authorization": f"Bearer {bad}"}
         r = await client.post("/v1/cases", json=api.body(), headers=headers)
@@ -160,35 +210,43 @@ async def test_expired_or_foreign_tokens_are_401(api: Api, client: httpx.AsyncCl
     assert (await stored.counts())["events"] == 0
 
 
-async def test_partner_cannot_write_or_read_cases(api: Api, client: httpx.AsyncClient,
-                                                  token: TokenFactory, stored: Stored) -> None:
+async def test_partner_cannot_write_or_read_cases(
+    api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored
+) -> None:
     case_id = (await api.receive())["case_id"]
     before = await stored.counts()
     partner = token("partner", subject="partner-12345")
     api.problem(await client.post("/v1/cases", json=api.body(), headers=partner), 403)
     for action in ALL_COMMANDS:
-        r = await client.post(f"/v1/cases/{case_id}/{action}",
-                              json=api.COMMAND_BODIES[action], headers=partner)
+        r = await client.post(
+            f"/v1/cases/{case_id}/{action}", json=api.COMMAND_BODIES[action], headers=partner
+        )
         api.problem(r, 403)
     api.problem(await client.get(f"/v1/cases/{case_id}", headers=partner), 403)
     api.problem(await client.get("/v1/cases", headers=partner), 403)
     assert await stored.counts() == before
 
 
-async def test_commander_reads_but_does_not_write_cases(api: Api, client: httpx.AsyncClient,
-                                                        token: TokenFactory) -> None:
+async def test_commander_reads_but_does_not_write_cases(
+    api: Api, client: httpx.AsyncClient, token: TokenFactory
+) -> None:
     case_id = (await api.receive())["case_id"]
     commander = token("commander", subject="chief")
     assert (await api.get(case_id, headers=commander))["case"]["status"] == "received"
-    r = await client.post(f"/v1/cases/{case_id}/first-contact",
-                          json=api.COMMAND_BODIES["first-contact"], headers=commander)
+    r = await client.post(
+        f"/v1/cases/{case_id}/first-contact",
+        json=api.COMMAND_BODIES["first-contact"],
+        headers=commander,
+    )
     api.problem(r, 403)
 
 
 # ---- bad input writes nothing ------------------------------------------------------------
 
+
 async def test_bad_input_is_a_problem_and_writes_nothing(
-        api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored
+) -> None:
     open_case = (await api.receive())["case_id"]
     closed_case = (await api.receive())["case_id"]
     await api.command(closed_case, "resolution")
@@ -203,36 +261,68 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
         ("unknown field", "/v1/cases", api.body(colour="red"), 422),
         ("unknown field in person", "/v1/cases", api.body(person={"nick": "x"}), 422),
         ("wrong enum", "/v1/cases", api.body(channel="carrier_pigeon"), 422),
-        ("missing demand", "/v1/cases", {k: v for k, v in api.body().items()
-                                         if k != "demand"}, 422),
+        (
+            "missing demand",
+            "/v1/cases",
+            {k: v for k, v in api.body().items() if k != "demand"},
+            422,
+        ),
         ("station not in bureau", "/v1/cases", api.body(station="330603001"), 422),
         ("naive occurred_at", "/v1/cases", api.body(occurred_at="2024-05-01T08:00:00"), 422),
         ("too large", "/v1/cases", api.body(demand="报" * 30_000), 413),
         ("occurred_at in the future", "/v1/cases", api.body(occurred_at=future(10)), 422),
-        ("resolve a closed case", f"/v1/cases/{closed_case}/resolution",
-         api.COMMAND_BODIES["resolution"], 409),
+        (
+            "resolve a closed case",
+            f"/v1/cases/{closed_case}/resolution",
+            api.COMMAND_BODIES["resolution"],
+            409,
+        ),
         ("arrive before dispatch", f"/v1/cases/{open_case}/arrival", {}, 409),
         ("close an open case", f"/v1/cases/{open_case}/close", {}, 409),
-        ("stale expected_version", f"/v1/cases/{open_case}/first-contact",
-         {**api.COMMAND_BODIES["first-contact"], "expected_version": 0}, 409),
-        ("command in the future", f"/v1/cases/{open_case}/dispatch",
-         {**api.COMMAND_BODIES["dispatch"], "occurred_at": future(10)}, 422),
-        ("command before the previous event", f"/v1/cases/{open_case}/dispatch",
-         {**api.COMMAND_BODIES["dispatch"], "occurred_at": api.ago(days=1)}, 422),
+        (
+            "stale expected_version",
+            f"/v1/cases/{open_case}/first-contact",
+            {**api.COMMAND_BODIES["first-contact"], "expected_version": 0},
+            409,
+        ),
+        (
+            "command in the future",
+            f"/v1/cases/{open_case}/dispatch",
+            {**api.COMMAND_BODIES["dispatch"], "occurred_at": future(10)},
+            422,
+        ),
+        (
+            "command before the previous event",
+            f"/v1/cases/{open_case}/dispatch",
+            {**api.COMMAND_BODIES["dispatch"], "occurred_at": api.ago(days=1)},
+            422,
+        ),
         ("service visit on an alarm", f"/v1/cases/{open_case}/service-visits", {}, 422),
-        ("alarm rejected for 'other'", f"/v1/cases/{open_case}/rejection",
-         {"reason": "other", "explanation": "说不清"}, 422),
-        ("alarm rejected without explanation", f"/v1/cases/{open_case}/rejection",
-         {"reason": "prank"}, 422),
-        ("unknown case", f"/v1/cases/{'f' * 32}/resolution",
-         api.COMMAND_BODIES["resolution"], 404),
-        ("malformed case id", "/v1/cases/not-a-case/resolution",
-         api.COMMAND_BODIES["resolution"], 422),
+        (
+            "alarm rejected for 'other'",
+            f"/v1/cases/{open_case}/rejection",
+            {"reason": "other", "explanation": "说不清"},
+            422,
+        ),
+        (
+            "alarm rejected without explanation",
+            f"/v1/cases/{open_case}/rejection",
+            {"reason": "prank"},
+            422,
+        ),
+        ("unknown case", f"/v1/cases/{'f' * 32}/resolution", api.COMMAND_BODIES["resolution"], 404),
+        (
+            "malformed case id",
+            "/v1/cases/not-a-case/resolution",
+            api.COMMAND_BODIES["resolution"],
+            422,
+        ),
     ]
     for label, path, payload, status in attempts:
         if isinstance(payload, bytes):
-            r = await client.post(path, content=payload,
-                                  headers={**operator, "Content-Type": "application/json"})
+            r = await client.post(
+                path, content=payload, headers={**operator, "Content-Type": "application/json"}
+            )
         else:
             r = await client.post(path, json=payload, headers=operator)
         assert r.status_code == status, f"{label}: {r.status_code} {r.text}"
@@ -244,7 +334,8 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
 
 
 async def test_validation_problems_name_the_field_but_do_not_echo_input(
-        api: Api, client: httpx.AsyncClient, operator: Headers) -> None:
+    api: Api, client: httpx.AsyncClient, operator: Headers
+) -> None:
     r = await client.post("/v1/cases", json=api.body(colour=NAME), headers=operator)
     body = api.problem(r, 422)
     assert any(e["loc"][-1] == "colour" for e in body["errors"])
@@ -253,8 +344,10 @@ async def test_validation_problems_name_the_field_but_do_not_echo_input(
 
 # ---- idempotency -------------------------------------------------------------------------
 
+
 async def test_idempotent_retry_returns_the_first_answer(
-        api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored
+) -> None:
     headers = {**operator, "Idempotency-Key": "call-2024-0001"}
     first = await client.post("/v1/cases", json=api.body(), headers=headers)
     again = await client.post("/v1/cases", json=api.body(), headers=headers)
@@ -280,23 +373,28 @@ async def test_idempotent_retry_returns_the_first_answer(
 
 
 async def test_concurrent_duplicates_create_one_case(
-        api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored
+) -> None:
     headers = {**operator, "Idempotency-Key": "burst-1"}
     body = api.body()
-    responses = await asyncio.gather(*(client.post("/v1/cases", json=body, headers=headers)
-                                       for _ in range(10)))
+    responses = await asyncio.gather(
+        *(client.post("/v1/cases", json=body, headers=headers) for _ in range(10))
+    )
     assert [r.status_code for r in responses] == [201] * 10
     assert len({r.json()["case_id"] for r in responses}) == 1
     counts = await stored.counts()
     assert (counts["cases"], counts["events"], counts["outbox"]) == (1, 1, 1)
 
 
-async def test_a_key_belongs_to_its_caller(api: Api, client: httpx.AsyncClient,
-                                           token: TokenFactory, stored: Stored) -> None:
-    first = await client.post("/v1/cases", json=api.body(),
-                              headers={**token(subject="op-1"), "Idempotency-Key": "k"})
-    second = await client.post("/v1/cases", json=api.body(),
-                               headers={**token(subject="op-2"), "Idempotency-Key": "k"})
+async def test_a_key_belongs_to_its_caller(
+    api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored
+) -> None:
+    first = await client.post(
+        "/v1/cases", json=api.body(), headers={**token(subject="op-1"), "Idempotency-Key": "k"}
+    )
+    second = await client.post(
+        "/v1/cases", json=api.body(), headers={**token(subject="op-2"), "Idempotency-Key": "k"}
+    )
     assert first.status_code == second.status_code == 201
     assert first.json()["case_id"] != second.json()["case_id"]
     assert (await stored.counts())["cases"] == 2
@@ -304,17 +402,33 @@ async def test_a_key_belongs_to_its_caller(api: Api, client: httpx.AsyncClient,
 
 # ---- concurrency -------------------------------------------------------------------------
 
+
 async def test_parallel_commands_on_one_case_succeed_or_conflict_cleanly(
-        api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored
+) -> None:
     case_id = (await api.receive())["case_id"]
-    actions = ["first-contact", "dispatch", "arrival", "transfer", "escalation", "resolution",
-               "rejection", "reopen", "close", "dispatch"]
-    responses = await asyncio.gather(*(
-        client.post(f"/v1/cases/{case_id}/{a}", json=api.COMMAND_BODIES[a], headers=operator)
-        for a in actions))
+    actions = [
+        "first-contact",
+        "dispatch",
+        "arrival",
+        "transfer",
+        "escalation",
+        "resolution",
+        "rejection",
+        "reopen",
+        "close",
+        "dispatch",
+    ]
+    responses = await asyncio.gather(
+        *(
+            client.post(f"/v1/cases/{case_id}/{a}", json=api.COMMAND_BODIES[a], headers=operator)
+            for a in actions
+        )
+    )
     codes = [r.status_code for r in responses]
-    assert set(codes) <= {200, 409}, [(a, r.status_code, r.text)
-                                     for a, r in zip(actions, responses, strict=True)]
+    assert set(codes) <= {200, 409}, [
+        (a, r.status_code, r.text) for a, r in zip(actions, responses, strict=True)
+    ]
     assert 200 in codes
     for r in responses:
         if r.status_code == 409:
@@ -325,37 +439,47 @@ async def test_parallel_commands_on_one_case_succeed_or_conflict_cleanly(
     detail = await api.get(case_id)
     assert detail["case"]["version"] == versions[-1]
     # Each successful answer's events are exactly the ones stored at those versions.
-    answered = sorted(e["version"] for r in responses if r.status_code == 200
-                      for e in r.json()["events"])
+    answered = sorted(
+        e["version"] for r in responses if r.status_code == 200 for e in r.json()["events"]
+    )
     assert answered == versions[1:]
     outbox = await stored.outbox(case_id)
     assert len(outbox) == len(versions)
 
 
 async def test_racing_identical_commands_take_effect_once(
-        api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored
+) -> None:
     case_id = (await api.receive())["case_id"]
     url = f"/v1/cases/{case_id}/first-contact"
-    responses = await asyncio.gather(*(client.post(
-        url, json=api.COMMAND_BODIES["first-contact"], headers=operator) for _ in range(10)))
+    responses = await asyncio.gather(
+        *(
+            client.post(url, json=api.COMMAND_BODIES["first-contact"], headers=operator)
+            for _ in range(10)
+        )
+    )
     assert sorted(r.status_code for r in responses) == [200] + [409] * 9
     assert await stored.event_types(case_id) == ["CaseReceived", "FirstContactAssigned"]
 
     url = f"/v1/cases/{case_id}/dispatch"
     body = {**api.COMMAND_BODIES["dispatch"], "expected_version": 2}
-    responses = await asyncio.gather(*(client.post(url, json=body, headers=operator)
-                                       for _ in range(10)))
+    responses = await asyncio.gather(
+        *(client.post(url, json=body, headers=operator) for _ in range(10))
+    )
     assert sorted(r.status_code for r in responses) == [200] + [409] * 9
     assert await stored.versions(case_id) == [1, 2, 3]
 
 
 # ---- list filters ------------------------------------------------------------------------
 
-async def test_list_filters_and_pagination(api: Api, client: httpx.AsyncClient,
-                                           operator: Headers) -> None:
+
+async def test_list_filters_and_pagination(
+    api: Api, client: httpx.AsyncClient, operator: Headers
+) -> None:
     late = (await api.receive(occurred_at=api.ago(minutes=10)))["case_id"]
-    online = (await api.receive(kind="consultation", channel="online",
-                                station="330602002"))["case_id"]
+    online = (await api.receive(kind="consultation", channel="online", station="330602002"))[
+        "case_id"
+    ]
     service = (await api.receive(kind="service", channel="window", person=None))["case_id"]
     await api.command(service, "resolution")
     hotline = (await api.receive(channel="hotline", station="330602002"))["case_id"]
@@ -397,8 +521,7 @@ async def test_list_filters_and_pagination(api: Api, client: httpx.AsyncClient,
     api.problem(await client.get("/v1/cases", params={"cursor": "%%%"}, headers=operator), 400)
 
 
-async def test_pagination_does_not_skip_cases_received_at_the_same_instant(
-        api: Api) -> None:
+async def test_pagination_does_not_skip_cases_received_at_the_same_instant(api: Api) -> None:
     same = api.ago(minutes=1)
     created = {(await api.receive(occurred_at=same))["case_id"] for _ in range(5)}
     seen: list[str] = []
@@ -414,8 +537,10 @@ async def test_pagination_does_not_skip_cases_received_at_the_same_instant(
 
 # ---- sweeper -----------------------------------------------------------------------------
 
+
 async def test_sweeper_breaches_each_missed_dispatch_exactly_once(
-        api: Api, stored: Stored, make_commands: Callable[[], CaseCommands]) -> None:
+    api: Api, stored: Stored, make_commands: Callable[[], CaseCommands]
+) -> None:
     missed = [(await api.receive(occurred_at=api.ago(minutes=10)))["case_id"] for _ in range(3)]
     on_time = (await api.receive())["case_id"]
     late = (await api.receive(occurred_at=api.ago(minutes=10)))["case_id"]
@@ -431,7 +556,9 @@ async def test_sweeper_breaches_each_missed_dispatch_exactly_once(
     async def breaches(case_id: str) -> list[str]:
         rows = await stored.pool.fetch(
             "SELECT data->>'deadline' AS d FROM events WHERE stream_id = $1 "
-            "AND type = 'DeadlineBreached'", case_id)
+            "AND type = 'DeadlineBreached'",
+            case_id,
+        )
         return [r["d"] for r in rows]
 
     for case_id in missed:
@@ -443,8 +570,9 @@ async def test_sweeper_breaches_each_missed_dispatch_exactly_once(
         assert detail["case"]["overdue"] is True
     assert await breaches(late) == ["dispatch"]
     assert await breaches(on_time) == []
-    outbox_breaches = [m for m in await stored.outbox()
-                       if m["type"] == "jingmin.intake.DeadlineBreached.v1"]
+    outbox_breaches = [
+        m for m in await stored.outbox() if m["type"] == "jingmin.intake.DeadlineBreached.v1"
+    ]
     assert len(outbox_breaches) == 4
 
     # Dispatching a swept case later meets the promise but records no second breach.
@@ -454,13 +582,22 @@ async def test_sweeper_breaches_each_missed_dispatch_exactly_once(
 
 
 async def test_sweeper_racing_late_dispatches_still_breaches_once(
-        api: Api, client: httpx.AsyncClient, operator: Headers, stored: Stored,
-        make_commands: Callable[[], CaseCommands]) -> None:
+    api: Api,
+    client: httpx.AsyncClient,
+    operator: Headers,
+    stored: Stored,
+    make_commands: Callable[[], CaseCommands],
+) -> None:
     cases = [(await api.receive(occurred_at=api.ago(minutes=10)))["case_id"] for _ in range(6)]
-    dispatches = [client.post(f"/v1/cases/{c}/dispatch", json=api.COMMAND_BODIES["dispatch"],
-                              headers=operator) for c in cases]
-    results = await asyncio.gather(sweep_once(make_commands()), sweep_once(make_commands()),
-                                   *dispatches)
+    dispatches = [
+        client.post(
+            f"/v1/cases/{c}/dispatch", json=api.COMMAND_BODIES["dispatch"], headers=operator
+        )
+        for c in cases
+    ]
+    results = await asyncio.gather(
+        sweep_once(make_commands()), sweep_once(make_commands()), *dispatches
+    )
     assert [r.status_code for r in results[2:]] == [200] * len(cases)
     for case_id in cases:
         assert (await stored.event_types(case_id)).count("DeadlineBreached") == 1, case_id
@@ -470,8 +607,10 @@ async def test_sweeper_racing_late_dispatches_still_breaches_once(
 
 # ---- erasure -----------------------------------------------------------------------------
 
+
 async def test_erasing_a_person_shreds_their_fields_and_keeps_the_facts(
-        api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored
+) -> None:
     case_id = (await api.receive())["case_id"]
     await api.command(case_id, "dispatch")
     before = await api.get(case_id)
@@ -481,14 +620,16 @@ async def test_erasing_a_person_shreds_their_fields_and_keeps_the_facts(
     for role in ("intake_operator", "supervisor", "commander"):
         r = await client.delete(f"/v1/subjects/{subject_id}", headers=token(role))
         api.problem(r, 403)
-    r = await client.delete(f"/v1/subjects/{subject_id}",
-                            headers=token("admin", scopes=[OTHER], subject="admin-x"))
+    r = await client.delete(
+        f"/v1/subjects/{subject_id}", headers=token("admin", scopes=[OTHER], subject="admin-x")
+    )
     api.problem(r, 403)
     assert (await api.get(case_id))["history"][0]["data"]["demand"] == DEMAND
 
     admin = token("admin", subject="admin-1")
-    r = await client.delete(f"/v1/subjects/{subject_id}", params={"reason": "本人申请"},
-                            headers=admin)
+    r = await client.delete(
+        f"/v1/subjects/{subject_id}", params={"reason": "本人申请"}, headers=admin
+    )
     assert r.status_code == 204, r.text
 
     after = await api.get(case_id)
@@ -498,17 +639,17 @@ async def test_erasing_a_person_shreds_their_fields_and_keeps_the_facts(
     assert after["history"][1]["data"]["reason"] == "[erased]"
     assert after["case"] == before["case"]
     assert after["deadlines"] == before["deadlines"]
-    assert [(e["type"], e["version"], e["occurred_at"], e["recorded_at"])
-            for e in after["history"]] == [
-        (e["type"], e["version"], e["occurred_at"], e["recorded_at"])
-        for e in before["history"]]
+    assert [
+        (e["type"], e["version"], e["occurred_at"], e["recorded_at"]) for e in after["history"]
+    ] == [(e["type"], e["version"], e["occurred_at"], e["recorded_at"]) for e in before["history"]]
     assert await stored.counts() == counts
     # A second erasure changes nothing and still answers 204.
     assert (await client.delete(f"/v1/subjects/{subject_id}", headers=admin)).status_code == 204
 
 
 async def test_an_erased_caller_who_calls_110_again_is_still_recorded(
-        api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored
+) -> None:
     """有警必接: erasure forgets the person's data; it must not make the police refuse them."""
     first = (await api.receive())["case_id"]
     subject_id = (await api.get(first))["history"][0]["data"]["subject_id"]
@@ -519,7 +660,8 @@ async def test_an_erased_caller_who_calls_110_again_is_still_recorded(
 
 
 async def test_an_erased_persons_open_case_can_still_be_finished(
-        api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored) -> None:
+    api: Api, client: httpx.AsyncClient, token: TokenFactory, stored: Stored
+) -> None:
     """Erasure forgets the person; it must not leave their open alarm unresolvable forever."""
     case_id = (await api.receive())["case_id"]
     subject_id = (await api.get(case_id))["history"][0]["data"]["subject_id"]
@@ -528,20 +670,24 @@ async def test_an_erased_persons_open_case_can_still_be_finished(
     for action in ("dispatch", "arrival", "resolution", "close"):
         await api.command(case_id, action)
     assert (await api.get(case_id))["case"]["status"] == "closed"
-    rows = await stored.pool.fetch("SELECT data::text AS d FROM events WHERE stream_id = $1",
-                                   case_id)
+    rows = await stored.pool.fetch(
+        "SELECT data::text AS d FROM events WHERE stream_id = $1", case_id
+    )
     assert not any(secret in r["d"] for r in rows for secret in SECRETS)
 
 
 # ---- policies ----------------------------------------------------------------------------
 
+
 async def test_commander_changes_the_dispatch_deadline(
-        api: Api, client: httpx.AsyncClient, token: TokenFactory) -> None:
+    api: Api, client: httpx.AsyncClient, token: TokenFactory
+) -> None:
     url = f"/v1/policies/{BUREAU}"
     r = await client.put(url, json={"dispatch_seconds": 120}, headers=token("intake_operator"))
     api.problem(r, 403)
-    r = await client.put(f"/v1/policies/{OTHER}", json={"dispatch_seconds": 120},
-                         headers=token("commander"))
+    r = await client.put(
+        f"/v1/policies/{OTHER}", json={"dispatch_seconds": 120}, headers=token("commander")
+    )
     api.problem(r, 403)
     r = await client.put(url, json={"dispatch_secs": 120}, headers=token("commander"))
     api.problem(r, 422)
@@ -561,14 +707,16 @@ async def test_commander_changes_the_dispatch_deadline(
     assert due == occurred + timedelta(seconds=120)
     # Another bureau keeps the default.
     city = token("intake_operator", scopes=["3306"])
-    other = (await api.receive(headers=city, bureau=OTHER,
-                               occurred_at=occurred.isoformat()))["case_id"]
+    other = (await api.receive(headers=city, bureau=OTHER, occurred_at=occurred.isoformat()))[
+        "case_id"
+    ]
     due = parse((await api.get(other, headers=city))["deadlines"]["dispatch"]["due_at"])
     assert due == occurred + timedelta(seconds=60)
 
 
-async def test_a_zero_sweep_grace_is_answered_not_a_500(api: Api, client: httpx.AsyncClient,
-                                                        token: TokenFactory) -> None:
+async def test_a_zero_sweep_grace_is_answered_not_a_500(
+    api: Api, client: httpx.AsyncClient, token: TokenFactory
+) -> None:
     """The API schema allows sweep_grace_seconds >= 0; the domain policy refuses 0.
 
     Either answer is defensible (0 = breach as soon as due; or 422 as for every other

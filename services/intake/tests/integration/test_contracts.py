@@ -44,15 +44,25 @@ def later(minutes: float) -> str:
     return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
 
 
-async def run_every_command(api: Api, token: TokenFactory,
-                            make_commands: Callable[[], CaseCommands]) -> None:
+async def run_every_command(
+    api: Api, token: TokenFactory, make_commands: Callable[[], CaseCommands]
+) -> None:
     # An alarm with every optional field, dispatched late (breach emitted with the dispatch),
     # resolved, closed, reopened, rejected and closed again.
-    alarm = (await api.receive(
-        occurred_at=api.ago(minutes=3), priority="urgent", area_type="suburban",
-        branch="public_order", party_category="non_local", category="dispute.neighbour",
-        hours_type="extended", appointment_at=later(60), source_ref="110-20240501-0001",
-        committed_due_at=later(24 * 60)))["case_id"]
+    alarm = (
+        await api.receive(
+            occurred_at=api.ago(minutes=3),
+            priority="urgent",
+            area_type="suburban",
+            branch="public_order",
+            party_category="non_local",
+            category="dispute.neighbour",
+            hours_type="extended",
+            appointment_at=later(60),
+            source_ref="110-20240501-0001",
+            committed_due_at=later(24 * 60),
+        )
+    )["case_id"]
     for action in ("first-contact", "dispatch", "arrival", "resolution", "close"):
         await api.command(alarm, action)
     await api.command(alarm, "reopen", note=None)
@@ -63,22 +73,27 @@ async def run_every_command(api: Api, token: TokenFactory,
     minimal = (await api.receive(person=None, hoped_outcome=None, area_type="rural"))["case_id"]
     await api.command(minimal, "dispatch", officer_ids=["p9"])
     await api.command(minimal, "arrival", officer_id=None)
-    await api.command(minimal, "transfer", target_type="internal", target="330602002",
-                      person_informed=False)
+    await api.command(
+        minimal, "transfer", target_type="internal", target="330602002", person_informed=False
+    )
     await api.command(minimal, "close")
 
     # A service application needing two visits (一次办结 false), then resolved.
-    service = (await api.receive(kind="service", channel="window",
-                                 priority="general"))["case_id"]
-    await api.command(service, "service-visits", appointment_at=later(2 * 24 * 60),
-                      committed_due_at=later(7 * 24 * 60))
+    service = (await api.receive(kind="service", channel="window", priority="general"))["case_id"]
+    await api.command(
+        service,
+        "service-visits",
+        appointment_at=later(2 * 24 * 60),
+        committed_due_at=later(7 * 24 * 60),
+    )
     await api.command(service, "service-visits", missing_materials=[])
     await api.command(service, "resolution")
     await api.command(service, "close")
 
     # An online consultation: accepted, transferred, reopened, escalated.
-    online = (await api.receive(kind="consultation", channel="online",
-                                priority="utilities"))["case_id"]
+    online = (await api.receive(kind="consultation", channel="online", priority="utilities"))[
+        "case_id"
+    ]
     await api.command(online, "first-contact", in_remit=False)
     await api.command(online, "transfer")
     await api.command(online, "close")
@@ -101,15 +116,20 @@ async def run_every_command(api: Api, token: TokenFactory,
 
 
 async def test_every_emitted_event_validates_against_its_schema(
-        registry: SchemaRegistry, api: Api, token: TokenFactory, stored: Stored,
-        make_commands: Callable[[], CaseCommands]) -> None:
+    registry: SchemaRegistry,
+    api: Api,
+    token: TokenFactory,
+    stored: Stored,
+    make_commands: Callable[[], CaseCommands],
+) -> None:
     await run_every_command(api, token, make_commands)
     rows = await stored.outbox()
     assert rows
 
     emitted = {row["type"] for row in rows}
     assert emitted == set(EVENT_TYPES), (
-        f"the scenario should emit every declared type; missing {set(EVENT_TYPES) - emitted}")
+        f"the scenario should emit every declared type; missing {set(EVENT_TYPES) - emitted}"
+    )
     undeclared = sorted(emitted - registry.types())
     assert not undeclared, f"emitted without a schema in {contracts_dir()}: {undeclared}"
 

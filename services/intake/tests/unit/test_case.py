@@ -39,19 +39,32 @@ def at(seconds: float) -> datetime:
 
 def given(*facts: Fact) -> Case:
     """The case as its stored history makes it (facts travel through JSON, as when stored)."""
-    return Case.from_history(CASE_ID, ((f.type, json.loads(json.dumps(f.data)), f.occurred_at)
-                                       for f in facts))
+    return Case.from_history(
+        CASE_ID, ((f.type, json.loads(json.dumps(f.data)), f.occurred_at) for f in facts)
+    )
 
 
-def received(kind: str = "alarm", channel: str = "call_110", priority: str | None = None,
-             area_type: str = "urban", t: datetime = T0,
-             deadlines: dict[str, datetime] | None = None) -> Fact:
+def received(
+    kind: str = "alarm",
+    channel: str = "call_110",
+    priority: str | None = None,
+    area_type: str = "urban",
+    t: datetime = T0,
+    deadlines: dict[str, datetime] | None = None,
+) -> Fact:
     """CaseReceived as the API records it, with the default policy's deadlines."""
     priority = priority or ("urgent" if kind == "alarm" else "general")
     if deadlines is None:
         deadlines = POLICY.on_receipt(kind, channel, priority, t)
-    data = {"bureau": "330602", "station": "330602001", "channel": channel, "kind": kind,
-            "priority": priority, "area_type": area_type, "subject_id": "sub_abcdefghijkl"}
+    data = {
+        "bureau": "330602",
+        "station": "330602001",
+        "channel": channel,
+        "kind": kind,
+        "priority": priority,
+        "area_type": area_type,
+        "subject_id": "sub_abcdefghijkl",
+    }
     (fact,) = Case(CASE_ID).receive(data, deadlines, t, now=t)
     return fact
 
@@ -61,8 +74,12 @@ def types(facts: list[Fact]) -> list[str]:
 
 
 def dispatch(case: Case, t: datetime, now: datetime | None = None) -> list[Fact]:
-    return case.dispatch({"unit": "330602001", "officer_ids": ["p1001"]},
-                         POLICY.on_dispatch(case.area_type, t), t, now or t)
+    return case.dispatch(
+        {"unit": "330602001", "officer_ids": ["p1001"]},
+        POLICY.on_dispatch(case.area_type, t),
+        t,
+        now or t,
+    )
 
 
 class History:
@@ -81,6 +98,7 @@ class History:
 
 
 # ---- lifecycle -----------------------------------------------------------------------------
+
 
 def test_full_alarm_lifecycle_with_reopen() -> None:
     h = History(received())
@@ -141,6 +159,7 @@ def test_commands_on_a_case_that_does_not_exist_are_illegal() -> None:
 
 # ---- service cases (一次办结) ------------------------------------------------------------------
 
+
 def test_service_case_done_in_one_visit() -> None:
     h = History(received(kind="service", channel="window"))
     facts = h.then(h.case.record_service_visit({"missing_materials": []}, None, at(60), at(60)))
@@ -153,8 +172,9 @@ def test_service_case_done_in_one_visit() -> None:
 
 def test_service_case_needing_a_second_visit_is_not_one_visit() -> None:
     h = History(received(kind="service", channel="window"))
-    h.then(h.case.record_service_visit({"missing_materials": ["户口簿"]}, at(86_400), at(60),
-                                       at(60)))
+    h.then(
+        h.case.record_service_visit({"missing_materials": ["户口簿"]}, at(86_400), at(60), at(60))
+    )
     assert h.case.deadlines["resolution"].due_at == at(86_400)
     (second,) = h.then(h.case.record_service_visit({}, None, at(3600), at(3600)))
     assert second.data["visit_number"] == 2
@@ -184,6 +204,7 @@ def test_committed_due_time_must_be_after_the_visit() -> None:
 
 # ---- transfer, escalate, reject -------------------------------------------------------------
 
+
 def test_transfer_records_whether_the_person_was_told_where_to_go() -> None:
     h = History(received(kind="help", channel="hotline"))
     data = {"target_type": "external", "target": "12345", "person_informed": True}
@@ -203,10 +224,12 @@ def test_escalate_to_local_government() -> None:
     assert h.case.status == Status.ESCALATED
 
 
-@pytest.mark.parametrize(("reason", "has_explanation"),
-                         [("false_report", False), ("other", True), ("other", False)])
+@pytest.mark.parametrize(
+    ("reason", "has_explanation"), [("false_report", False), ("other", True), ("other", False)]
+)
 def test_an_alarm_is_never_rejected_without_a_specific_reason_and_explanation(
-        reason: str, has_explanation: bool) -> None:
+    reason: str, has_explanation: bool
+) -> None:
     case = given(received(kind="alarm"))
     with pytest.raises(InvalidCommand):
         case.reject(reason, {}, has_explanation, at(30), at(30))
@@ -225,6 +248,7 @@ def test_a_consultation_may_be_rejected_for_another_reason_without_explanation()
 
 
 # ---- illegal transitions --------------------------------------------------------------------
+
 
 def test_arrive_before_dispatch_is_illegal() -> None:
     with pytest.raises(IllegalTransition):
@@ -269,6 +293,7 @@ def test_reopen_an_open_case_is_illegal() -> None:
 
 # ---- time ---------------------------------------------------------------------------------
 
+
 def test_occurred_at_more_than_five_minutes_ahead_is_refused() -> None:
     case = given(received())
     now = at(100)
@@ -294,6 +319,7 @@ def test_occurred_at_without_time_zone_is_refused() -> None:
 
 
 # ---- deadlines ----------------------------------------------------------------------------
+
 
 def test_late_dispatch_records_the_breach_first_at_the_due_time() -> None:
     h = History(received())
@@ -333,8 +359,13 @@ def test_an_outcome_cancels_the_promises_still_open() -> None:
 def test_an_outcome_cancels_the_arrival_promise() -> None:
     h = History(received())
     h.then(dispatch(h.case, at(30)))
-    h.then(h.case.transfer({"target_type": "internal", "target": "330602002",
-                            "person_informed": True}, at(60), at(60)))
+    h.then(
+        h.case.transfer(
+            {"target_type": "internal", "target": "330602002", "person_informed": True},
+            at(60),
+            at(60),
+        )
+    )
     assert h.case.deadlines["arrival"].cancelled
     assert h.case.sweep(at(10_000), GRACE) == []
 
@@ -380,13 +411,18 @@ def test_reopen_starts_a_fresh_resolution_promise() -> None:
 
 # ---- policy -------------------------------------------------------------------------------
 
+
 def test_default_policy_matches_domain_section_5() -> None:
     p = DeadlinePolicy()
     assert p.dispatch_seconds == 60
     assert p.arrival_seconds == {"urban": 300, "suburban": 600, "rural": 1200}
     assert p.first_contact_seconds["online"] == 2 * 3600
-    assert p.reply_seconds == {"urgent": 2 * 3600, "utilities": 24 * 3600,
-                               "general": 7 * 86_400, "complex": 15 * 86_400}
+    assert p.reply_seconds == {
+        "urgent": 2 * 3600,
+        "utilities": 24 * 3600,
+        "general": 7 * 86_400,
+        "complex": 15 * 86_400,
+    }
     assert p.petition_acceptance_seconds == 15 * 86_400
     assert p.petition_conclusion_seconds == 60 * 86_400
 
@@ -395,9 +431,10 @@ def test_default_policy_due_times() -> None:
     p = DeadlinePolicy()
     assert p.on_receipt("alarm", "call_110", "urgent", T0) == {"dispatch": at(60)}
     assert p.on_receipt("consultation", "online", "utilities", T0) == {
-        "first_contact": at(2 * 3600), "resolution": at(24 * 3600)}
-    assert p.on_receipt("petition", "letter", "general", T0) == {
-        "first_contact": at(15 * 86_400)}
+        "first_contact": at(2 * 3600),
+        "resolution": at(24 * 3600),
+    }
+    assert p.on_receipt("petition", "letter", "general", T0) == {"first_contact": at(15 * 86_400)}
     assert p.on_acceptance("petition", T0) == {"resolution": at(60 * 86_400)}
     assert p.on_acceptance("alarm", T0) == {}
     assert p.on_dispatch("suburban", T0) == {"arrival": at(600)}
@@ -415,14 +452,17 @@ def test_policy_refuses_unknown_fields() -> None:
         DeadlinePolicy.from_dict({"dispatch_secs": 60})
 
 
-@pytest.mark.parametrize("raw", [
-    {"dispatch_seconds": 0},
-    {"dispatch_seconds": -60},
-    {"dispatch_seconds": 1.5},
-    {"petition_acceptance_seconds": 0},
-    {"arrival_seconds": {"urban": 0}},
-    {"reply_seconds": {"urgent": -1}},
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"dispatch_seconds": 0},
+        {"dispatch_seconds": -60},
+        {"dispatch_seconds": 1.5},
+        {"petition_acceptance_seconds": 0},
+        {"arrival_seconds": {"urban": 0}},
+        {"reply_seconds": {"urgent": -1}},
+    ],
+)
 def test_policy_refuses_non_positive_durations(raw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         DeadlinePolicy.from_dict(raw)

@@ -10,15 +10,18 @@ from jingmin_intake.domain.policy import DeadlinePolicy
 
 
 async def policy_for(conn: asyncpg.Connection, bureau: str) -> DeadlinePolicy:
-    raw = await conn.fetchval("SELECT policy::text FROM bureau_policies WHERE bureau = $1",
-                              bureau)
+    raw = await conn.fetchval("SELECT policy::text FROM bureau_policies WHERE bureau = $1", bureau)
     return DeadlinePolicy.from_dict(json.loads(raw)) if raw else DeadlinePolicy()
 
 
-async def save_policy(conn: asyncpg.Connection, bureau: str, policy: DeadlinePolicy,
-                      by: str) -> None:
+async def save_policy(
+    conn: asyncpg.Connection, bureau: str, policy: DeadlinePolicy, by: str
+) -> None:
     await conn.execute(
         """INSERT INTO bureau_policies (bureau, policy, updated_by) VALUES ($1, $2::jsonb, $3)
            ON CONFLICT (bureau) DO UPDATE SET policy = excluded.policy,
                updated_by = excluded.updated_by, updated_at = clock_timestamp()""",
-        bureau, json.dumps(policy.to_dict()), by)
+        bureau,
+        json.dumps(policy.to_dict()),
+        by,
+    )

@@ -10,17 +10,29 @@ import asyncpg
 from jingmin_intake.domain.case import Case
 
 
-async def project(conn: asyncpg.Connection, case: Case, branch: str | None,
-                  updated_at: datetime) -> None:
+async def project(
+    conn: asyncpg.Connection, case: Case, branch: str | None, updated_at: datetime
+) -> None:
     await conn.execute(
         """INSERT INTO cases (case_id, bureau, station, channel, kind, priority, area_type,
                branch, status, version, subject_id, received_at, updated_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'other'), $9, $10, $11, $12, $13)
            ON CONFLICT (case_id) DO UPDATE SET status = excluded.status,
                version = excluded.version, updated_at = excluded.updated_at""",
-        case.case_id, case.bureau, case.station, case.channel, case.kind, case.priority,
-        case.area_type, branch, case.status, case.version, case.subject_id, case.received_at,
-        updated_at)
+        case.case_id,
+        case.bureau,
+        case.station,
+        case.channel,
+        case.kind,
+        case.priority,
+        case.area_type,
+        branch,
+        case.status,
+        case.version,
+        case.subject_id,
+        case.received_at,
+        updated_at,
+    )
     if case.deadlines:
         await conn.executemany(
             """INSERT INTO case_deadlines (case_id, deadline, bureau, due_at, met_at,
@@ -29,14 +41,26 @@ async def project(conn: asyncpg.Connection, case: Case, branch: str | None,
                ON CONFLICT (case_id, deadline) DO UPDATE SET due_at = excluded.due_at,
                    met_at = excluded.met_at, breached_at = excluded.breached_at,
                    cancelled = excluded.cancelled""",
-            [(case.case_id, name, case.bureau, s.due_at, s.met_at, s.breached, s.cancelled)
-             for name, s in case.deadlines.items()])
+            [
+                (case.case_id, name, case.bureau, s.due_at, s.met_at, s.breached, s.cancelled)
+                for name, s in case.deadlines.items()
+            ],
+        )
 
 
-async def list_cases(conn: asyncpg.Connection, *, scopes: tuple[str, ...], bureau: str | None,
-                     station: str | None, status: str | None, kind: str | None,
-                     channel: str | None, overdue: bool | None, limit: int,
-                     before: tuple[datetime, str] | None) -> list[dict[str, Any]]:
+async def list_cases(
+    conn: asyncpg.Connection,
+    *,
+    scopes: tuple[str, ...],
+    bureau: str | None,
+    station: str | None,
+    status: str | None,
+    kind: str | None,
+    channel: str | None,
+    overdue: bool | None,
+    limit: int,
+    before: tuple[datetime, str] | None,
+) -> list[dict[str, Any]]:
     """Newest first, keyset-paginated; only cases inside the caller's scopes."""
     rows = await conn.fetch(
         """SELECT c.case_id, c.bureau, c.station, c.channel, c.kind, c.priority, c.area_type,
@@ -55,13 +79,23 @@ async def list_cases(conn: asyncpg.Connection, *, scopes: tuple[str, ...], burea
                      AND d.met_at IS NULL AND NOT d.cancelled AND d.due_at < clock_timestamp()))
              AND ($8::timestamptz IS NULL OR (c.received_at, c.case_id) < ($8, $9::text))
            ORDER BY c.received_at DESC, c.case_id DESC LIMIT $10""",
-        list(scopes), bureau, station, status, kind, channel, overdue,
-        before[0] if before else None, before[1] if before else None, limit)
+        list(scopes),
+        bureau,
+        station,
+        status,
+        kind,
+        channel,
+        overdue,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+    )
     return [dict(r) for r in rows]
 
 
-async def due_for_sweep(conn: asyncpg.Connection, default_grace_seconds: int,
-                        limit: int) -> list[tuple[str, int]]:
+async def due_for_sweep(
+    conn: asyncpg.Connection, default_grace_seconds: int, limit: int
+) -> list[tuple[str, int]]:
     """(case id, grace seconds) of cases with a promise due for longer than its bureau's grace.
 
     The grace is applied in the scan itself, so a bureau with a long grace and many due
@@ -76,5 +110,7 @@ async def due_for_sweep(conn: asyncpg.Connection, default_grace_seconds: int,
                  AND d.due_at < clock_timestamp() - make_interval(secs => g.grace)
                ORDER BY d.due_at LIMIT $2) due
            GROUP BY case_id""",
-        default_grace_seconds, limit)
+        default_grace_seconds,
+        limit,
+    )
     return [(r["case_id"], r["grace"]) for r in rows]

@@ -54,49 +54,71 @@ def new_case_id() -> str:
 
 
 class CaseCommands:
-    def __init__(self, store: PostgresEventStore, vault: Vault,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        vault: Vault,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.vault = vault
         self.clock = clock
 
-    async def execute(self, request: Request, case_id: str, decide: Decision, *,
-                      bureau: str | None = None, expected_version: int | None = None,
-                      status: int = 200) -> tuple[int, dict[str, Any]]:
+    async def execute(
+        self,
+        request: Request,
+        case_id: str,
+        decide: Decision,
+        *,
+        bureau: str | None = None,
+        expected_version: int | None = None,
+        status: int = 200,
+    ) -> tuple[int, dict[str, Any]]:
         """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds."""
         for _attempt in range(CONFLICT_RETRIES):
             try:
-                return await self._execute_once(request, case_id, decide, bureau,
-                                                expected_version, status)
+                return await self._execute_once(
+                    request, case_id, decide, bureau, expected_version, status
+                )
             except ConcurrencyConflict as exc:
                 if expected_version is not None and not isinstance(exc, StaleTransaction):
-                    raise conflict(f"case {case_id} is at a newer version than "
-                                   f"{expected_version}: reload and retry",
-                                   expected_version=expected_version) from exc
+                    raise conflict(
+                        f"case {case_id} is at a newer version than "
+                        f"{expected_version}: reload and retry",
+                        expected_version=expected_version,
+                    ) from exc
         raise conflict(f"case {case_id} is being changed concurrently; retry")
 
-    async def _execute_once(self, request: Request, case_id: str, decide: Decision,
-                            bureau: str | None, expected_version: int | None,
-                            status: int) -> tuple[int, dict[str, Any]]:
+    async def _execute_once(
+        self,
+        request: Request,
+        case_id: str,
+        decide: Decision,
+        bureau: str | None,
+        expected_version: int | None,
+        status: int,
+    ) -> tuple[int, dict[str, Any]]:
         principal = request.principal
         async with self.store.transaction() as tx:
             conn = tx.connection
             if request.idempotency_key:
-                earlier = await idempotency.claim(conn, principal.subject,
-                                                  request.idempotency_key, request.fingerprint)
+                earlier = await idempotency.claim(
+                    conn, principal.subject, request.idempotency_key, request.fingerprint
+                )
                 if earlier is not None:
                     return earlier.status, earlier.body
             history = await tx.load(case_id)
-            case = Case.from_history(case_id, ((e.type, e.data, e.occurred_at)
-                                               for e in history))
+            case = Case.from_history(case_id, ((e.type, e.data, e.occurred_at) for e in history))
             if case.status is None and bureau is None:
                 raise not_found(f"no case {case_id}")
             # Authorise on the stored bureau, so a token can't reach another bureau's case
             # by naming its id; a 404 for strangers would leak nothing more than a 403 here.
             authorize(principal, case.bureau or bureau or "", WRITE_ROLES)
             if expected_version is not None and expected_version != case.version:
-                raise conflict(f"case {case_id} is at version {case.version}, "
-                               f"not {expected_version}", current_version=case.version)
+                raise conflict(
+                    f"case {case_id} is at version {case.version}, not {expected_version}",
+                    current_version=case.version,
+                )
             policy = await policies.policy_for(conn, case.bureau or bureau or "")
             try:
                 facts = await decide(case, policy, conn, self.clock())
@@ -107,18 +129,37 @@ class CaseCommands:
             before = case.version
             for fact in facts:
                 case.apply(fact)
-            metadata = {"actor": principal.subject, "traceparent": current_traceparent(),
-                        "correlation_id": request.correlation_id or str(uuid.uuid4())}
-            recorded = await tx.append(case_id, STREAM_TYPE, before, [
-                _new_event(case, f, {k: v for k, v in metadata.items() if v}) for f in facts])
+            metadata = {
+                "actor": principal.subject,
+                "traceparent": current_traceparent(),
+                "correlation_id": request.correlation_id or str(uuid.uuid4()),
+            }
+            recorded = await tx.append(
+                case_id,
+                STREAM_TYPE,
+                before,
+                [_new_event(case, f, {k: v for k, v in metadata.items() if v}) for f in facts],
+            )
             await tx.enqueue([m for event in recorded for m in to_messages(event)])
             await read_model.project(conn, case, _branch(history, recorded), self.clock())
-            body = {"case_id": case_id, "version": case.version, "status": case.status,
-                    "events": [{"type": e.type, "version": e.version,
-                                "occurred_at": e.occurred_at.isoformat()} for e in recorded]}
+            body = {
+                "case_id": case_id,
+                "version": case.version,
+                "status": case.status,
+                "events": [
+                    {"type": e.type, "version": e.version, "occurred_at": e.occurred_at.isoformat()}
+                    for e in recorded
+                ],
+            }
             if request.idempotency_key:
-                await idempotency.remember(conn, principal.subject, request.idempotency_key,
-                                           request.fingerprint, status, body)
+                await idempotency.remember(
+                    conn,
+                    principal.subject,
+                    request.idempotency_key,
+                    request.fingerprint,
+                    status,
+                    body,
+                )
             return status, body
 
     async def sweep(self, case_id: str, grace: timedelta) -> int:
@@ -127,16 +168,21 @@ class CaseCommands:
             try:
                 async with self.store.transaction() as tx:
                     history = await tx.load(case_id)
-                    case = Case.from_history(case_id, ((e.type, e.data, e.occurred_at)
-                                                       for e in history))
+                    case = Case.from_history(
+                        case_id, ((e.type, e.data, e.occurred_at) for e in history)
+                    )
                     facts = case.sweep(self.clock(), grace)
                     if not facts:
                         return 0
                     before = case.version
                     for fact in facts:
                         case.apply(fact)
-                    recorded = await tx.append(case_id, STREAM_TYPE, before, [
-                        _new_event(case, f, {"actor": "system:sweeper"}) for f in facts])
+                    recorded = await tx.append(
+                        case_id,
+                        STREAM_TYPE,
+                        before,
+                        [_new_event(case, f, {"actor": "system:sweeper"}) for f in facts],
+                    )
                     await tx.enqueue([m for event in recorded for m in to_messages(event)])
                     await read_model.project(tx.connection, case, None, self.clock())
                     return len(recorded)
@@ -148,8 +194,13 @@ class CaseCommands:
 def _new_event(case: Case, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
     # Every event carries the unit at the time it happened: officers and cases move.
     data = {"station": case.station, **fact.data}
-    return NewEvent(type=fact.type, data=data, occurred_at=fact.occurred_at, bureau=case.bureau,
-                    metadata=metadata)
+    return NewEvent(
+        type=fact.type,
+        data=data,
+        occurred_at=fact.occurred_at,
+        bureau=case.bureau,
+        metadata=metadata,
+    )
 
 
 def _branch(history: list[RecordedEvent], recorded: list[RecordedEvent]) -> str | None:

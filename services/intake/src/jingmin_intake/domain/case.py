@@ -33,11 +33,27 @@ REOPENED = "CaseReopened"
 CLOSED = "CaseClosed"
 BREACHED = "DeadlineBreached"
 
-EVENT_TYPES = (RECEIVED, FIRST_CONTACT, DISPATCHED, ARRIVED, SERVICE_VISIT, TRANSFERRED,
-               ESCALATED, RESOLVED, REJECTED, REOPENED, CLOSED, BREACHED)
+EVENT_TYPES = (
+    RECEIVED,
+    FIRST_CONTACT,
+    DISPATCHED,
+    ARRIVED,
+    SERVICE_VISIT,
+    TRANSFERRED,
+    ESCALATED,
+    RESOLVED,
+    REJECTED,
+    REOPENED,
+    CLOSED,
+    BREACHED,
+)
 
-_OUTCOME_OF = {RESOLVED: Status.RESOLVED, TRANSFERRED: Status.TRANSFERRED,
-               ESCALATED: Status.ESCALATED, REJECTED: Status.REJECTED}
+_OUTCOME_OF = {
+    RESOLVED: Status.RESOLVED,
+    TRANSFERRED: Status.TRANSFERRED,
+    ESCALATED: Status.ESCALATED,
+    REJECTED: Status.REJECTED,
+}
 _MEETS: dict[str, frozenset[str]] = {
     FIRST_CONTACT: frozenset({Deadline.FIRST_CONTACT}),
     DISPATCHED: frozenset({Deadline.DISPATCH}),
@@ -98,8 +114,9 @@ class Case:
     # ---- state -------------------------------------------------------------------------
 
     @classmethod
-    def from_history(cls, case_id: str, history: Iterable[tuple[str, Mapping[str, Any],
-                                                                 datetime]]) -> Case:
+    def from_history(
+        cls, case_id: str, history: Iterable[tuple[str, Mapping[str, Any], datetime]]
+    ) -> Case:
         case = cls(case_id)
         for type_, data, occurred_at in history:
             case.apply(Fact(type_, dict(data), occurred_at))
@@ -162,44 +179,87 @@ class Case:
         if self.last_occurred_at is not None and occurred_at < self.last_occurred_at:
             raise InvalidCommand(
                 f"occurred_at {occurred_at.isoformat()} is before the case's previous event "
-                f"({self.last_occurred_at.isoformat()})")
+                f"({self.last_occurred_at.isoformat()})"
+            )
 
     def _breaches_before(self, t: datetime) -> list[Fact]:
         """Every open promise whose due time passed before `t` is a breach, exactly once."""
-        late = sorted(((name, s) for name, s in self.deadlines.items()
-                       if s.open and not s.breached and s.due_at < t),
-                      key=lambda item: item[1].due_at)
-        return [Fact(BREACHED, {"deadline": name, "due_at": _iso(s.due_at)}, s.due_at)
-                for name, s in late]
+        late = sorted(
+            (
+                (name, s)
+                for name, s in self.deadlines.items()
+                if s.open and not s.breached and s.due_at < t
+            ),
+            key=lambda item: item[1].due_at,
+        )
+        return [
+            Fact(BREACHED, {"deadline": name, "due_at": _iso(s.due_at)}, s.due_at)
+            for name, s in late
+        ]
 
     def _decide(self, fact: Fact, now: datetime) -> list[Fact]:
         self._check_time(fact.occurred_at, now)
         return [*self._breaches_before(fact.occurred_at), fact]
 
-    def receive(self, data: dict[str, Any], deadlines: Mapping[str, datetime],
-                occurred_at: datetime, now: datetime) -> list[Fact]:
+    def receive(
+        self,
+        data: dict[str, Any],
+        deadlines: Mapping[str, datetime],
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
         if self.status is not None:
             raise IllegalTransition(f"case {self.case_id} already exists")
         self._check_time(occurred_at, now)
-        payload = {**data, "case_id": self.case_id,
-                   "deadlines": {k: _iso(v) for k, v in deadlines.items()}}
+        payload = {
+            **data,
+            "case_id": self.case_id,
+            "deadlines": {k: _iso(v) for k, v in deadlines.items()},
+        }
         return [Fact(RECEIVED, payload, occurred_at)]
 
-    def assign_first_contact(self, officer_id: str, unit: str, in_remit: bool,
-                             deadlines: Mapping[str, datetime], occurred_at: datetime,
-                             now: datetime) -> list[Fact]:
+    def assign_first_contact(
+        self,
+        officer_id: str,
+        unit: str,
+        in_remit: bool,
+        deadlines: Mapping[str, datetime],
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
         self._require(OPEN, "assign a first contact to")
         if self.first_contact_at is not None:
             raise IllegalTransition("the first contact is already assigned (首问负责制)")
-        return self._decide(Fact(FIRST_CONTACT, {
-            "officer_id": officer_id, "unit": unit, "in_remit": in_remit,
-            "deadlines": {k: _iso(v) for k, v in deadlines.items()}}, occurred_at), now)
+        return self._decide(
+            Fact(
+                FIRST_CONTACT,
+                {
+                    "officer_id": officer_id,
+                    "unit": unit,
+                    "in_remit": in_remit,
+                    "deadlines": {k: _iso(v) for k, v in deadlines.items()},
+                },
+                occurred_at,
+            ),
+            now,
+        )
 
-    def dispatch(self, data: dict[str, Any], deadlines: Mapping[str, datetime],
-                 occurred_at: datetime, now: datetime) -> list[Fact]:
+    def dispatch(
+        self,
+        data: dict[str, Any],
+        deadlines: Mapping[str, datetime],
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
         self._require({Status.RECEIVED, Status.ASSIGNED, Status.REOPENED}, "dispatch")
-        return self._decide(Fact(DISPATCHED, {
-            **data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}}, occurred_at), now)
+        return self._decide(
+            Fact(
+                DISPATCHED,
+                {**data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}},
+                occurred_at,
+            ),
+            now,
+        )
 
     def arrive(self, data: dict[str, Any], occurred_at: datetime, now: datetime) -> list[Fact]:
         if self.status is not None and self.dispatched_at is None:
@@ -207,10 +267,17 @@ class Case:
         self._require({Status.DISPATCHED}, "record an arrival on")
         return self._decide(Fact(ARRIVED, data, occurred_at), now)
 
-    def record_service_visit(self, data: dict[str, Any], committed_due_at: datetime | None,
-                             occurred_at: datetime, now: datetime) -> list[Fact]:
-        self._require({Status.RECEIVED, Status.ASSIGNED, Status.IN_SERVICE, Status.REOPENED},
-                      "record a service visit on")
+    def record_service_visit(
+        self,
+        data: dict[str, Any],
+        committed_due_at: datetime | None,
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
+        self._require(
+            {Status.RECEIVED, Status.ASSIGNED, Status.IN_SERVICE, Status.REOPENED},
+            "record a service visit on",
+        )
         if self.kind != Kind.SERVICE:
             raise InvalidCommand(f"service visits apply to service cases, not {self.kind}")
         deadlines = {}
@@ -218,17 +285,20 @@ class Case:
             if committed_due_at <= occurred_at:
                 raise InvalidCommand("committed_due_at must be after the visit")
             deadlines[Deadline.RESOLUTION] = _iso(committed_due_at)
-        return self._decide(Fact(SERVICE_VISIT, {
-            **data, "visit_number": self.service_visits + 1, "deadlines": deadlines},
-            occurred_at), now)
+        return self._decide(
+            Fact(
+                SERVICE_VISIT,
+                {**data, "visit_number": self.service_visits + 1, "deadlines": deadlines},
+                occurred_at,
+            ),
+            now,
+        )
 
-    def transfer(self, data: dict[str, Any], occurred_at: datetime,
-                 now: datetime) -> list[Fact]:
+    def transfer(self, data: dict[str, Any], occurred_at: datetime, now: datetime) -> list[Fact]:
         self._require(OPEN, "transfer")
         return self._decide(Fact(TRANSFERRED, data, occurred_at), now)
 
-    def escalate(self, data: dict[str, Any], occurred_at: datetime,
-                 now: datetime) -> list[Fact]:
+    def escalate(self, data: dict[str, Any], occurred_at: datetime, now: datetime) -> list[Fact]:
         self._require(OPEN, "escalate")
         return self._decide(Fact(ESCALATED, data, occurred_at), now)
 
@@ -241,20 +311,38 @@ class Case:
             extra["service_visits"] = max(self.service_visits, 1)
         return self._decide(Fact(RESOLVED, {**data, **extra}, occurred_at), now)
 
-    def reject(self, reason: str, data: dict[str, Any], has_explanation: bool,
-               occurred_at: datetime, now: datetime) -> list[Fact]:
+    def reject(
+        self,
+        reason: str,
+        data: dict[str, Any],
+        has_explanation: bool,
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
         self._require(OPEN, "reject")
         if self.kind == Kind.ALARM and (reason == RejectReason.OTHER or not has_explanation):
             # 有警必接: an alarm is never dropped without a stated, specific reason.
-            raise InvalidCommand("an alarm can only be rejected with a specific reason code "
-                                 "and an explanation")
+            raise InvalidCommand(
+                "an alarm can only be rejected with a specific reason code and an explanation"
+            )
         return self._decide(Fact(REJECTED, {**data, "reason": reason}, occurred_at), now)
 
-    def reopen(self, data: dict[str, Any], deadlines: Mapping[str, datetime],
-               occurred_at: datetime, now: datetime) -> list[Fact]:
+    def reopen(
+        self,
+        data: dict[str, Any],
+        deadlines: Mapping[str, datetime],
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
         self._require({*OUTCOMES, Status.CLOSED}, "reopen")
-        return self._decide(Fact(REOPENED, {
-            **data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}}, occurred_at), now)
+        return self._decide(
+            Fact(
+                REOPENED,
+                {**data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}},
+                occurred_at,
+            ),
+            now,
+        )
 
     def close(self, occurred_at: datetime, now: datetime) -> list[Fact]:
         self._require(OUTCOMES, "close")

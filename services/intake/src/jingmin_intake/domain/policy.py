@@ -24,24 +24,33 @@ def _first_contact() -> dict[str, int]:
 
 
 def _reply() -> dict[str, int]:
-    return {Priority.URGENT: 2 * HOUR, Priority.UTILITIES: 24 * HOUR,
-            Priority.GENERAL: 7 * DAY, Priority.COMPLEX: 15 * DAY}
+    return {
+        Priority.URGENT: 2 * HOUR,
+        Priority.UTILITIES: 24 * HOUR,
+        Priority.GENERAL: 7 * DAY,
+        Priority.COMPLEX: 15 * DAY,
+    }
 
 
 @dataclass(frozen=True)
 class DeadlinePolicy:
     """Seconds allowed for each promise. A missing entry means no deadline of that kind."""
 
-    dispatch_seconds: int | None = 60                      # NFPA 1225, after answer
+    dispatch_seconds: int | None = 60  # NFPA 1225, after answer
     dispatch_kinds: tuple[str, ...] = (Kind.ALARM, Kind.HELP)
     arrival_seconds: dict[str, int] = field(default_factory=_arrival)
     first_contact_seconds: dict[str, int] = field(default_factory=_first_contact)
-    petition_acceptance_seconds: int = 15 * DAY             # 信访工作条例
-    petition_conclusion_seconds: int = 60 * DAY             # from acceptance
+    petition_acceptance_seconds: int = 15 * DAY  # 信访工作条例
+    petition_conclusion_seconds: int = 60 * DAY  # from acceptance
     reply_seconds: dict[str, int] = field(default_factory=_reply)
     # Alarms are closed on scene; a reply deadline would double count the dispatch promise.
-    reply_kinds: tuple[str, ...] = (Kind.CONSULTATION, Kind.SERVICE, Kind.OPINION, Kind.TIP,
-                                    Kind.HELP)
+    reply_kinds: tuple[str, ...] = (
+        Kind.CONSULTATION,
+        Kind.SERVICE,
+        Kind.OPINION,
+        Kind.TIP,
+        Kind.HELP,
+    )
     # The sweeper only breaches a due time this long past, so a radio report that arrives a
     # few seconds late is not turned into a false breach.
     sweep_grace_seconds: int = 60
@@ -67,27 +76,34 @@ class DeadlinePolicy:
                     raise ValueError(f"{key} must hold whole seconds of at least {floor}")
         return cls(**values)
 
-    def on_receipt(self, kind: str, channel: str, priority: str,
-                   received_at: datetime) -> dict[str, datetime]:
+    def on_receipt(
+        self, kind: str, channel: str, priority: str, received_at: datetime
+    ) -> dict[str, datetime]:
         due: dict[str, datetime] = {}
-        if kind in self.dispatch_kinds and self.dispatch_seconds and channel in (
-                Channel.CALL_110, Channel.CALL_122, Channel.HOTLINE):
+        if (
+            kind in self.dispatch_kinds
+            and self.dispatch_seconds
+            and channel in (Channel.CALL_110, Channel.CALL_122, Channel.HOTLINE)
+        ):
             due[Deadline.DISPATCH] = received_at + timedelta(seconds=self.dispatch_seconds)
         if kind == Kind.PETITION:
             due[Deadline.FIRST_CONTACT] = received_at + timedelta(
-                seconds=self.petition_acceptance_seconds)
+                seconds=self.petition_acceptance_seconds
+            )
         elif channel in self.first_contact_seconds:
             due[Deadline.FIRST_CONTACT] = received_at + timedelta(
-                seconds=self.first_contact_seconds[channel])
+                seconds=self.first_contact_seconds[channel]
+            )
         if kind in self.reply_kinds and priority in self.reply_seconds:
-            due[Deadline.RESOLUTION] = received_at + timedelta(
-                seconds=self.reply_seconds[priority])
+            due[Deadline.RESOLUTION] = received_at + timedelta(seconds=self.reply_seconds[priority])
         return due
 
     def on_acceptance(self, kind: str, accepted_at: datetime) -> dict[str, datetime]:
         if kind == Kind.PETITION:
-            return {Deadline.RESOLUTION: accepted_at + timedelta(
-                seconds=self.petition_conclusion_seconds)}
+            return {
+                Deadline.RESOLUTION: accepted_at
+                + timedelta(seconds=self.petition_conclusion_seconds)
+            }
         return {}
 
     def on_dispatch(self, area_type: str, dispatched_at: datetime) -> dict[str, datetime]:

@@ -53,14 +53,14 @@ class PartyCategory(StrEnum):
 
 
 class Branch(StrEnum):
-    PUBLIC_ORDER = "public_order"      # 治安
-    CRIMINAL = "criminal"              # 刑侦
-    TRAFFIC = "traffic"                # 交警
-    PATROL = "patrol"                  # 巡特警
-    EXIT_ENTRY = "exit_entry"          # 出入境
-    HOUSEHOLD = "household"            # 户政
-    CYBER = "cyber"                    # 网安
-    OTHER = "other"                    # 其他
+    PUBLIC_ORDER = "public_order"  # 治安
+    CRIMINAL = "criminal"  # 刑侦
+    TRAFFIC = "traffic"  # 交警
+    PATROL = "patrol"  # 巡特警
+    EXIT_ENTRY = "exit_entry"  # 出入境
+    HOUSEHOLD = "household"  # 户政
+    CYBER = "cyber"  # 网安
+    OTHER = "other"  # 其他
 
 
 class HoursType(StrEnum):
@@ -99,15 +99,23 @@ class Status(StrEnum):
     CLOSED = "closed"
 
 
-OPEN = frozenset({Status.RECEIVED, Status.ASSIGNED, Status.DISPATCHED, Status.ON_SCENE,
-                  Status.IN_SERVICE, Status.REOPENED})
+OPEN = frozenset(
+    {
+        Status.RECEIVED,
+        Status.ASSIGNED,
+        Status.DISPATCHED,
+        Status.ON_SCENE,
+        Status.IN_SERVICE,
+        Status.REOPENED,
+    }
+)
 OUTCOMES = frozenset({Status.RESOLVED, Status.TRANSFERRED, Status.ESCALATED, Status.REJECTED})
 
 
 class Deadline(StrEnum):
     """Which promise a due time belongs to."""
 
-    FIRST_CONTACT = "first_contact"   # online message accepted / petition acceptance decision
-    DISPATCH = "dispatch"             # alarm dispatched after answer
-    ARRIVAL = "arrival"               # on scene after dispatch, by area type
-    RESOLUTION = "resolution"         # reply / conclusion / committed service time
+    FIRST_CONTACT = "first_contact"  # online message accepted / petition acceptance decision
+    DISPATCH = "dispatch"  # alarm dispatched after answer
+    ARRIVAL = "arrival"  # on scene after dispatch, by area type
+    RESOLUTION = "resolution"  # reply / conclusion / committed service time

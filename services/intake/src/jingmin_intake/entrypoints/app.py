@@ -56,10 +56,18 @@ def create_app(settings: KernelSettings | None = None, dsn: str | None = None) -
                 database = await conn.fetchval("SELECT true")
         except Exception:
             database = False
-        return {"database": bool(database),
-                "broker": await _broker_reachable(settings.kafka_bootstrap_servers)}
+        return {
+            "database": bool(database),
+            "broker": await _broker_reachable(settings.kafka_bootstrap_servers),
+        }
 
-    app = create_service_app("intake", settings, title="Jingmin intake (受理)", version="1",
-                             lifespan=lifespan, readiness=readiness)
+    app = create_service_app(
+        "intake",
+        settings,
+        title="Jingmin intake (受理)",
+        version="1",
+        lifespan=lifespan,
+        readiness=readiness,
+    )
     app.include_router(router)
     return app

@@ -36,12 +36,12 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Decide = Callable[[Case, DeadlinePolicy, asyncpg.Connection, datetime], Awaitable[list[Fact]]]
 
 
-async def _command_request(request: Request, principal: Principal,
-                           key: str | None) -> CommandRequest:
+async def _command_request(
+    request: Request, principal: Principal, key: str | None
+) -> CommandRequest:
     if key is not None:
         idempotency.check_key(key)
-    fingerprint = idempotency.request_hash(request.method, request.url.path,
-                                           await request.body())
+    fingerprint = idempotency.request_hash(request.method, request.url.path, await request.body())
     return CommandRequest(principal, key, fingerprint, request.headers.get("x-correlation-id"))
 
 
@@ -55,19 +55,31 @@ def _vault(request: Request) -> Vault:
     return vault
 
 
-async def _run(request: Request, principal: Principal, key: str | None, case_id: str,
-               decide: Decide, *, expected_version: int | None = None,
-               bureau: str | None = None, status: int = 200) -> JSONResponse:
+async def _run(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    case_id: str,
+    decide: Decide,
+    *,
+    expected_version: int | None = None,
+    bureau: str | None = None,
+    status: int = 200,
+) -> JSONResponse:
     command = await _command_request(request, principal, key)
     code, body = await _commands(request).execute(
-        command, case_id, decide, bureau=bureau, expected_version=expected_version,
-        status=status)
+        command, case_id, decide, bureau=bureau, expected_version=expected_version, status=status
+    )
     headers = {"Location": f"/v1/cases/{body['case_id']}"} if code == 201 else None
     return JSONResponse(body, status_code=code, headers=headers)
 
 
-async def _encrypt(request: Request, conn: asyncpg.Connection, subject_id: str | None,
-                   fields: Mapping[str, str | None]) -> dict[str, Any]:
+async def _encrypt(
+    request: Request,
+    conn: asyncpg.Connection,
+    subject_id: str | None,
+    fields: Mapping[str, str | None],
+) -> dict[str, Any]:
     present = {k: v for k, v in fields.items() if v}
     if not present or subject_id is None:
         return {}
@@ -79,17 +91,18 @@ async def _encrypt(request: Request, conn: asyncpg.Connection, subject_id: str |
         return {}
 
 
-@router.post("/cases", status_code=201, response_model=s.Accepted,
-             responses={409: {}, 422: {}})
-async def receive_case(body: s.ReceiveCase, request: Request, principal: CurrentPrincipal,
-                       key: IdempotencyKey = None) -> JSONResponse:
+@router.post("/cases", status_code=201, response_model=s.Accepted, responses={409: {}, 422: {}})
+async def receive_case(
+    body: s.ReceiveCase, request: Request, principal: CurrentPrincipal, key: IdempotencyKey = None
+) -> JSONResponse:
     """Receive a case: any contact from the public, on any channel."""
     authorize(principal, body.bureau)
     case_id = new_case_id()
     settings = request.app.state.settings
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
         person = body.person.model_dump(exclude_none=True) if body.person else {}
         subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
@@ -97,27 +110,39 @@ async def receive_case(body: s.ReceiveCase, request: Request, principal: Current
             # 有警必接: an erased person who calls again is served, under a fresh subject
             # that cannot be linked to what was erased.
             subject_id = subject_ref({}, settings)
-        priority = body.priority or (Priority.URGENT if body.kind == Kind.ALARM
-                                     else Priority.GENERAL)
+        priority = body.priority or (
+            Priority.URGENT if body.kind == Kind.ALARM else Priority.GENERAL
+        )
         due = policy.on_receipt(body.kind, body.channel, priority, t)
         if body.committed_due_at is not None:
             due["resolution"] = body.committed_due_at
         data: dict[str, Any] = {
-            "bureau": body.bureau, "station": body.station, "channel": body.channel,
-            "kind": body.kind, "priority": priority, "area_type": body.area_type,
-            "branch": body.branch, "party_category": body.party_category,
-            "category": body.category, "subject_id": subject_id,
+            "bureau": body.bureau,
+            "station": body.station,
+            "channel": body.channel,
+            "kind": body.kind,
+            "priority": priority,
+            "area_type": body.area_type,
+            "branch": body.branch,
+            "party_category": body.party_category,
+            "category": body.category,
+            "subject_id": subject_id,
             "committed_due_at": _iso(body.committed_due_at),
-            "appointment_at": _iso(body.appointment_at), "hours_type": body.hours_type,
-            "source_ref": body.source_ref, "received_by": principal.subject,
+            "appointment_at": _iso(body.appointment_at),
+            "hours_type": body.hours_type,
+            "source_ref": body.source_ref,
+            "received_by": principal.subject,
             "person": await _encrypt(request, conn, subject_id, person),
-            **await _encrypt(request, conn, subject_id,
-                             {"demand": body.demand, "hoped_outcome": body.hoped_outcome}),
+            **await _encrypt(
+                request,
+                conn,
+                subject_id,
+                {"demand": body.demand, "hoped_outcome": body.hoped_outcome},
+            ),
         }
         return case.receive({k: v for k, v in data.items() if v is not None}, due, t, now)
 
-    return await _run(request, principal, key, case_id, decide, bureau=body.bureau,
-                      status=201)
+    return await _run(request, principal, key, case_id, decide, bureau=body.bureau, status=201)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -125,168 +150,254 @@ def _iso(t: datetime | None) -> str | None:
 
 
 @router.post("/cases/{case_id}/first-contact", response_model=s.Accepted)
-async def assign_first_contact(case_id: CaseId, body: s.AssignFirstContact, request: Request,
-                               principal: CurrentPrincipal,
-                               key: IdempotencyKey = None) -> JSONResponse:
+async def assign_first_contact(
+    case_id: CaseId,
+    body: s.AssignFirstContact,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Assign the first-contact officer (首问负责制) and say whether the matter is in remit."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
-        return case.assign_first_contact(body.officer_id, body.unit, body.in_remit,
-                                         policy.on_acceptance(case.kind, t), t, now)
+        return case.assign_first_contact(
+            body.officer_id, body.unit, body.in_remit, policy.on_acceptance(case.kind, t), t, now
+        )
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/dispatch", response_model=s.Accepted)
-async def dispatch(case_id: CaseId, body: s.Dispatch, request: Request,
-                   principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def dispatch(
+    case_id: CaseId,
+    body: s.Dispatch,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Dispatch officers (处警), recording the reason and purpose."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
-        data = {"unit": body.unit, "officer_ids": body.officer_ids,
-                **await _encrypt(request, conn, case.subject_id,
-                                 {"reason": body.reason, "purpose": body.purpose})}
+        data = {
+            "unit": body.unit,
+            "officer_ids": body.officer_ids,
+            **await _encrypt(
+                request, conn, case.subject_id, {"reason": body.reason, "purpose": body.purpose}
+            ),
+        }
         return case.dispatch(data, policy.on_dispatch(case.area_type, t), t, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/arrival", response_model=s.Accepted)
-async def arrive(case_id: CaseId, body: s.Arrive, request: Request,
-                 principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def arrive(
+    case_id: CaseId,
+    body: s.Arrive,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Record arrival on scene."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
         data = {"officer_id": body.officer_id} if body.officer_id else {}
         return case.arrive(data, t, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/service-visits", response_model=s.Accepted)
-async def record_service_visit(case_id: CaseId, body: s.RecordServiceVisit, request: Request,
-                               principal: CurrentPrincipal,
-                               key: IdempotencyKey = None) -> JSONResponse:
+async def record_service_visit(
+    case_id: CaseId,
+    body: s.RecordServiceVisit,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Record a visit for a service application: missing materials, next appointment."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
-        data = {"missing_materials": body.missing_materials,
-                "appointment_at": _iso(body.appointment_at), "hours_type": body.hours_type}
-        return case.record_service_visit({k: v for k, v in data.items() if v is not None},
-                                         body.committed_due_at, t, now)
+        data = {
+            "missing_materials": body.missing_materials,
+            "appointment_at": _iso(body.appointment_at),
+            "hours_type": body.hours_type,
+        }
+        return case.record_service_visit(
+            {k: v for k, v in data.items() if v is not None}, body.committed_due_at, t, now
+        )
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/transfer", response_model=s.Accepted)
-async def transfer(case_id: CaseId, body: s.Transfer, request: Request,
-                   principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def transfer(
+    case_id: CaseId,
+    body: s.Transfer,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Transfer to an internal unit or an external agency, with what the person was told."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
-        data = {"target_type": body.target_type, "target": body.target,
-                "person_informed": body.person_informed,
-                **await _encrypt(request, conn, case.subject_id,
-                                 {"explanation": body.explanation})}
+        data = {
+            "target_type": body.target_type,
+            "target": body.target,
+            "person_informed": body.person_informed,
+            **await _encrypt(request, conn, case.subject_id, {"explanation": body.explanation}),
+        }
         return case.transfer(data, t, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/escalation", response_model=s.Accepted)
-async def escalate(case_id: CaseId, body: s.Escalate, request: Request,
-                   principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def escalate(
+    case_id: CaseId,
+    body: s.Escalate,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Escalate to the local government."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
-        data = {"target": body.target,
-                **await _encrypt(request, conn, case.subject_id, {"reason": body.reason})}
+        data = {
+            "target": body.target,
+            **await _encrypt(request, conn, case.subject_id, {"reason": body.reason}),
+        }
         return case.escalate(data, t, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/resolution", response_model=s.Accepted)
-async def resolve(case_id: CaseId, body: s.Resolve, request: Request,
-                  principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def resolve(
+    case_id: CaseId,
+    body: s.Resolve,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Resolve the case with the reply given to the person."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
         data = await _encrypt(request, conn, case.subject_id, {"reply": body.reply})
         return case.resolve(data, t, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/rejection", response_model=s.Accepted)
-async def reject(case_id: CaseId, body: s.Reject, request: Request,
-                 principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def reject(
+    case_id: CaseId,
+    body: s.Reject,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Reject with a reason; an alarm also needs a specific reason and an explanation."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
-        data = await _encrypt(request, conn, case.subject_id,
-                              {"explanation": body.explanation})
+        data = await _encrypt(request, conn, case.subject_id, {"explanation": body.explanation})
         return case.reject(body.reason, data, bool(body.explanation), t, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/reopen", response_model=s.Accepted)
-async def reopen(case_id: CaseId, body: s.Reopen, request: Request,
-                 principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def reopen(
+    case_id: CaseId,
+    body: s.Reopen,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Reopen a resolved, transferred, escalated, rejected or closed case."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         t = body.occurred_at or now
-        due = {k: v for k, v in policy.on_receipt(case.kind, case.channel, case.priority,
-                                                   t).items() if k == "resolution"}
-        data = {"reason": body.reason,
-                **await _encrypt(request, conn, case.subject_id, {"note": body.note})}
+        due = {
+            k: v
+            for k, v in policy.on_receipt(case.kind, case.channel, case.priority, t).items()
+            if k == "resolution"
+        }
+        data = {
+            "reason": body.reason,
+            **await _encrypt(request, conn, case.subject_id, {"note": body.note}),
+        }
         return case.reopen(data, due, t, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 @router.post("/cases/{case_id}/close", response_model=s.Accepted)
-async def close(case_id: CaseId, body: s.Close, request: Request,
-                principal: CurrentPrincipal, key: IdempotencyKey = None) -> JSONResponse:
+async def close(
+    case_id: CaseId,
+    body: s.Close,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Close a case that has an outcome."""
 
-    async def decide(case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection,
-                     now: datetime) -> list[Fact]:
+    async def decide(
+        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+    ) -> list[Fact]:
         return case.close(body.occurred_at or now, now)
 
-    return await _run(request, principal, key, case_id, decide,
-                      expected_version=body.expected_version)
+    return await _run(
+        request, principal, key, case_id, decide, expected_version=body.expected_version
+    )
 
 
 # ---- queries -----------------------------------------------------------------------------
+
 
 def _cursor(received_at: datetime, case_id: str) -> str:
     return base64.urlsafe_b64encode(f"{received_at.isoformat()}|{case_id}".encode()).decode()
@@ -297,25 +408,35 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
         stamp, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(stamp), case_id
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Bad cursor", "the cursor is not one this API issued",
-                      type_="urn:jingmin:problem:bad-cursor") from exc
+        raise Problem(
+            400,
+            "Bad cursor",
+            "the cursor is not one this API issued",
+            type_="urn:jingmin:problem:bad-cursor",
+        ) from exc
 
 
 def _summary(row: Mapping[str, Any], now: datetime) -> s.CaseSummary:
     due = row.get("next_due_at")
-    return s.CaseSummary(**{k: row[k] for k in s.CaseSummary.model_fields
-                            if k in row and k != "overdue"},
-                         overdue=bool(due and due < now))
+    return s.CaseSummary(
+        **{k: row[k] for k in s.CaseSummary.model_fields if k in row and k != "overdue"},
+        overdue=bool(due and due < now),
+    )
 
 
 @router.get("/cases", response_model=s.CasePage)
-async def list_cases(request: Request, principal: CurrentPrincipal,
-                     bureau: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
-                     station: Annotated[str | None, Query(pattern=r"^\d{9}$")] = None,
-                     status: Status | None = None, kind: Kind | None = None,
-                     channel: Channel | None = None, overdue: bool | None = None,
-                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     cursor: str | None = None) -> s.CasePage:
+async def list_cases(
+    request: Request,
+    principal: CurrentPrincipal,
+    bureau: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
+    station: Annotated[str | None, Query(pattern=r"^\d{9}$")] = None,
+    status: Status | None = None,
+    kind: Kind | None = None,
+    channel: Channel | None = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> s.CasePage:
     """List cases in the caller's scope, newest first; filter by unit, status, kind, overdue."""
     if not principal.has_role(*READ_ROLES):
         raise forbidden(f"requires one of the roles {sorted(READ_ROLES)}")
@@ -324,9 +445,17 @@ async def list_cases(request: Request, principal: CurrentPrincipal,
             authorize(principal, code)
     async with request.app.state.pool.acquire() as conn:
         rows = await read_model.list_cases(
-            conn, scopes=principal.scopes, bureau=bureau, station=station,
-            status=status, kind=kind, channel=channel, overdue=overdue, limit=limit,
-            before=_parse_cursor(cursor) if cursor else None)
+            conn,
+            scopes=principal.scopes,
+            bureau=bureau,
+            station=station,
+            status=status,
+            kind=kind,
+            channel=channel,
+            overdue=overdue,
+            limit=limit,
+            before=_parse_cursor(cursor) if cursor else None,
+        )
         now = await conn.fetchval("SELECT clock_timestamp()")
     items = [_summary(r, now) for r in rows]
     nxt = _cursor(rows[-1]["received_at"], rows[-1]["case_id"]) if len(rows) == limit else None
@@ -342,39 +471,54 @@ async def _reveal(vault: Vault, conn: asyncpg.Connection, value: Any) -> Any:
 
 
 @router.get("/cases/{case_id}", response_model=s.CaseDetail)
-async def get_case(case_id: CaseId, request: Request,
-                   principal: CurrentPrincipal) -> s.CaseDetail:
+async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipal) -> s.CaseDetail:
     """One case with its deadlines and full event history (personal fields decrypted)."""
     async with request.app.state.pool.acquire() as conn:
         row = await conn.fetchrow(
             """SELECT c.*, (SELECT min(d.due_at) FROM case_deadlines d
                   WHERE d.case_id = c.case_id AND d.met_at IS NULL AND NOT d.cancelled)
                   AS next_due_at, clock_timestamp() AS now
-               FROM cases c WHERE case_id = $1""", case_id)
+               FROM cases c WHERE case_id = $1""",
+            case_id,
+        )
         if row is None:
             raise not_found(f"no case {case_id}")
         authorize(principal, row["bureau"], READ_ROLES)
         deadlines = await conn.fetch(
             "SELECT deadline, due_at, met_at, breached_at, cancelled FROM case_deadlines "
-            "WHERE case_id = $1 ORDER BY due_at", case_id)
+            "WHERE case_id = $1 ORDER BY due_at",
+            case_id,
+        )
         history = await request.app.state.store.load(case_id)
         vault = _vault(request)
-        events = [s.HistoryEvent(version=e.version, type=e.type, occurred_at=e.occurred_at,
-                                 recorded_at=e.recorded_at, actor=e.metadata.get("actor"),
-                                 data=await _reveal(vault, conn, dict(e.data)))
-                  for e in history]
+        events = [
+            s.HistoryEvent(
+                version=e.version,
+                type=e.type,
+                occurred_at=e.occurred_at,
+                recorded_at=e.recorded_at,
+                actor=e.metadata.get("actor"),
+                data=await _reveal(vault, conn, dict(e.data)),
+            )
+            for e in history
+        ]
     return s.CaseDetail(
         case=_summary(dict(row), row["now"]),
-        deadlines={d["deadline"]: {k: d[k] for k in ("due_at", "met_at", "breached_at",
-                                                      "cancelled")} for d in deadlines},
-        history=events)
+        deadlines={
+            d["deadline"]: {k: d[k] for k in ("due_at", "met_at", "breached_at", "cancelled")}
+            for d in deadlines
+        },
+        history=events,
+    )
 
 
 # ---- policies and subjects -----------------------------------------------------------------
 
+
 @router.get("/policies/{bureau}")
-async def get_policy(bureau: Annotated[str, Path(pattern=r"^\d{6}$")], request: Request,
-                     principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_policy(
+    bureau: Annotated[str, Path(pattern=r"^\d{6}$")], request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
     """The bureau's deadline policy (defaults where it set none)."""
     authorize(principal, bureau, READ_ROLES)
     async with request.app.state.pool.acquire() as conn:
@@ -382,8 +526,12 @@ async def get_policy(bureau: Annotated[str, Path(pattern=r"^\d{6}$")], request: 
 
 
 @router.put("/policies/{bureau}")
-async def put_policy(bureau: Annotated[str, Path(pattern=r"^\d{6}$")], body: s.PolicyBody,
-                     request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+async def put_policy(
+    bureau: Annotated[str, Path(pattern=r"^\d{6}$")],
+    body: s.PolicyBody,
+    request: Request,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
     """Change the bureau's deadline policy; fields left out keep their current value."""
     authorize(principal, bureau, ("commander", "admin"))
     async with request.app.state.pool.acquire() as conn, conn.transaction():
@@ -397,16 +545,25 @@ async def put_policy(bureau: Annotated[str, Path(pattern=r"^\d{6}$")], body: s.P
     return policy.to_dict()
 
 
-@router.delete("/subjects/{subject_id}", status_code=204,
-               responses={204: {"description": "The subject's data key is destroyed."}})
-async def erase_subject(subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9]{8,64}$")],
-                        request: Request, principal: CurrentPrincipal,
-                        reason: Annotated[str | None, Query(max_length=500)] = None
-                        ) -> Response:
+@router.delete(
+    "/subjects/{subject_id}",
+    status_code=204,
+    responses={204: {"description": "The subject's data key is destroyed."}},
+)
+async def erase_subject(
+    subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9]{8,64}$")],
+    request: Request,
+    principal: CurrentPrincipal,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
     """Erase a person: destroy their data key, so every copy of their fields is unreadable."""
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        bureaus = [r["bureau"] for r in await conn.fetch(
-            "SELECT DISTINCT bureau FROM cases WHERE subject_id = $1", subject_id)]
+        bureaus = [
+            r["bureau"]
+            for r in await conn.fetch(
+                "SELECT DISTINCT bureau FROM cases WHERE subject_id = $1", subject_id
+            )
+        ]
         if not principal.has_role("admin"):
             raise forbidden("requires the admin role")
         # The key is shared by every case of this person: erasing needs every bureau in scope.
@@ -414,4 +571,3 @@ async def erase_subject(subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-
             authorize(principal, code)
         await _vault(request).erase(conn, subject_id, by=principal.subject, reason=reason)
     return Response(status_code=204)
-

@@ -22,13 +22,12 @@ from jingmin_intake.domain.vocabulary import (
 BureauCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
 StationCode = Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
 UnitCode = Annotated[str, StringConstraints(pattern=r"^\d{6,11}$")]
-OfficerId = Annotated[str, StringConstraints(min_length=1, max_length=32,
-                                             pattern=r"^[A-Za-z0-9_-]+$")]
-Code = Annotated[str, StringConstraints(min_length=1, max_length=64,
-                                        pattern=r"^[a-z0-9_.:-]+$")]
+OfficerId = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200,
-                                             strip_whitespace=True)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 
 
 class Strict(BaseModel):
@@ -37,10 +36,13 @@ class Strict(BaseModel):
 
 class Command(Strict):
     occurred_at: AwareDatetime | None = Field(
-        None, description="When it happened in the world; defaults to now. Not more than "
-        "5 minutes ahead, not before the case's previous event.")
+        None,
+        description="When it happened in the world; defaults to now. Not more than "
+        "5 minutes ahead, not before the case's previous event.",
+    )
     expected_version: int | None = Field(
-        None, ge=0, description="Optimistic concurrency: refuse (409) if the case moved on.")
+        None, ge=0, description="Optimistic concurrency: refuse (409) if the case moved on."
+    )
 
 
 class PersonIn(Strict):
@@ -58,8 +60,9 @@ class ReceiveCase(Strict):
     station: StationCode
     channel: Channel
     kind: Kind
-    priority: Priority | None = Field(None, description="Defaults to urgent for alarms, "
-                                      "general otherwise.")
+    priority: Priority | None = Field(
+        None, description="Defaults to urgent for alarms, general otherwise."
+    )
     area_type: AreaType
     branch: Branch = Branch.OTHER
     party_category: PartyCategory | None = None

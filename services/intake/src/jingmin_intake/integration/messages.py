@@ -20,14 +20,31 @@ DEAD_LETTER_TOPIC = "intake.dlq.v1"
 VERSION = 1
 
 PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
-    events.RECEIVED: ("channel", "kind", "priority", "area_type", "branch", "party_category",
-                      "category", "subject_id", "deadlines", "hours_type", "appointment_at",
-                      "source_ref", "committed_due_at"),
+    events.RECEIVED: (
+        "channel",
+        "kind",
+        "priority",
+        "area_type",
+        "branch",
+        "party_category",
+        "category",
+        "subject_id",
+        "deadlines",
+        "hours_type",
+        "appointment_at",
+        "source_ref",
+        "committed_due_at",
+    ),
     events.FIRST_CONTACT: ("officer_id", "unit", "in_remit", "deadlines"),
     events.DISPATCHED: ("unit", "officer_ids", "deadlines"),
     events.ARRIVED: ("officer_id",),
-    events.SERVICE_VISIT: ("visit_number", "missing_materials", "appointment_at",
-                           "hours_type", "deadlines"),
+    events.SERVICE_VISIT: (
+        "visit_number",
+        "missing_materials",
+        "appointment_at",
+        "hours_type",
+        "deadlines",
+    ),
     events.TRANSFERRED: ("target_type", "target", "person_informed"),
     events.ESCALATED: ("target",),
     events.RESOLVED: ("one_visit", "service_visits"),
@@ -47,9 +64,12 @@ EVENT_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
 
 def public_data(event: RecordedEvent) -> dict[str, Any]:
     keep = PUBLIC_FIELDS[event.type]
-    data: dict[str, Any] = {"case_id": event.stream_id, "bureau": event.bureau,
-                            "station": event.data.get("station", ""),
-                            "occurred_at": event.occurred_at.isoformat()}
+    data: dict[str, Any] = {
+        "case_id": event.stream_id,
+        "bureau": event.bureau,
+        "station": event.data.get("station", ""),
+        "occurred_at": event.occurred_at.isoformat(),
+    }
     for key in keep:
         if key in event.data and event.data[key] is not None:
             data[key] = event.data[key]
@@ -58,8 +78,11 @@ def public_data(event: RecordedEvent) -> dict[str, Any]:
 
 def to_messages(event: RecordedEvent) -> Sequence[OutboxMessage]:
     type_ = ce_type(event.type)
-    envelope = envelope_for(event, source=SOURCE, type_=type_, data=public_data(event),
-                            dataschema=f"urn:jingmin:schema:{type_}")
+    envelope = envelope_for(
+        event,
+        source=SOURCE,
+        type_=type_,
+        data=public_data(event),
+        dataschema=f"urn:jingmin:schema:{type_}",
+    )
     return [message_for(event, envelope, TOPIC)]
-
-
