@@ -241,6 +241,7 @@ class TokenVerifier:
         self._dev_kid = ""
         self._last_refresh = 0.0
         self._lock = threading.Lock()
+        self._verified: dict[str, tuple[float, Principal]] = {}
         if settings.jwt_jwks_url:
             self._jwks = jwt.PyJWKClient(
                 settings.jwt_jwks_url, cache_jwk_set=True, lifespan=300, timeout=5
@@ -280,8 +281,24 @@ class TokenVerifier:
             ) from None
         raise BearerChallenge("token is signed by an unknown key")
 
+    # A client sends the same token on every request; re-checking its signature each time
+    # is a measurable share of a write's CPU. Results are kept briefly, never past `exp`.
+    verified_ttl = 60.0
+    verified_max = 4096
+
     def verify(self, token: str) -> Principal:
         """The principal a valid token names; raises a 401 problem for anything else."""
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= self.verified_max:
+            self._verified.clear()
+        self._verified[token] = (min(expires, now + self.verified_ttl), principal)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -330,7 +347,7 @@ class TokenVerifier:
             roles, scopes = _validated(_claim_list(claims, "roles"), _claim_list(claims, "scope"))
         except ValueError as exc:
             raise BearerChallenge(f"token {exc}") from None
-        return Principal(subject, roles, scopes)
+        return Principal(subject, roles, scopes), float(claims["exp"])
 
 
 # --- FastAPI ------------------------------------------------------------------------------

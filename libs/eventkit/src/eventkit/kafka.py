@@ -34,4 +34,6 @@ def record_headers(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
 
 def json_bytes(payload: Mapping[str, Any]) -> bytes:
     """The body exactly as the relay sends it, so a replayed message is byte-identical."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return json.dumps(
+        payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str
+    ).encode()

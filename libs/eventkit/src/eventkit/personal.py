@@ -208,25 +208,15 @@ class _PostgresKeys:
         )
         return bool(found)
 
-    async def create(self, conn: Any, subject_id: str, wrapped: bytes) -> bytes:
-        async with self._connection(conn) as c, c.transaction():
-            # Creation and erasure of one subject take the same lock, so an erasure cannot
-            # slip between our "not erased" check and the insert and leave a fresh key behind.
-            await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7406))", subject_id)
-            if await self.is_erased(c, subject_id):
-                raise SubjectErased(subject_id)
-            await c.execute(
-                "INSERT INTO subject_keys (subject_id, wrapped_key) VALUES ($1, $2)"
-                " ON CONFLICT (subject_id) DO NOTHING",
-                subject_id,
-                wrapped,
+    async def for_write(self, conn: Any, subject_id: str, candidate: bytes) -> bytes:
+        """The stored wrapped key, created from `candidate` if absent (one round trip)."""
+        async with self._connection(conn) as c:
+            stored: bytes | None = await c.fetchval(
+                "SELECT subject_key_for_write($1, $2)", subject_id, candidate
             )
-            # A separate statement gets a fresh snapshot, so it sees the key a concurrent
-            # writer committed while our insert waited: every writer agrees on one key.
-            stored: bytes = await c.fetchval(
-                "SELECT wrapped_key FROM subject_keys WHERE subject_id = $1", subject_id
-            )
-            return stored
+        if stored is None:
+            raise SubjectErased(subject_id)
+        return stored
 
     async def erase(self, conn: Any, subject_id: str, by: str, reason: str | None) -> bool:
         async with self._connection(conn) as c, c.transaction():
@@ -255,10 +245,10 @@ class _MemoryKeys:
     async def is_erased(self, conn: Any, subject_id: str) -> bool:
         return subject_id in self.erasures
 
-    async def create(self, conn: Any, subject_id: str, wrapped: bytes) -> bytes:
+    async def for_write(self, conn: Any, subject_id: str, candidate: bytes) -> bytes:
         if subject_id in self.erasures:
             raise SubjectErased(subject_id)
-        return self.keys.setdefault(subject_id, wrapped)
+        return self.keys.setdefault(subject_id, candidate)
 
     async def erase(self, conn: Any, subject_id: str, by: str, reason: str | None) -> bool:
         deleted = self.keys.pop(subject_id, None) is not None
@@ -330,11 +320,10 @@ class Vault:
     async def _key_for_write(self, conn: Any, subject_id: str) -> bytes:
         # Always asks the store, never only the cache: a key cached from a transaction that
         # later rolled back exists nowhere else, and data written under it would be lost.
-        wrapped = await self._keys.fetch(conn, subject_id)
-        if wrapped is None:
-            wrapped = await self._keys.create(
-                conn, subject_id, _wrap(self._kek, subject_id, AESGCM.generate_key(256))
-            )
+        # A fresh candidate costs microseconds; asking first whether one is needed would cost
+        # a round trip on every write.
+        candidate = _wrap(self._kek, subject_id, AESGCM.generate_key(256))
+        wrapped = await self._keys.for_write(conn, subject_id, candidate)
         return self._remember(subject_id, wrapped)
 
     async def _key_for_read(self, conn: Any, subject_id: str, *, fresh: bool) -> bytes | None:

@@ -193,6 +193,8 @@ class OutboxRelay:
                     await _wait_any(stop, self._wake, self.poll_interval)
         finally:
             await listener.remove_listener("outbox", self._notified)
+            # Pools skip the session reset (see db.create_pool): give the leadership back.
+            await listener.execute("SELECT pg_advisory_unlock_all()")
             await self.pool.release(listener)
             await self._drop_producer()
 

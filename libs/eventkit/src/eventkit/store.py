@@ -123,7 +123,9 @@ class EventStore(Protocol):
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    # Sorted keys: the relay (from what a command built) and replay (from jsonb, which
+    # reorders keys) must produce the same bytes for the same event.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
@@ -163,51 +165,69 @@ class PostgresTransaction:
     ) -> list[RecordedEvent]:
         if not events:
             return []
-        last = await self._conn.fetchrow(
-            """SELECT version, tx_id > pg_current_xact_id() AS written_later FROM events
-               WHERE stream_id = $1 ORDER BY version DESC LIMIT 1""",
-            stream_id,
-        )
-        current = last["version"] if last is not None else 0
-        if current != expected_version:
-            raise ConcurrencyConflict(stream_id, expected_version, current)
+        # A new stream needs no look-up: the primary key refuses a second version 1.
+        last = None
+        if expected_version > 0:
+            last = await self._conn.fetchrow(
+                """SELECT version, tx_id > pg_current_xact_id() AS written_later FROM events
+                   WHERE stream_id = $1 ORDER BY version DESC LIMIT 1""",
+                stream_id,
+            )
+            current = last["version"] if last is not None else 0
+            if current != expected_version:
+                raise ConcurrencyConflict(stream_id, expected_version, current)
         if last is not None and last["written_later"]:
             # read_all orders by transaction id, which a transaction gets at its first write:
             # this one started writing before the stream's last version was written, so our
             # event would be read before it. A retry runs in a new (younger) transaction.
             raise StaleTransaction(stream_id, expected_version, current)
-        rows = [
-            (
+        data = [_dumps(dict(e.data)) for e in events]
+        meta = [_dumps(dict(e.metadata)) for e in events]
+        versions = [expected_version + i + 1 for i in range(len(events))]
+        try:
+            # No savepoint (two more round trips on every write): after a conflict the caller
+            # abandons the transaction and decides again in a new one, as every caller must.
+            # Only the columns the database decides come back; the rest is what we sent.
+            inserted = await self._conn.fetch(
+                """INSERT INTO events (stream_id, stream_type, version, event_id, type,
+                        schema_version, bureau, data, metadata, occurred_at)
+                    SELECT $1, $2, * FROM unnest($3::int[], $4::uuid[], $5::text[], $6::int[],
+                        $7::text[], $8::jsonb[], $9::jsonb[], $10::timestamptz[])
+                    RETURNING version, global_position, recorded_at,
+                        tx_id::text::bigint AS tx_id""",
                 stream_id,
                 stream_type,
-                expected_version + i + 1,
-                uuid.UUID(e.event_id),
-                e.type,
-                e.schema_version,
-                e.bureau,
-                _dumps(dict(e.data)),
-                _dumps(dict(e.metadata)),
-                e.occurred_at,
+                versions,
+                [uuid.UUID(e.event_id) for e in events],
+                [e.type for e in events],
+                [e.schema_version for e in events],
+                [e.bureau for e in events],
+                data,
+                meta,
+                [e.occurred_at for e in events],
             )
-            for i, e in enumerate(events)
-        ]
-        try:
-            # A savepoint keeps the caller's transaction usable after a lost race.
-            async with self._conn.transaction():
-                recorded = await self._conn.fetch(
-                    f"""INSERT INTO events (stream_id, stream_type, version, event_id, type,
-                            schema_version, bureau, data, metadata, occurred_at)
-                        SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::uuid[],
-                            $5::text[], $6::int[], $7::text[], $8::jsonb[], $9::jsonb[],
-                            $10::timestamptz[])
-                        RETURNING {_COLUMNS}""",
-                    *zip(*rows, strict=True),
-                )
         except asyncpg.UniqueViolationError as exc:
             if "events_pkey" in str(exc.constraint_name or exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             raise
-        return sorted((_record(r) for r in recorded), key=lambda e: e.version)
+        by_version = {r["version"]: r for r in inserted}
+        return [
+            RecordedEvent(
+                stream_id=stream_id,
+                stream_type=stream_type,
+                version=v,
+                event_id=e.event_id,
+                type=e.type,
+                schema_version=e.schema_version,
+                bureau=e.bureau,
+                data=json.loads(d),
+                metadata=json.loads(m),
+                occurred_at=e.occurred_at,
+                recorded_at=by_version[v]["recorded_at"],
+                position=Position(by_version[v]["tx_id"], by_version[v]["global_position"]),
+            )
+            for v, e, d, m in zip(versions, events, data, meta, strict=True)
+        ]
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         rows = await self._conn.fetch(

@@ -109,7 +109,9 @@ def _setup_tracing(service_name: str, settings: KernelSettings) -> None:
             endpoint += "/v1/traces"
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
-    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    if settings.otel_exporter_otlp_endpoint:
+        # A span per SQL statement costs real CPU on every write; only worth it when exported.
+        AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     _tracing_configured = True
 
 

@@ -147,7 +147,11 @@ async def test_migrate_is_idempotent_and_safe_to_race(
             asyncio.to_thread(db.migrate, dsn, service_migrations),
             asyncio.to_thread(db.migrate, dsn, service_migrations),
         )
-        assert sorted(first + second) == ["0001_kernel", "1001_devstack_widgets"]
+        assert sorted(first + second) == [
+            "0001_kernel",
+            "0002_subject_key_for_write",
+            "1001_devstack_widgets",
+        ]
         assert await asyncio.to_thread(db.migrate, dsn, service_migrations) == []
     finally:
         await db.drop_database(pg_server_url, name)

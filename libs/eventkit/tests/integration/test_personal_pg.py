@@ -11,37 +11,26 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from eventkit import db
 from eventkit.personal import ERASED, PersonalDataError, SubjectErased, Vault
 from eventkit.settings import KernelSettings
 
 pytestmark = pytest.mark.integration
 
-SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-KERNEL_SQL = (
-    Path(__file__).parents[2] / "src" / "eventkit" / "migrations" / "0001_kernel.sql"
-).read_text()
-
 
 @pytest.fixture(scope="module")
-async def pool() -> AsyncIterator[asyncpg.Pool]:
+async def pool(pg_server_url: str) -> AsyncIterator[asyncpg.Pool]:
     name = f"jingmin_test_personal_{secrets.token_hex(4)}"
+    await db.ensure_database(pg_server_url, name)
     try:
-        admin = await asyncpg.connect(SERVER)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL not reachable at {SERVER}: {exc}")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base, _, _ = SERVER.rpartition("/")
-        db = await asyncpg.connect(f"{base}/{name}")
-        await db.execute(KERNEL_SQL)
-        await db.close()
-        created = await asyncpg.create_pool(f"{base}/{name}", min_size=1, max_size=30)
+        dsn = db.database_dsn(pg_server_url, name)
+        db.migrate(dsn)
+        created = await asyncpg.create_pool(dsn, min_size=1, max_size=30)
         assert created is not None
         yield created
         await created.close()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await db.drop_database(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")

@@ -313,17 +313,19 @@ async def test_a_transaction_that_raises_leaves_no_events_and_no_outbox_rows(
     assert len(await contract.outbox()) == 1
 
 
-async def test_a_transaction_sees_its_own_pending_version(contract: Contract) -> None:
+async def test_a_conflict_inside_a_transaction_writes_nothing(contract: Contract) -> None:
+    # After a conflict the transaction is abandoned (no savepoint): the caller decides again
+    # in a new one, and nothing of the first attempt survives.
     sid = stream()
     other = stream()
-    async with contract.store.transaction() as tx:
-        await tx.append(sid, "case", 0, [event(1)])
-        with pytest.raises(ConcurrencyConflict):
+    with pytest.raises(ConcurrencyConflict):
+        async with contract.store.transaction() as tx:
+            await tx.append(other, "case", 0, [event(3)])
+            await tx.append(sid, "case", 0, [event(1)])
             # Still expecting 0 inside the same transaction is stale: it wrote version 1.
             await tx.append(sid, "case", 0, [event(2)])
-        await tx.append(other, "case", 0, [event(3)])
-    assert [e.version for e in await contract.store.load(sid)] == [1]
-    assert [e.version for e in await contract.store.load(other)] == [1]
+    assert await contract.store.load(sid) == []
+    assert await contract.store.load(other) == []
 
 
 async def test_two_appends_to_one_stream_in_one_transaction(contract: Contract) -> None:

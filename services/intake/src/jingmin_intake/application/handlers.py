@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ STREAM_TYPE = "case"
 WRITE_ROLES = ("intake_operator", "officer", "supervisor", "admin")
 READ_ROLES = ("intake_operator", "officer", "supervisor", "commander", "admin")
 CONFLICT_RETRIES = 5
+POLICY_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,23 @@ class CaseCommands:
         self.store = store
         self.vault = vault
         self.clock = clock
+        self._policies: dict[str, tuple[float, DeadlinePolicy]] = {}
+
+    async def policy_for(self, conn: asyncpg.Connection, bureau: str) -> DeadlinePolicy:
+        """The bureau's policy, cached briefly: it changes rarely and is read on every write.
+
+        A change made through another process is seen within POLICY_TTL seconds; due times
+        already written into events keep the policy they were computed with.
+        """
+        cached = self._policies.get(bureau)
+        if cached is not None and time.monotonic() - cached[0] < POLICY_TTL:
+            return cached[1]
+        policy = await policies.policy_for(conn, bureau)
+        self._policies[bureau] = (time.monotonic(), policy)
+        return policy
+
+    def forget_policy(self, bureau: str) -> None:
+        self._policies.pop(bureau, None)
 
     async def execute(
         self,
@@ -70,15 +89,19 @@ class CaseCommands:
         case_id: str,
         decide: Decision,
         *,
-        bureau: str | None = None,
+        new_in: str | None = None,
         expected_version: int | None = None,
         status: int = 200,
     ) -> tuple[int, dict[str, Any]]:
-        """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds."""
+        """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds.
+
+        `new_in` is the bureau of the case this command creates (its id is fresh, so there
+        is no history to load).
+        """
         for _attempt in range(CONFLICT_RETRIES):
             try:
                 return await self._execute_once(
-                    request, case_id, decide, bureau, expected_version, status
+                    request, case_id, decide, new_in, expected_version, status
                 )
             except ConcurrencyConflict as exc:
                 if expected_version is not None and not isinstance(exc, StaleTransaction):
@@ -94,7 +117,7 @@ class CaseCommands:
         request: Request,
         case_id: str,
         decide: Decision,
-        bureau: str | None,
+        new_in: str | None,
         expected_version: int | None,
         status: int,
     ) -> tuple[int, dict[str, Any]]:
@@ -107,19 +130,20 @@ class CaseCommands:
                 )
                 if earlier is not None:
                     return earlier.status, earlier.body
-            history = await tx.load(case_id)
+            history = [] if new_in else await tx.load(case_id)
             case = Case.from_history(case_id, ((e.type, e.data, e.occurred_at) for e in history))
-            if case.status is None and bureau is None:
+            if case.status is None and new_in is None:
                 raise not_found(f"no case {case_id}")
+            bureau = case.bureau or new_in or ""
             # Authorise on the stored bureau, so a token can't reach another bureau's case
             # by naming its id; a 404 for strangers would leak nothing more than a 403 here.
-            authorize(principal, case.bureau or bureau or "", WRITE_ROLES)
+            authorize(principal, bureau, WRITE_ROLES)
             if expected_version is not None and expected_version != case.version:
                 raise conflict(
                     f"case {case_id} is at version {case.version}, not {expected_version}",
                     current_version=case.version,
                 )
-            policy = await policies.policy_for(conn, case.bureau or bureau or "")
+            policy = await self.policy_for(conn, bureau)
             try:
                 facts = await decide(case, policy, conn, self.clock())
             except IllegalTransition as exc:

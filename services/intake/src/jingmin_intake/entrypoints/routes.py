@@ -63,12 +63,12 @@ async def _run(
     decide: Decide,
     *,
     expected_version: int | None = None,
-    bureau: str | None = None,
+    new_in: str | None = None,
     status: int = 200,
 ) -> JSONResponse:
     command = await _command_request(request, principal, key)
     code, body = await _commands(request).execute(
-        command, case_id, decide, bureau=bureau, expected_version=expected_version, status=status
+        command, case_id, decide, new_in=new_in, expected_version=expected_version, status=status
     )
     headers = {"Location": f"/v1/cases/{body['case_id']}"} if code == 201 else None
     return JSONResponse(body, status_code=code, headers=headers)
@@ -98,18 +98,13 @@ async def receive_case(
     """Receive a case: any contact from the public, on any channel."""
     authorize(principal, body.bureau)
     case_id = new_case_id()
-    settings = request.app.state.settings
 
     async def decide(
         case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
     ) -> list[Fact]:
         t = body.occurred_at or now
         person = body.person.model_dump(exclude_none=True) if body.person else {}
-        subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
-        if await _vault(request).is_erased(conn, subject_id):
-            # 有警必接: an erased person who calls again is served, under a fresh subject
-            # that cannot be linked to what was erased.
-            subject_id = subject_ref({}, settings)
+        subject_id, sealed = await _seal_new_case(request, conn, person, body)
         priority = body.priority or (
             Priority.URGENT if body.kind == Kind.ALARM else Priority.GENERAL
         )
@@ -132,17 +127,32 @@ async def receive_case(
             "hours_type": body.hours_type,
             "source_ref": body.source_ref,
             "received_by": principal.subject,
-            "person": await _encrypt(request, conn, subject_id, person),
-            **await _encrypt(
-                request,
-                conn,
-                subject_id,
-                {"demand": body.demand, "hoped_outcome": body.hoped_outcome},
-            ),
+            "person": {
+                k[len("person.") :]: v for k, v in sealed.items() if k.startswith("person.")
+            },
+            **{k: v for k, v in sealed.items() if not k.startswith("person.")},
         }
         return case.receive({k: v for k, v in data.items() if v is not None}, due, t, now)
 
-    return await _run(request, principal, key, case_id, decide, bureau=body.bureau, status=201)
+    return await _run(request, principal, key, case_id, decide, new_in=body.bureau, status=201)
+
+
+async def _seal_new_case(
+    request: Request, conn: asyncpg.Connection, person: Mapping[str, str], body: s.ReceiveCase
+) -> tuple[str, dict[str, Any]]:
+    """The case's subject and its encrypted fields, in one key lookup."""
+    settings = request.app.state.settings
+    fields = {f"person.{k}": v for k, v in person.items()}
+    fields.update(demand=body.demand, hoped_outcome=body.hoped_outcome)
+    present = {k: v for k, v in fields.items() if v}
+    subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
+    try:
+        return subject_id, dict(await _vault(request).encrypt_fields(conn, subject_id, present))
+    except SubjectErased:
+        # 有警必接: an erased person who calls again is served, under a fresh subject that
+        # cannot be linked to what was erased.
+        subject_id = subject_ref({}, settings)
+        return subject_id, dict(await _vault(request).encrypt_fields(conn, subject_id, present))
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -542,6 +552,7 @@ async def put_policy(
         except ValueError as exc:
             raise unprocessable(str(exc)) from exc
         await policies.save_policy(conn, bureau, policy, principal.subject)
+    _commands(request).forget_policy(bureau)
     return policy.to_dict()
 
 
