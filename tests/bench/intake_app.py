@@ -17,4 +17,5 @@ from jingmin_intake.entrypoints.app import create_app as create_intake_app
 
 
 def create_app() -> FastAPI:
-    return create_intake_app(dsn=os.environ["BENCH_DSN"])
+    app: FastAPI = create_intake_app(dsn=os.environ["BENCH_DSN"])
+    return app

@@ -1,6 +1,7 @@
 """Profile the intake API under the bench's closed-loop load with py-spy (not part of `make bench`).
 
     uv run python tests/bench/profile_api.py [--seconds 20] [--clients 16] [--native]
+        [--api-env OTEL_SDK_DISABLED=true]
 
 Starts the same throw-away database and uvicorn process (1 worker) as `run.py`, samples
 the worker with `py-spy record --format raw` while 16 clients POST /v1/cases, and prints
@@ -54,30 +55,22 @@ def _frame(entry: str) -> str:
     return f"{name} ({path})"
 
 
-# Where request time goes, by the code a sample is inside of (a sample can be in several).
-CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("request handling (uvicorn run_asgi)", ("RequestResponseCycle.run_asgi",)),
-    ("asyncpg queries (Connection.*, incl. their C code)", ("asyncpg/connection.py",
-                                                            "asyncpg/transaction.py",
-                                                            "asyncpg/pool.py")),
-    ("OpenTelemetry (spans, instrumentation)", ("opentelemetry",)),
-    ("OTel asyncpg instrumentation wrapper", ("opentelemetry/instrumentation/asyncpg",)),
-    ("logging (uvicorn access log, json logger)", ("/logging/", "pythonjsonlogger",
-                                                   "uvicorn/logging.py")),
-    ("JWT verification", ("/jwt/", "eventkit/auth.py")),
-    ("personal-data vault (keys, AES-GCM, subject ref)", ("eventkit/personal.py",)),
-    ("pathlib (master_key resolves JINGMIN_HOME per call)", ("pathlib.py",
-                                                              "posixpath")),
-    ("pydantic", ("pydantic",)),
-    ("prometheus_client", ("prometheus_client",)),
-    ("FastAPI dependency solving", ("solve_dependencies",)),
-    ("event store (eventkit/store.py)", ("eventkit/store.py",)),
-    ("read model projection", ("read_model.py",)),
-    ("json encode/decode", ("/json/",)),
-)
+def _package(frame: str) -> str:
+    """The library a frame's code belongs to: 'asyncpg', 'opentelemetry', 'stdlib:json'..."""
+    path = frame.rpartition(" (")[2].rstrip(")").rsplit(":", 1)[0]
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if "/src/" in path:
+        return path.split("/src/", 1)[1].split("/", 1)[0]
+    if ".so" in path or path.startswith("/usr/lib") or "/include/" in path:
+        return "native: " + path.rsplit("/", 1)[-1]
+    if "/lib/python3" in path:
+        return "stdlib: " + path.split("/lib/python3", 1)[1].split("/", 1)[-1].split("/")[0]
+    return path.rsplit("/", 1)[-1] or "?"
 
 
-def categories(collapsed: str) -> str:
+def by_package(collapsed: str) -> str:
+    """Self time per library: each sample goes to the library of its innermost frame."""
     hits: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
@@ -85,14 +78,8 @@ def categories(collapsed: str) -> str:
         if not stack or not count.isdigit():
             continue
         total += int(count)
-        for name, needles in CATEGORIES:
-            if any(n in stack for n in needles):
-                hits[name] += int(count)
-    loop_self = sum(int(count) for stack, _, count in (ln.rpartition(" ") for ln in
-                                                       collapsed.splitlines())
-                    if stack.rsplit(";", 1)[-1].startswith(("run (", "Runner.run")))
-    hits["event loop itself (uvloop, incl. socket I/O)"] = loop_self
-    return "\n".join(f"{100 * n / max(total, 1):6.1f}%  {name}" for name, n in hits.most_common())
+        hits[_package(stack.rsplit(";", 1)[-1])] += int(count)
+    return "\n".join(f"{100 * n / max(total, 1):6.1f}%  {name}" for name, n in hits.most_common(20))
 
 
 def summarise(collapsed: str, top: int) -> str:
@@ -111,8 +98,14 @@ def summarise(collapsed: str, top: int) -> str:
         own[frames[-1]] += n
     if not total:
         return "no samples"
-    out = [f"{total} samples", "", "share of samples by area:", categories(collapsed), "",
-           f"top {top} by inclusive time:"]
+    out = [
+        f"{total} samples",
+        "",
+        "self time by library (innermost frame):",
+        by_package(collapsed),
+        "",
+        f"top {top} by inclusive time:",
+    ]
     out += [f"{100 * n / total:6.1f}%  {f}" for f, n in inclusive.most_common(top)]
     out += ["", f"top {top} by self time:"]
     out += [f"{100 * n / total:6.1f}%  {f}" for f, n in own.most_common(top)]
@@ -127,9 +120,15 @@ async def main(args: argparse.Namespace) -> None:
     endpoint = devstack.resolve_postgres(settings)
     database = f"jingmin_profile_{stamp.strftime('%Y%m%d_%H%M%S')}"
     dsn = db.database_dsn(endpoint.address, database)
-    env = {**__import__("os").environ, "BENCH_DSN": dsn, "DATABASE_URL": endpoint.address,
-           "JINGMIN_HOME": str(home), "PYTHONPATH": str(BENCH_DIR)}
+    env = {
+        **__import__("os").environ,
+        "BENCH_DSN": dsn,
+        "DATABASE_URL": endpoint.address,
+        "JINGMIN_HOME": str(home),
+        "PYTHONPATH": str(BENCH_DIR),
+    }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env.update(dict(args.api_env))
     server = ApiServer(1, env, home / "uvicorn.log")
     RESULTS.mkdir(exist_ok=True)
     raw = RESULTS / f"profile-{ts}.txt"
@@ -140,20 +139,35 @@ async def main(args: argparse.Namespace) -> None:
         server.launch()
         await server.wait_ready()
         assert server.proc is not None
-        spy = [*py_spy(), "record", "--pid", str(server.proc.pid), "--duration",
-               str(int(args.seconds)), "--rate", "250", "--format", "raw", "--output", str(raw),
-               "--full-filenames"]
-        # --native needs to pause the process for each sample; without it, don't.
-        spy.append("--native" if args.native else "--nonblocking")
+        spy = [
+            *py_spy(),
+            "record",
+            "--pid",
+            str(server.proc.pid),
+            "--duration",
+            str(int(args.seconds)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--full-filenames",
+            *(["--native"] if args.native else []),
+        ]
         async with http_clients(server.base_url, token, args.clients) as clients:
             post = _poster(clients, bodies(5))
             spy_proc = subprocess.Popen(  # noqa: ASYNC220 (starts at once; waited on below)
-                spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            result = await closed_loop(post, args.clients, 1.0, args.seconds,
-                                       CpuProbe(dsn=dsn, api_pid=server.proc.pid))
+                spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            result = await closed_loop(
+                post, args.clients, 1.0, args.seconds, CpuProbe(dsn=dsn, api_pid=server.proc.pid)
+            )
         _, err = spy_proc.communicate(timeout=60)
-        print(f"load: {result['per_s']} req/s, p50 {result['p50_ms']} ms, "
-              f"p99 {result['p99_ms']} ms, cpu {result['cpu']}")
+        print(
+            f"load: {result['per_s']} req/s, p50 {result['p50_ms']} ms, "
+            f"p99 {result['p99_ms']} ms, cpu {result['cpu']}"
+        )
         if not raw.exists():
             print(f"py-spy wrote nothing: {err.decode(errors='replace')[-2000:]}")
             return
@@ -175,4 +189,12 @@ if __name__ == "__main__":
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--native", action="store_true", help="include C frames (slower sampling)")
+    p.add_argument(
+        "--api-env",
+        action="append",
+        default=[],
+        type=lambda s: s.split("=", 1),
+        metavar="KEY=VALUE",
+        help="extra environment of the API, repeatable",
+    )
     asyncio.run(main(p.parse_args()))

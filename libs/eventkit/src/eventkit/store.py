@@ -256,14 +256,9 @@ class PostgresTransaction:
         )
 
 
-class PostgresEventStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+class _AppendsInOneTransaction:
+    def transaction(self) -> Any:
+        raise NotImplementedError
 
     async def append(
         self,
@@ -273,10 +268,24 @@ class PostgresEventStore:
         events: Sequence[NewEvent],
         outbox: Sequence[OutboxMessage] = (),
     ) -> list[RecordedEvent]:
+        """Append and enqueue in one transaction of their own."""
         async with self.transaction() as tx:
-            recorded = await tx.append(stream_id, stream_type, expected_version, events)
+            recorded: list[RecordedEvent] = await tx.append(
+                stream_id, stream_type, expected_version, events
+            )
             await tx.enqueue(outbox)
-            return recorded
+        return recorded
+
+
+class PostgresEventStore(_AppendsInOneTransaction):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PostgresTransaction(conn)
+
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
@@ -332,7 +341,7 @@ class InMemoryTransaction:
         return await self._store.load(stream_id)
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(_AppendsInOneTransaction):
     """Same contract as the Postgres store, for domain and handler tests."""
 
     def __init__(self) -> None:
@@ -382,18 +391,6 @@ class InMemoryEventStore:
             self.log.extend(recorded)
         self.outbox.extend(tx.messages)
 
-    async def append(
-        self,
-        stream_id: str,
-        stream_type: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        outbox: Sequence[OutboxMessage] = (),
-    ) -> list[RecordedEvent]:
-        async with self.transaction() as tx:
-            recorded = await tx.append(stream_id, stream_type, expected_version, events)
-            await tx.enqueue(outbox)
-        return recorded
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return list(self.streams.get(stream_id, []))
