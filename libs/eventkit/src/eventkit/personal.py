@@ -90,7 +90,7 @@ def _master_key(configured: str | None, home: Path) -> bytes:
         raw = configured
     else:
         stored = read_or_create_secret_file(
-            home / "master.key", lambda: base64.b64encode(os.urandom(32)) + b"\n"
+            home.resolve() / "master.key", lambda: base64.b64encode(os.urandom(32)) + b"\n"
         )
         raw = stored.decode("ascii")
     try:
@@ -104,7 +104,9 @@ def _master_key(configured: str | None, home: Path) -> bytes:
 
 def master_key(settings: KernelSettings) -> bytes:
     """The key-encryption key: MASTER_KEY, or a dev key kept in JINGMIN_HOME/master.key."""
-    return _master_key(settings.master_key, Path(settings.jingmin_home).resolve())
+    # The cache key is the path as given: resolving it on every call cost measurable CPU on
+    # the write path (subject_ref runs per request). Relative paths resolve inside.
+    return _master_key(settings.master_key, Path(settings.jingmin_home))
 
 
 @lru_cache(maxsize=8)

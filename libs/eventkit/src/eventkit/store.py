@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,6 +88,11 @@ class OutboxMessage:
     headers: Mapping[str, str]
 
 
+# Maps a recorded event to the outbox rows it publishes. Given to `append`, the rows are
+# written by the same statement as the events.
+Publisher = Callable[["RecordedEvent"], Sequence["OutboxMessage"]]
+
+
 class Transaction(Protocol):
     """One atomic write: events, outbox rows and the caller's own rows commit together."""
 
@@ -95,7 +100,12 @@ class Transaction(Protocol):
     def connection(self) -> asyncpg.Connection | None: ...
 
     async def append(
-        self, stream_id: str, stream_type: str, expected_version: int, events: Sequence[NewEvent]
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        publish: Publisher | None = None,
     ) -> list[RecordedEvent]: ...
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None: ...
@@ -145,6 +155,45 @@ def _record(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
+def _outbox_columns(messages: Sequence[OutboxMessage]) -> list[list[str]]:
+    """Outbox rows as column arrays, for one `unnest` insert (ids follow row order)."""
+    return [
+        [m.event_id for m in messages],
+        [m.aggregate_type for m in messages],
+        [m.aggregate_id for m in messages],
+        [m.type for m in messages],
+        [m.topic for m in messages],
+        [_dumps(dict(m.payload)) for m in messages],
+        [_dumps(dict(m.headers)) for m in messages],
+    ]
+
+
+def _recorded(
+    stream_id: str,
+    stream_type: str,
+    version: int,
+    event: NewEvent,
+    data: str,
+    metadata: str,
+    row: asyncpg.Record | None,
+) -> RecordedEvent:
+    """A recorded event from what was sent, plus what the database assigned (if known)."""
+    return RecordedEvent(
+        stream_id=stream_id,
+        stream_type=stream_type,
+        version=version,
+        event_id=event.event_id,
+        type=event.type,
+        schema_version=event.schema_version,
+        bureau=event.bureau,
+        data=json.loads(data),
+        metadata=json.loads(metadata),
+        occurred_at=event.occurred_at,
+        recorded_at=row["recorded_at"] if row else event.occurred_at,
+        position=Position(row["tx_id"], row["global_position"]) if row else START,
+    )
+
+
 _COLUMNS = (
     "global_position, stream_id, stream_type, version, event_id, type, schema_version, "
     "bureau, data::text AS data, metadata::text AS metadata, occurred_at, recorded_at, "
@@ -161,7 +210,12 @@ class PostgresTransaction:
         return self._conn
 
     async def append(
-        self, stream_id: str, stream_type: str, expected_version: int, events: Sequence[NewEvent]
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        publish: Publisher | None = None,
     ) -> list[RecordedEvent]:
         if not events:
             return []
@@ -184,17 +238,31 @@ class PostgresTransaction:
         data = [_dumps(dict(e.data)) for e in events]
         meta = [_dumps(dict(e.metadata)) for e in events]
         versions = [expected_version + i + 1 for i in range(len(events))]
+        # What the database decides (position, recorded time) is not part of any envelope,
+        # so the outbox rows can be built first and written by the same statement.
+        provisional = [
+            _recorded(stream_id, stream_type, v, e, d, m, None)
+            for v, e, d, m in zip(versions, events, data, meta, strict=True)
+        ]
+        messages = [m for r in provisional for m in publish(r)] if publish else []
         try:
             # No savepoint (two more round trips on every write): after a conflict the caller
             # abandons the transaction and decides again in a new one, as every caller must.
-            # Only the columns the database decides come back; the rest is what we sent.
             inserted = await self._conn.fetch(
-                """INSERT INTO events (stream_id, stream_type, version, event_id, type,
-                        schema_version, bureau, data, metadata, occurred_at)
-                    SELECT $1, $2, * FROM unnest($3::int[], $4::uuid[], $5::text[], $6::int[],
-                        $7::text[], $8::jsonb[], $9::jsonb[], $10::timestamptz[])
-                    RETURNING version, global_position, recorded_at,
-                        tx_id::text::bigint AS tx_id""",
+                """WITH e AS (
+                       INSERT INTO events (stream_id, stream_type, version, event_id, type,
+                           schema_version, bureau, data, metadata, occurred_at)
+                       SELECT $1, $2, * FROM unnest($3::int[], $4::uuid[], $5::text[],
+                           $6::int[], $7::text[], $8::jsonb[], $9::jsonb[],
+                           $10::timestamptz[])
+                       RETURNING version, global_position, recorded_at,
+                           tx_id::text::bigint AS tx_id),
+                   o AS (
+                       INSERT INTO outbox (event_id, aggregate_type, aggregate_id, type, topic,
+                           payload, headers)
+                       SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[],
+                           $15::text[], $16::json[], $17::json[]))
+                   SELECT * FROM e""",
                 stream_id,
                 stream_type,
                 versions,
@@ -205,6 +273,7 @@ class PostgresTransaction:
                 data,
                 meta,
                 [e.occurred_at for e in events],
+                *_outbox_columns(messages),
             )
         except asyncpg.UniqueViolationError as exc:
             if "events_pkey" in str(exc.constraint_name or exc):
@@ -212,20 +281,7 @@ class PostgresTransaction:
             raise
         by_version = {r["version"]: r for r in inserted}
         return [
-            RecordedEvent(
-                stream_id=stream_id,
-                stream_type=stream_type,
-                version=v,
-                event_id=e.event_id,
-                type=e.type,
-                schema_version=e.schema_version,
-                bureau=e.bureau,
-                data=json.loads(d),
-                metadata=json.loads(m),
-                occurred_at=e.occurred_at,
-                recorded_at=by_version[v]["recorded_at"],
-                position=Position(by_version[v]["tx_id"], by_version[v]["global_position"]),
-            )
+            _recorded(stream_id, stream_type, v, e, d, m, by_version[v])
             for v, e, d, m in zip(versions, events, data, meta, strict=True)
         ]
 
@@ -238,21 +294,12 @@ class PostgresTransaction:
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
         if not messages:
             return
-        await self._conn.executemany(
+        await self._conn.execute(
             """INSERT INTO outbox (event_id, aggregate_type, aggregate_id, type, topic,
-                   payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7::json)""",
-            [
-                (
-                    m.event_id,
-                    m.aggregate_type,
-                    m.aggregate_id,
-                    m.type,
-                    m.topic,
-                    _dumps(dict(m.payload)),
-                    _dumps(dict(m.headers)),
-                )
-                for m in messages
-            ],
+                   payload, headers)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                   $5::text[], $6::json[], $7::json[])""",
+            *_outbox_columns(messages),
         )
 
 
@@ -325,14 +372,22 @@ class InMemoryTransaction:
         return None
 
     async def append(
-        self, stream_id: str, stream_type: str, expected_version: int, events: Sequence[NewEvent]
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        publish: Publisher | None = None,
     ) -> list[RecordedEvent]:
         current = len(self._store.streams.get(stream_id, []))
         pending = sum(len(ev) for sid, _, _, ev in self.events if sid == stream_id)
         if current + pending != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, current + pending)
         self.events.append((stream_id, stream_type, expected_version, events))
-        return self._store._preview(stream_id, stream_type, expected_version, events)
+        recorded = self._store._preview(stream_id, stream_type, expected_version, events)
+        if publish is not None:
+            self.messages.extend(m for r in recorded for m in publish(r))
+        return recorded
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
         self.messages.extend(messages)

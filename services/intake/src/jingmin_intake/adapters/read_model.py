@@ -13,12 +13,25 @@ from jingmin_intake.domain.case import Case
 async def project(
     conn: asyncpg.Connection, case: Case, branch: str | None, updated_at: datetime
 ) -> None:
+    """Upsert the case row and its deadlines in one statement (one round trip per write)."""
+    deadlines = list(case.deadlines.items())
     await conn.execute(
-        """INSERT INTO cases (case_id, bureau, station, channel, kind, priority, area_type,
-               branch, status, version, subject_id, received_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'other'), $9, $10, $11, $12, $13)
-           ON CONFLICT (case_id) DO UPDATE SET status = excluded.status,
-               version = excluded.version, updated_at = excluded.updated_at""",
+        """WITH c AS (
+               INSERT INTO cases (case_id, bureau, station, channel, kind, priority,
+                   area_type, branch, status, version, subject_id, received_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'other'), $9, $10, $11, $12,
+                   $13)
+               ON CONFLICT (case_id) DO UPDATE SET status = excluded.status,
+                   version = excluded.version, updated_at = excluded.updated_at)
+           INSERT INTO case_deadlines (case_id, deadline, bureau, due_at, met_at, breached_at,
+               cancelled)
+           SELECT $1, d.name, $2, d.due_at, d.met_at,
+                  CASE WHEN d.breached THEN d.due_at END, d.cancelled
+           FROM unnest($14::text[], $15::timestamptz[], $16::timestamptz[], $17::boolean[],
+                       $18::boolean[]) AS d(name, due_at, met_at, breached, cancelled)
+           ON CONFLICT (case_id, deadline) DO UPDATE SET due_at = excluded.due_at,
+               met_at = excluded.met_at, breached_at = excluded.breached_at,
+               cancelled = excluded.cancelled""",
         case.case_id,
         case.bureau,
         case.station,
@@ -32,20 +45,12 @@ async def project(
         case.subject_id,
         case.received_at,
         updated_at,
+        [name for name, _ in deadlines],
+        [d.due_at for _, d in deadlines],
+        [d.met_at for _, d in deadlines],
+        [d.breached for _, d in deadlines],
+        [d.cancelled for _, d in deadlines],
     )
-    if case.deadlines:
-        await conn.executemany(
-            """INSERT INTO case_deadlines (case_id, deadline, bureau, due_at, met_at,
-                   breached_at, cancelled)
-               VALUES ($1, $2, $3, $4::timestamptz, $5, CASE WHEN $6 THEN $4::timestamptz END, $7)
-               ON CONFLICT (case_id, deadline) DO UPDATE SET due_at = excluded.due_at,
-                   met_at = excluded.met_at, breached_at = excluded.breached_at,
-                   cancelled = excluded.cancelled""",
-            [
-                (case.case_id, name, case.bureau, s.due_at, s.met_at, s.breached, s.cancelled)
-                for name, s in case.deadlines.items()
-            ],
-        )
 
 
 async def list_cases(

@@ -163,8 +163,8 @@ class CaseCommands:
                 STREAM_TYPE,
                 before,
                 [_new_event(case, f, {k: v for k, v in metadata.items() if v}) for f in facts],
+                publish=to_messages,
             )
-            await tx.enqueue([m for event in recorded for m in to_messages(event)])
             await read_model.project(conn, case, _branch(history, recorded), self.clock())
             body = {
                 "case_id": case_id,
@@ -206,8 +206,8 @@ class CaseCommands:
                         STREAM_TYPE,
                         before,
                         [_new_event(case, f, {"actor": "system:sweeper"}) for f in facts],
+                        publish=to_messages,
                     )
-                    await tx.enqueue([m for event in recorded for m in to_messages(event)])
                     await read_model.project(tx.connection, case, None, self.clock())
                     return len(recorded)
             except ConcurrencyConflict:
