@@ -181,6 +181,16 @@ def test_case_goes_from_http_to_the_topic_and_survives_a_broker_loss(stack: DevS
     for secret in ("张三", "13800000000", "有人打架", "斗殴"):
         assert secret.encode() not in raw, f"{secret} leaked onto the topic"
 
+    # What an operator types to look at the topic (kcat-style output).
+    shown = subprocess.run(
+        [sys.executable, "-m", "eventkit.cli", "tail", TOPIC, "--bootstrap", stack.bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert f"{case_id} " in shown and "ce_type=jingmin.intake.CaseReceived.v1" in shown
+
     assert stack.stop() in (0, 130, -2)
     assert "stopping tansu" in "".join(stack.lines)
 

@@ -251,6 +251,20 @@ def erase(subject: str, reason: Annotated[str, typer.Option()]) -> None:
     asyncio.run(run())
 
 
+@app.command()
+def tail(
+    topic: str,
+    bootstrap: Annotated[str | None, typer.Option(help="Default: KAFKA_BOOTSTRAP_SERVERS.")] = None,
+    follow: Annotated[bool, typer.Option(help="Keep waiting for new records.")] = False,
+    limit: Annotated[int, typer.Option(help="Stop after this many records (0: no limit).")] = 0,
+) -> None:
+    """Print a topic's records from the start: key, CloudEvents headers, body (like kcat)."""
+    from eventkit.topics import print_records
+
+    servers = bootstrap or kernel_settings().kafka_bootstrap_servers
+    asyncio.run(print_records(servers, topic, follow=follow, limit=limit, echo=typer.echo))
+
+
 @app.command("contracts-check")
 def contracts_check() -> None:
     """Check schemas, their compatibility across versions, and the AsyncAPI documents."""

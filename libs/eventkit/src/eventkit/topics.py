@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
@@ -79,3 +79,52 @@ async def list_topics(bootstrap: str) -> dict[str, int]:
         for t in sorted(described, key=lambda t: t["topic"])
         if not t.get("is_internal")
     }
+
+
+async def print_records(
+    bootstrap: str,
+    topic: str,
+    *,
+    follow: bool = False,
+    limit: int = 0,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Print every record of `topic` from the beginning, as `kcat -C -f '%k %h\n%s\n'` does.
+
+    Reads by explicit partition assignment (no consumer group, nothing committed), so it
+    can look at any topic without disturbing its consumers. Returns how many it printed.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    printed = 0
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()  # the first metadata fetch may not have listed it yet
+            partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            raise LookupError(f"no topic {topic!r} on {bootstrap}")
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for r in records:
+                    headers = " ".join(
+                        f"{k}={(v or b'').decode(errors='replace')}" for k, v in r.headers
+                    )
+                    key = (r.key or b"").decode(errors="replace")
+                    echo(f"{key} {headers}\n{(r.value or b'').decode(errors='replace')}")
+                    printed += 1
+                    if limit and printed >= limit:
+                        return printed
+            if not follow and not batches:
+                positions = {tp: await consumer.position(tp) for tp in assigned}
+                if all(positions[tp] >= ends[tp] for tp in assigned):
+                    return printed
+    finally:
+        await consumer.stop()
