@@ -333,7 +333,6 @@ class PostgresEventStore(_AppendsInOneTransaction):
         async with self.pool.acquire() as conn, conn.transaction():
             yield PostgresTransaction(conn)
 
-
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
@@ -445,7 +444,6 @@ class InMemoryEventStore(_AppendsInOneTransaction):
             self.streams.setdefault(stream_id, []).extend(recorded)
             self.log.extend(recorded)
         self.outbox.extend(tx.messages)
-
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return list(self.streams.get(stream_id, []))
