@@ -142,7 +142,7 @@ async def _seal_new_case(
 ) -> tuple[str, dict[str, Any]]:
     """The case's subject and its encrypted fields, in one key lookup."""
     settings = request.app.state.settings
-    fields = {f"person.{k}": v for k, v in person.items()}
+    fields: dict[str, str | None] = {f"person.{k}": v for k, v in person.items()}
     fields.update(demand=body.demand, hoped_outcome=body.hoped_outcome)
     present = {k: v for k, v in fields.items() if v}
     subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
