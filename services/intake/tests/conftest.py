@@ -136,7 +136,7 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
         "purpose": "制止事态、保护现场",
     },
     "arrival": {"officer_id": "p1001"},
-    "service-visits": {"missing_materials": ["户口簿"], "hours_type": "regular"},
+    "service-visits": {"missing_materials": ["household_register"], "hours_type": "regular"},
     "transfer": {
         "target_type": "external",
         "target": "12345",

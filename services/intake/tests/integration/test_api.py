@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -310,6 +311,24 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
             {"reason": "prank"},
             422,
         ),
+        ("NUL in free text", "/v1/cases", api.body(demand="有人\u0000打架"), 422),
+        ("NUL in a reference", "/v1/cases", api.body(source_ref="cad\u0000"), 422),
+        ("free text as a reference", "/v1/cases", api.body(source_ref="王秀英 的来电"), 422),
+        ("year 1", "/v1/cases", api.body(occurred_at="0001-01-01T00:00:00+14:00"), 422),
+        (
+            "year 9999 commitment",
+            "/v1/cases",
+            api.body(kind="service", committed_due_at="9999-12-31T23:59:59-14:00"),
+            422,
+        ),
+        (
+            "commitment before receipt",
+            "/v1/cases",
+            api.body(
+                kind="service", occurred_at=api.ago(hours=1), committed_due_at=api.ago(hours=2)
+            ),
+            422,
+        ),
         ("unknown case", f"/v1/cases/{'f' * 32}/resolution", api.COMMAND_BODIES["resolution"], 404),
         (
             "malformed case id",
@@ -331,6 +350,38 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
 
     body = api.problem(await client.get(f"/v1/cases/{'f' * 32}", headers=operator), 404)
     assert body["title"]
+    bad_header = {**operator, "X-Correlation-Id": "a b"}
+    api.problem(await client.post("/v1/cases", json=api.body(), headers=bad_header), 400)
+    extreme = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+14:00|x").decode()
+    api.problem(await client.get("/v1/cases", params={"cursor": extreme}, headers=operator), 400)
+    assert await stored.counts() == before
+
+
+async def test_a_station_scope_reaches_its_own_station_only(
+    api: Api, client: httpx.AsyncClient, token: TokenFactory
+) -> None:
+    ours = await api.receive()
+    neighbours = await api.receive(station=BUREAU + "002")
+    station = token("intake_operator", scopes=[STATION], subject="station-1")
+    mine = await api.receive(headers=station)
+    listed = {c["case_id"] for c in (await api.list(headers=station))["items"]}
+    assert listed == {ours["case_id"], mine["case_id"]}
+    await api.command(ours["case_id"], "first-contact", headers=station)
+    r = await client.get(f"/v1/cases/{neighbours['case_id']}", headers=station)
+    api.problem(r, 403)
+    r = await client.post("/v1/cases", json=api.body(station=BUREAU + "002"), headers=station)
+    api.problem(r, 403)
+
+
+async def test_policy_values_are_bounded(
+    client: httpx.AsyncClient, token: TokenFactory, api: Api
+) -> None:
+    commander = token("commander")
+    r = await client.put(
+        f"/v1/policies/{BUREAU}", json={"dispatch_seconds": 10**12}, headers=commander
+    )
+    api.problem(r, 422)
+    await api.receive()
 
 
 async def test_validation_problems_name_the_field_but_do_not_echo_input(
@@ -628,7 +679,7 @@ async def test_erasing_a_person_shreds_their_fields_and_keeps_the_facts(
 
     admin = token("admin", subject="admin-1")
     r = await client.delete(
-        f"/v1/subjects/{subject_id}", params={"reason": "本人申请"}, headers=admin
+        f"/v1/subjects/{subject_id}", params={"reason": "subject_request"}, headers=admin
     )
     assert r.status_code == 204, r.text
 

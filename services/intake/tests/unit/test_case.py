@@ -466,3 +466,34 @@ def test_policy_refuses_unknown_fields() -> None:
 def test_policy_refuses_non_positive_durations(raw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         DeadlinePolicy.from_dict(raw)
+
+
+def test_an_open_promise_is_never_pushed_back() -> None:
+    # A petition received with a committed reply time keeps it when acceptance would set
+    # the later 60-day conclusion deadline: the stricter promise stands and can be breached.
+    case = Case("c" * 32)
+    t0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    committed = t0 + timedelta(hours=2)
+    for fact in case.receive(
+        {
+            "bureau": "330602",
+            "station": "330602001",
+            "kind": "petition",
+            "channel": "visit",
+            "priority": "general",
+            "area_type": "urban",
+        },
+        {"resolution": committed},
+        t0,
+        t0,
+    ):
+        case.apply(fact)
+    later = t0 + timedelta(hours=1)
+    (fact,) = case.assign_first_contact(
+        "A1", "330602001", True, {"resolution": t0 + timedelta(days=60)}, later, later
+    )
+    assert "resolution" not in fact.data["deadlines"]
+    case.apply(fact)
+    assert case.deadlines["resolution"].due_at == committed
+    breaches = case.sweep(t0 + timedelta(hours=3), timedelta(0))
+    assert [b.data["deadline"] for b in breaches] == ["resolution"]

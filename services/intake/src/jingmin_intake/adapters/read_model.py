@@ -66,14 +66,18 @@ async def list_cases(
     limit: int,
     before: tuple[datetime, str] | None,
 ) -> list[dict[str, Any]]:
-    """Newest first, keyset-paginated; only cases inside the caller's scopes."""
+    """Newest first, keyset-paginated; only cases inside the caller's scopes.
+
+    Scopes are matched against the station code, which starts with its bureau's code, so a
+    province, city, bureau or station scope each sees exactly its own cases.
+    """
     rows = await conn.fetch(
         """SELECT c.case_id, c.bureau, c.station, c.channel, c.kind, c.priority, c.area_type,
                   c.branch, c.status, c.version, c.received_at, c.updated_at,
                   (SELECT min(d.due_at) FROM case_deadlines d WHERE d.case_id = c.case_id
                      AND d.met_at IS NULL AND NOT d.cancelled) AS next_due_at
            FROM cases c
-           WHERE c.bureau LIKE ANY (SELECT s || '%' FROM unnest($1::text[]) s)
+           WHERE c.station LIKE ANY (SELECT s || '%' FROM unnest($1::text[]) s)
              AND ($2::text IS NULL OR c.bureau = $2)
              AND ($3::text IS NULL OR c.station = $3)
              AND ($4::text IS NULL OR c.status = $4)

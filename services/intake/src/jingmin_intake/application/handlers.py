@@ -95,7 +95,7 @@ class CaseCommands:
     ) -> tuple[int, dict[str, Any]]:
         """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds.
 
-        `new_in` is the bureau of the case this command creates (its id is fresh, so there
+        `new_in` is the station of the case this command creates (its id is fresh, so there
         is no history to load).
         """
         for _attempt in range(CONFLICT_RETRIES):
@@ -134,10 +134,12 @@ class CaseCommands:
             case = Case.from_history(case_id, ((e.type, e.data, e.occurred_at) for e in history))
             if case.status is None and new_in is None:
                 raise not_found(f"no case {case_id}")
-            bureau = case.bureau or new_in or ""
-            # Authorise on the stored bureau, so a token can't reach another bureau's case
-            # by naming its id; a 404 for strangers would leak nothing more than a 403 here.
-            authorize(principal, bureau, WRITE_ROLES)
+            station = case.station or new_in or ""
+            bureau = case.bureau or station[:6]
+            # Authorise on the stored unit, so a token can't reach another unit's case by
+            # naming its id. Station codes start with their bureau's, so a bureau-wide scope
+            # covers them and a station-scoped token reaches only its own station's cases.
+            authorize(principal, station, WRITE_ROLES)
             if expected_version is not None and expected_version != case.version:
                 raise conflict(
                     f"case {case_id} is at version {case.version}, not {expected_version}",

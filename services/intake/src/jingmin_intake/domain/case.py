@@ -197,6 +197,21 @@ class Case:
             for name, s in late
         ]
 
+    def _new_dues(self, deadlines: Mapping[str, datetime]) -> dict[str, str]:
+        """The due times a fact may set: an open promise is never silently pushed back.
+
+        A later due for a promise still open (a petition accepted after a committed reply
+        time, a second visit promising a later date) would hide its breach; only a stricter
+        one, or one for a promise that is met, cancelled or new, takes effect.
+        """
+        out: dict[str, str] = {}
+        for name, due in deadlines.items():
+            current = self.deadlines.get(name)
+            if current is not None and current.open and current.due_at <= due:
+                continue
+            out[name] = _iso(due)
+        return out
+
     def _decide(self, fact: Fact, now: datetime) -> list[Fact]:
         self._check_time(fact.occurred_at, now)
         return [*self._breaches_before(fact.occurred_at), fact]
@@ -237,7 +252,7 @@ class Case:
                     "officer_id": officer_id,
                     "unit": unit,
                     "in_remit": in_remit,
-                    "deadlines": {k: _iso(v) for k, v in deadlines.items()},
+                    "deadlines": self._new_dues(deadlines),
                 },
                 occurred_at,
             ),
@@ -255,7 +270,7 @@ class Case:
         return self._decide(
             Fact(
                 DISPATCHED,
-                {**data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}},
+                {**data, "deadlines": self._new_dues(deadlines)},
                 occurred_at,
             ),
             now,
@@ -284,7 +299,7 @@ class Case:
         if committed_due_at is not None:
             if committed_due_at <= occurred_at:
                 raise InvalidCommand("committed_due_at must be after the visit")
-            deadlines[Deadline.RESOLUTION] = _iso(committed_due_at)
+            deadlines = self._new_dues({Deadline.RESOLUTION: committed_due_at})
         return self._decide(
             Fact(
                 SERVICE_VISIT,
@@ -338,7 +353,7 @@ class Case:
         return self._decide(
             Fact(
                 REOPENED,
-                {**data, "deadlines": {k: _iso(v) for k, v in deadlines.items()}},
+                {**data, "deadlines": self._new_dues(deadlines)},
                 occurred_at,
             ),
             now,

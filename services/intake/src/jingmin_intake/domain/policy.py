@@ -10,6 +10,7 @@ from jingmin_intake.domain.vocabulary import AreaType, Channel, Deadline, Kind, 
 
 HOUR = 3600
 DAY = 24 * HOUR
+MAX_SECONDS = 10 * 365 * DAY  # no promise is longer; larger values overflow date arithmetic
 
 # Channels where the public writes in and waits for the bureau to pick the message up.
 WRITTEN_CHANNELS = (Channel.ONLINE, Channel.SOCIAL_MEDIA, Channel.MAILBOX)
@@ -72,8 +73,10 @@ class DeadlinePolicy:
             if key.endswith("_seconds") and value is not None:
                 items = value.values() if isinstance(value, dict) else [value]
                 floor = 0 if key == "sweep_grace_seconds" else 1
-                if any(not isinstance(v, int) or v < floor for v in items):
-                    raise ValueError(f"{key} must hold whole seconds of at least {floor}")
+                if any(not isinstance(v, int) or not floor <= v <= MAX_SECONDS for v in items):
+                    raise ValueError(
+                        f"{key} must hold whole seconds from {floor} to {MAX_SECONDS}"
+                    )
         return cls(**values)
 
     def on_receipt(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,21 +20,24 @@ from jingmin_intake.adapters import policies, read_model
 from jingmin_intake.application.handlers import (
     READ_ROLES,
     CaseCommands,
+    Decision,
     new_case_id,
 )
 from jingmin_intake.application.handlers import (
     Request as CommandRequest,
 )
 from jingmin_intake.domain.case import Case, Fact
+from jingmin_intake.domain.errors import InvalidCommand
 from jingmin_intake.domain.policy import DeadlinePolicy
 from jingmin_intake.domain.vocabulary import Channel, Kind, Priority, Status
 from jingmin_intake.entrypoints import schemas as s
+from jingmin_intake.entrypoints.schemas import LATEST
 
 router = APIRouter(prefix="/v1")
+_CORRELATION = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 CaseId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Case id")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
-Decide = Callable[[Case, DeadlinePolicy, asyncpg.Connection, datetime], Awaitable[list[Fact]]]
 
 
 async def _command_request(
@@ -42,7 +46,15 @@ async def _command_request(
     if key is not None:
         idempotency.check_key(key)
     fingerprint = idempotency.request_hash(request.method, request.url.path, await request.body())
-    return CommandRequest(principal, key, fingerprint, request.headers.get("x-correlation-id"))
+    correlation = request.headers.get("x-correlation-id")
+    if correlation is not None and not _CORRELATION.fullmatch(correlation):
+        raise Problem(
+            400,
+            "Bad X-Correlation-Id",
+            "X-Correlation-Id must be 1 to 128 letters, digits or -_.:",
+            type_="urn:jingmin:problem:correlation-id",
+        )
+    return CommandRequest(principal, key, fingerprint, correlation)
 
 
 def _commands(request: Request) -> CaseCommands:
@@ -60,7 +72,7 @@ async def _run(
     principal: Principal,
     key: str | None,
     case_id: str,
-    decide: Decide,
+    decide: Decision,
     *,
     expected_version: int | None = None,
     new_in: str | None = None,
@@ -96,7 +108,6 @@ async def receive_case(
     body: s.ReceiveCase, request: Request, principal: CurrentPrincipal, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Receive a case: any contact from the public, on any channel."""
-    authorize(principal, body.bureau)
     case_id = new_case_id()
 
     async def decide(
@@ -110,7 +121,10 @@ async def receive_case(
         )
         due = policy.on_receipt(body.kind, body.channel, priority, t)
         if body.committed_due_at is not None:
-            due["resolution"] = body.committed_due_at
+            if body.committed_due_at <= t:
+                raise InvalidCommand("committed_due_at must be after the case was received")
+            # The promise made to the person wins over a laxer policy default.
+            due["resolution"] = min(body.committed_due_at, due.get("resolution", LATEST))
         data: dict[str, Any] = {
             "bureau": body.bureau,
             "station": body.station,
@@ -134,7 +148,7 @@ async def receive_case(
         }
         return case.receive({k: v for k, v in data.items() if v is not None}, due, t, now)
 
-    return await _run(request, principal, key, case_id, decide, new_in=body.bureau, status=201)
+    return await _run(request, principal, key, case_id, decide, new_in=body.station, status=201)
 
 
 async def _seal_new_case(
@@ -416,8 +430,8 @@ def _cursor(received_at: datetime, case_id: str) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         stamp, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(stamp), case_id
-    except (ValueError, UnicodeDecodeError) as exc:
+        return s.plausible(datetime.fromisoformat(stamp)), case_id
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise Problem(
             400,
             "Bad cursor",
@@ -493,7 +507,7 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
         )
         if row is None:
             raise not_found(f"no case {case_id}")
-        authorize(principal, row["bureau"], READ_ROLES)
+        authorize(principal, row["station"], READ_ROLES)
         deadlines = await conn.fetch(
             "SELECT deadline, due_at, met_at, breached_at, cancelled FROM case_deadlines "
             "WHERE case_id = $1 ORDER BY due_at",
@@ -565,7 +579,7 @@ async def erase_subject(
     subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9]{8,64}$")],
     request: Request,
     principal: CurrentPrincipal,
-    reason: Annotated[str | None, Query(max_length=500)] = None,
+    reason: Annotated[str | None, Query(pattern=r"^[a-z0-9_.:-]{1,64}$")] = None,
 ) -> Response:
     """Erase a person: destroy their data key, so every copy of their fields is unreadable."""
     async with request.app.state.pool.acquire() as conn, conn.transaction():

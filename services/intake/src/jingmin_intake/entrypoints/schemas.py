@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from jingmin_intake.domain.vocabulary import (
     AreaType,
@@ -26,8 +34,40 @@ OfficerId = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# A reference or target outside Jingmin (a CAD id, an agency code): never free text, since
+# these fields are published on topics and free text may hold personal data.
+Reference = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")
+]
+# Control characters (NUL above all: PostgreSQL text cannot hold it) are refused; tabs and
+# line breaks are fine in narratives.
+_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=4000, strip_whitespace=True, pattern=_NO_CONTROL),
+]
+ShortText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=_NO_CONTROL),
+]
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def plausible(t: datetime) -> datetime:
+    # Years like 1 or 9999 overflow once shifted to UTC and mean nothing here.
+    try:
+        if EARLIEST <= t <= LATEST:
+            return t
+    except OverflowError:
+        pass
+    raise ValueError(f"time must lie between {EARLIEST.year} and {LATEST.year}")
+
+
+Time = Annotated[AwareDatetime, AfterValidator(plausible)]
+# Ten years: no promise in a deadline policy is longer.
+Seconds = Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
 
 
 class Strict(BaseModel):
@@ -35,7 +75,7 @@ class Strict(BaseModel):
 
 
 class Command(Strict):
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Time | None = Field(
         None,
         description="When it happened in the world; defaults to now. Not more than "
         "5 minutes ahead, not before the case's previous event.",
@@ -55,7 +95,7 @@ class PersonIn(Strict):
 
 
 class ReceiveCase(Strict):
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Time | None = None
     bureau: BureauCode
     station: StationCode
     channel: Channel
@@ -70,10 +110,10 @@ class ReceiveCase(Strict):
     person: PersonIn | None = None
     demand: Text = Field(description="The person's most urgent demand, in their words.")
     hoped_outcome: Text | None = None
-    committed_due_at: AwareDatetime | None = Field(None, description="服务承诺 due time.")
-    appointment_at: AwareDatetime | None = None
+    committed_due_at: Time | None = Field(None, description="服务承诺 due time.")
+    appointment_at: Time | None = None
     hours_type: HoursType | None = None
-    source_ref: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    source_ref: Reference | None = None
 
     @model_validator(mode="after")
     def _station_in_bureau(self) -> ReceiveCase:
@@ -100,21 +140,23 @@ class Arrive(Command):
 
 
 class RecordServiceVisit(Command):
-    missing_materials: list[ShortText] = Field(default_factory=list, max_length=50)
-    appointment_at: AwareDatetime | None = None
+    missing_materials: list[Code] = Field(
+        default_factory=list, max_length=50, description="Codes of the missing materials."
+    )
+    appointment_at: Time | None = None
     hours_type: HoursType = HoursType.REGULAR
-    committed_due_at: AwareDatetime | None = None
+    committed_due_at: Time | None = None
 
 
 class Transfer(Command):
     target_type: TransferTarget
-    target: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    target: Reference = Field(description="Unit code or agency code.")
     explanation: Text = Field(description="What the person was told, and where to go.")
     person_informed: bool
 
 
 class Escalate(Command):
-    target: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "local_government"
+    target: Reference = "local_government"
     reason: Text
 
 
@@ -181,12 +223,12 @@ class CaseDetail(BaseModel):
 
 
 class PolicyBody(Strict):
-    dispatch_seconds: int | None = Field(None, gt=0)
+    dispatch_seconds: Seconds | None = None
     dispatch_kinds: list[Kind] | None = None
-    arrival_seconds: dict[AreaType, Annotated[int, Field(gt=0)]] | None = None
-    first_contact_seconds: dict[Channel, Annotated[int, Field(gt=0)]] | None = None
-    petition_acceptance_seconds: int | None = Field(None, gt=0)
-    petition_conclusion_seconds: int | None = Field(None, gt=0)
-    reply_seconds: dict[Priority, Annotated[int, Field(gt=0)]] | None = None
+    arrival_seconds: dict[AreaType, Seconds] | None = None
+    first_contact_seconds: dict[Channel, Seconds] | None = None
+    petition_acceptance_seconds: Seconds | None = None
+    petition_conclusion_seconds: Seconds | None = None
+    reply_seconds: dict[Priority, Seconds] | None = None
     reply_kinds: list[Kind] | None = None
     sweep_grace_seconds: int | None = Field(None, ge=0, le=3600)
