@@ -191,13 +191,20 @@ def _run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
 def replay(
     service: ServiceOpt = None,
     bootstrap: Annotated[str | None, typer.Option(help="Default: KAFKA_BOOTSTRAP_SERVERS.")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replay even while a relay runs (newer events may overtake).")
+    ] = False,
 ) -> None:
     """Republish every stored event to Kafka (after a broker lost its data)."""
-    from eventkit.replay import replay_all
+    from eventkit.replay import RelayRunning, replay_all
 
     settings = kernel_settings()
     servers = bootstrap or settings.kafka_bootstrap_servers
-    counts = asyncio.run(replay_all(_select(service), settings, servers))
+    try:
+        counts = asyncio.run(replay_all(_select(service), settings, servers, force=force))
+    except RelayRunning as exc:
+        typer.echo(f"jingmin replay: {exc}", err=True)
+        raise typer.Exit(2) from exc
     for name, count in counts.items():
         typer.echo(f"{name}: {count} events")
 

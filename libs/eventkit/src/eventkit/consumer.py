@@ -11,11 +11,25 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from eventkit.envelope import Envelope, EnvelopeError
+from eventkit.store import ConcurrencyConflict
 from eventkit.telemetry import CONSUMER_LAG, CONSUMER_PROCESSED, kafka_span
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
+
+# Failures that say nothing about the message itself.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    ConcurrencyConflict,
+)
 Validator = Callable[[str, Mapping[str, Any]], None]
 Outcome = Literal["applied", "duplicate", "dead_lettered"]
 
@@ -62,17 +76,26 @@ class IdempotentConsumer:
             except Exception as exc:  # unknown type or schema violation: both are poison
                 return await self._dead_letter(record, f"schema-invalid: {exc}")
         error: BaseException | None = None
-        for attempt in range(self.retries):
+        attempt = 0
+        outage = 0
+        while attempt < self.retries:
             try:
                 with kafka_span("consume", record.topic, envelope.id, envelope.traceparent):
                     outcome = await self._apply(envelope)
                 CONSUMER_PROCESSED.labels(self.service, self.name, outcome).inc()
                 return outcome
+            except TRANSIENT as exc:
+                # The database or a racing writer, not the message: wait and try again for
+                # as long as it takes, so an outage never sends good messages to the DLQ.
+                outage += 1
+                log.warning("transient failure for %s (%s); retrying", envelope.id, exc)
+                await asyncio.sleep(min(self.retry_delay * 2 ** min(outage, 6), 10.0))
             except Exception as exc:
                 error = exc
+                attempt += 1
                 log.warning(
                     "handler failed (attempt %d of %d) for %s",
-                    attempt + 1,
+                    attempt,
                     self.retries,
                     envelope.id,
                     exc_info=True,

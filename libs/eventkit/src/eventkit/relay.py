@@ -161,12 +161,26 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Lead the relay for this database until `stop` is set."""
+        """Lead the relay for this database until `stop` is set.
+
+        Survives a database restart: the leadership lock dies with the session that held it,
+        so on losing the connection the relay stands for election again instead of
+        publishing without the lock (which would let a second relay interleave with it).
+        """
         stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                await self._lead(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay lost its database session (%s); standing again", exc)
+                await self._drop_producer()
+                if await _wait(stop, 1.0):
+                    return
+
+    async def _lead(self, stop: asyncio.Event) -> None:
         listener: asyncpg.Connection = await self.pool.acquire()
         try:
-            lock_key = zlib.crc32(b"jingmin-outbox-relay")
-            while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+            while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
                 log.info("another relay leads this database; standing by")
                 if await _wait(stop, 2.0):
                     return
@@ -177,26 +191,40 @@ class OutboxRelay:
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 self._wake.clear()
+                if listener.is_closed():  # no round trip: asyncpg saw the socket close
+                    raise ConnectionError("leadership session closed")
                 try:
                     n = await self.publish_batch()
+                    if loop.time() - last_observed > 1.0:
+                        # Also proves the leadership session is still alive.
+                        await listener.fetchval("SELECT 1")
+                        await self.observe()
+                        last_observed = loop.time()
                     backoff = 0.2
                 except Exception:
+                    if listener.is_closed():
+                        raise ConnectionError("leadership session closed") from None
                     log.warning("publish failed; retrying in %.1fs", backoff, exc_info=True)
                     if await _wait(stop, backoff):
                         break
                     backoff = min(backoff * 2, self.max_backoff)
                     continue
-                if loop.time() - last_observed > 1.0:
-                    await self.observe()
-                    last_observed = loop.time()
                 if n < self.batch_size:
                     await _wait_any(stop, self._wake, self.poll_interval)
         finally:
-            await listener.remove_listener("outbox", self._notified)
-            # Pools skip the session reset (see db.create_pool): give the leadership back.
-            await listener.execute("SELECT pg_advisory_unlock_all()")
-            await self.pool.release(listener)
-            await self._drop_producer()
+            try:
+                if not listener.is_closed():
+                    await listener.remove_listener("outbox", self._notified)
+                    # Pools skip the session reset (see db.create_pool): hand leadership back.
+                    await listener.execute("SELECT pg_advisory_unlock_all()")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass  # a dead session has released its lock already
+            finally:
+                await self.pool.release(listener)
+                await self._drop_producer()
+
+
+LEADER_LOCK = zlib.crc32(b"jingmin-outbox-relay")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

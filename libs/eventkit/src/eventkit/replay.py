@@ -8,11 +8,16 @@ from collections.abc import Callable, Mapping
 
 from eventkit import kafka
 from eventkit.db import create_pool
+from eventkit.relay import LEADER_LOCK
 from eventkit.service import ServiceSpec
 from eventkit.settings import KernelSettings, service_dsn
 from eventkit.store import START, PostgresEventStore
 
 log = logging.getLogger(__name__)
+
+
+class RelayRunning(RuntimeError):
+    """A relay leads the database that replay was asked to republish."""
 
 
 async def replay_service(
@@ -22,13 +27,26 @@ async def replay_service(
     *,
     batch: int = 5000,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> int:
     """Publish every event of one service in store order; return how many messages went out.
 
     The envelopes are rebuilt by the same mapping the writer used, with the stored event id
     as ce_id, so consumers that already saw a message drop the replayed copy.
+
+    Replay takes the relay's leadership lock, so no relay publishes newer events ahead of
+    the replayed ones; with a relay running it refuses unless `force` (then only the first
+    occurrence order per aggregate may suffer; nothing is lost).
     """
     pool = await create_pool(service_dsn(settings, spec.database))
+    lock = await pool.acquire()
+    if not await lock.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK) and not force:
+        await pool.release(lock)
+        await pool.close()
+        raise RelayRunning(
+            f"a relay is publishing {spec.name}'s outbox: stop it before replaying "
+            "(or force, accepting that newer events may overtake replayed ones)"
+        )
     producer = kafka.producer(settings, bootstrap)
     await producer.start()
     sent = 0
@@ -67,12 +85,21 @@ async def replay_service(
                 progress(sent)
     finally:
         await producer.stop()
+        await lock.execute("SELECT pg_advisory_unlock_all()")
+        await pool.release(lock)
         await pool.close()
     log.info("replayed %d messages for %s", sent, spec.name)
     return sent
 
 
 async def replay_all(
-    specs: Mapping[str, ServiceSpec], settings: KernelSettings, bootstrap: str
+    specs: Mapping[str, ServiceSpec],
+    settings: KernelSettings,
+    bootstrap: str,
+    *,
+    force: bool = False,
 ) -> dict[str, int]:
-    return {name: await replay_service(spec, settings, bootstrap) for name, spec in specs.items()}
+    return {
+        name: await replay_service(spec, settings, bootstrap, force=force)
+        for name, spec in specs.items()
+    }

@@ -193,6 +193,29 @@ async def test_a_transient_handler_failure_is_retried_and_applied_once(
     assert await read_topic(dlq) == []
 
 
+async def test_a_database_outage_longer_than_the_retries_dead_letters_nothing(
+    effects: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+) -> None:
+    dlq = await new_topic("dlq", partitions=1)
+    env = envelope()
+    failures = {"left": 6}  # twice the retry budget
+
+    async def flaky(conn: asyncpg.Connection, e: Envelope) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise asyncpg.CannotConnectNowError("the database system is starting up")
+        await conn.execute("INSERT INTO notified (message_id, note) VALUES ($1, $2)", e.id, "x")
+
+    consumer = consumer_for(effects, producer, dlq, flaky)
+
+    assert await consumer.handle(record_of(env)) == "applied"
+    assert await rows(effects, "notified") == 1
+    assert await read_topic(dlq) == []
+
+
 async def test_a_handler_that_keeps_failing_rolls_back_and_dead_letters(
     effects: asyncpg.Pool,
     producer: AIOKafkaProducer,

@@ -387,3 +387,48 @@ async def test_relay_killed_with_sigkill_three_times_loses_nothing_and_keeps_ord
         assert record.key == sid.encode()
     duplicates = sum(ids.values()) - len(ids)
     print(f"kill -9 at {[k['published'] for k in kills]} published; {duplicates} duplicates")
+
+
+async def test_the_relay_stands_again_after_its_database_session_dies(
+    dsn: str,
+    pool: asyncpg.Pool,
+    pg_store: PostgresEventStore,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    to_messages: ToMessages,
+    producers: Producers,
+) -> None:
+    # What a PostgreSQL restart does to the relay: every session, and the leadership lock
+    # held by one of them, is gone. The relay must re-elect itself, not die or run unlocked.
+    topic = await new_topic("relay-restart", partitions=2)
+    relay_pool = await db.create_pool(dsn, min_size=1, max_size=4)
+    relay = OutboxRelay(relay_pool, producers(), service="restart", poll_interval=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        first = await write(pg_store, to_messages, topic, ["case-1"], per_stream=5)
+        await wait_for(lambda: _zero(pool), timeout=30)
+        killed = await pool.fetchval(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND backend_type = 'client backend'
+                 AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"""
+        )
+        assert killed == 1
+        second = await write(pg_store, to_messages, topic, ["case-2"], per_stream=5)
+        await wait_for(lambda: _zero(pool), timeout=30)
+        assert not task.done()
+        # It holds the lock again.
+        await wait_for(
+            lambda: pool.fetchval(
+                "SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            ),
+            timeout=15,
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await relay_pool.close()
+    expected = set(first) | set(second)
+    records = await read_topic(topic, until=lambda rs: {ce_id(r) for r in rs} >= expected)
+    assert {ce_id(r) for r in records} >= expected

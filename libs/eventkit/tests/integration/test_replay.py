@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from eventkit.outbox import envelope_for, message_for
-from eventkit.relay import OutboxRelay
-from eventkit.replay import replay_service
+from eventkit.relay import LEADER_LOCK, OutboxRelay
+from eventkit.replay import RelayRunning, replay_service
 from eventkit.service import ServiceSpec, TopicSpec
 from eventkit.settings import KernelSettings
 from eventkit.store import NewEvent, OutboxMessage, PostgresEventStore, RecordedEvent
@@ -176,3 +176,25 @@ async def test_replay_sends_everything_even_while_a_write_transaction_is_open(
     sent = await asyncio.wait_for(replay, 30)
 
     assert sent == len(published) == 5
+
+
+async def test_replay_refuses_while_a_relay_leads_unless_forced(
+    dsn: str,
+    pool: asyncpg.Pool,
+    pg_server_url: str,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    tmp_path: Path,
+) -> None:
+    topic = await new_topic("toy-led", partitions=1)
+    service = ToyService(topic)
+    published = await store_events(pool, service, streams=1, per_stream=2)
+    spec = service.spec(database=dsn.rsplit("/", 1)[1], migrations=tmp_path)
+    settings = KernelSettings(database_url=pg_server_url)
+    async with pool.acquire() as relay:  # stands in for a running relay
+        assert await relay.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
+        with pytest.raises(RelayRunning):
+            await replay_service(spec, settings, kafka_bootstrap)
+        assert await replay_service(spec, settings, kafka_bootstrap, force=True) == len(published)
+        await relay.execute("SELECT pg_advisory_unlock_all()")
+    assert await replay_service(spec, settings, kafka_bootstrap) == len(published)

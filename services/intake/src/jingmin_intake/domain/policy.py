@@ -74,9 +74,7 @@ class DeadlinePolicy:
                 items = value.values() if isinstance(value, dict) else [value]
                 floor = 0 if key == "sweep_grace_seconds" else 1
                 if any(not isinstance(v, int) or not floor <= v <= MAX_SECONDS for v in items):
-                    raise ValueError(
-                        f"{key} must hold whole seconds from {floor} to {MAX_SECONDS}"
-                    )
+                    raise ValueError(f"{key} must hold whole seconds from {floor} to {MAX_SECONDS}")
         return cls(**values)
 
     def on_receipt(

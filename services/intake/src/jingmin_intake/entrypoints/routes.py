@@ -39,7 +39,6 @@ CaseId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Case id")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-
 async def _command_request(
     request: Request, principal: Principal, key: str | None
 ) -> CommandRequest:

@@ -7,6 +7,7 @@ encrypted and never copied here, so no topic carries them, even as ciphertext.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from eventkit.outbox import envelope_for, message_for
@@ -68,7 +69,8 @@ def public_data(event: RecordedEvent) -> dict[str, Any]:
         "case_id": event.stream_id,
         "bureau": event.bureau,
         "station": event.data.get("station", ""),
-        "occurred_at": event.occurred_at.isoformat(),
+        # In UTC: the relay sees the offset the client sent, replay the one Postgres returns.
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
     }
     for key in keep:
         if key in event.data and event.data[key] is not None:
