@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,10 +148,17 @@ class OutboxRelay:
                               AS age
                    FROM outbox WHERE published_at IS NULL"""
             )
-            # Published rows are copies of events already in the store; keep a day for audit.
+            # The relay is the one process every database always has, so it also keeps the
+            # kernel tables small. Published rows are copies of stored events, and an
+            # Idempotency-Key only has to outlive a client's retries: keep each a day.
             await conn.execute(
                 "DELETE FROM outbox WHERE published_at < clock_timestamp() - make_interval("
                 "secs => $1)",
+                self.keep_published_seconds,
+            )
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < clock_timestamp() - "
+                "make_interval(secs => $1)",
                 self.keep_published_seconds,
             )
         OUTBOX_PENDING.labels(self.service).set(row["n"])
@@ -270,6 +277,3 @@ async def run_relay(spec: Any, settings: Any) -> None:
         await relay.run(stop)
     finally:
         await pool.close()
-
-
-Runner = Callable[[asyncio.Event], Awaitable[None]]

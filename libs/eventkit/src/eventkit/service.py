@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -54,6 +54,3 @@ def load_services() -> dict[str, ServiceSpec]:
             raise TypeError(f"entry point {ep.name} is not a ServiceSpec")
         specs.append(spec)
     return {s.name: s for s in sorted(specs, key=lambda s: s.default_port)}
-
-
-WorkerLoop = Callable[..., Awaitable[None]]

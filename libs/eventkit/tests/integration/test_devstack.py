@@ -150,6 +150,7 @@ async def test_migrate_is_idempotent_and_safe_to_race(
         assert sorted(first + second) == [
             "0001_kernel",
             "0002_subject_key_for_write",
+            "0003_outbox_notify_only_with_rows",
             "1001_devstack_widgets",
         ]
         assert await asyncio.to_thread(db.migrate, dsn, service_migrations) == []

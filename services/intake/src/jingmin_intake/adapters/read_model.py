@@ -56,7 +56,7 @@ async def project(
 async def list_cases(
     conn: asyncpg.Connection,
     *,
-    scopes: tuple[str, ...],
+    patterns: list[str],
     bureau: str | None,
     station: str | None,
     status: str | None,
@@ -77,7 +77,7 @@ async def list_cases(
                   (SELECT min(d.due_at) FROM case_deadlines d WHERE d.case_id = c.case_id
                      AND d.met_at IS NULL AND NOT d.cancelled) AS next_due_at
            FROM cases c
-           WHERE c.station LIKE ANY (SELECT s || '%' FROM unnest($1::text[]) s)
+           WHERE c.station LIKE ANY ($1::text[])
              AND ($2::text IS NULL OR c.bureau = $2)
              AND ($3::text IS NULL OR c.station = $3)
              AND ($4::text IS NULL OR c.status = $4)
@@ -88,7 +88,7 @@ async def list_cases(
                      AND d.met_at IS NULL AND NOT d.cancelled AND d.due_at < clock_timestamp()))
              AND ($8::timestamptz IS NULL OR (c.received_at, c.case_id) < ($8, $9::text))
            ORDER BY c.received_at DESC, c.case_id DESC LIMIT $10""",
-        list(scopes),
+        patterns,
         bureau,
         station,
         status,

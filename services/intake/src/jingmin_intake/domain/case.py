@@ -370,4 +370,5 @@ class Case:
         return self._breaches_before(now - grace)
 
     def open_deadlines(self) -> dict[str, DeadlineState]:
+        """Promises neither met nor cancelled (breached ones included)."""
         return {k: s for k, s in self.deadlines.items() if s.open}

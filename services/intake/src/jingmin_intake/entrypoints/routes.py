@@ -469,7 +469,7 @@ async def list_cases(
     async with request.app.state.pool.acquire() as conn:
         rows = await read_model.list_cases(
             conn,
-            scopes=principal.scopes,
+            patterns=principal.like_patterns(),
             bureau=bureau,
             station=station,
             status=status,
