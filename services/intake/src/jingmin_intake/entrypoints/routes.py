@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -172,251 +174,159 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
-@router.post("/cases/{case_id}/first-contact", response_model=s.Accepted)
-async def assign_first_contact(
-    case_id: CaseId,
-    body: s.AssignFirstContact,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@dataclass(frozen=True)
+class Step:
+    """What a command's decision sees: the case, its policy, the write transaction, when."""
+
+    case: Case
+    policy: DeadlinePolicy
+    conn: asyncpg.Connection
+    request: Request
+    at: datetime  # when it happened: the body's occurred_at, else now
+    now: datetime
+
+    async def seal(self, **fields: str | None) -> dict[str, Any]:
+        """Free-text fields encrypted under the case's subject."""
+        return await _encrypt(self.request, self.conn, self.case.subject_id, fields)
+
+
+CaseDecision = Callable[[Any, Step], Awaitable[list[Fact]]]
+
+
+def _case_command(path: str, body_type: type[s.Command]) -> Callable[[CaseDecision], CaseDecision]:
+    """Register `POST /v1/cases/{case_id}/<path>`; the decorated function decides the facts.
+
+    Every command shares the same edge: token, Idempotency-Key, expected_version and
+    occurred_at. Only the decision differs, so that is all each command spells out.
+    """
+
+    def register(decide: CaseDecision) -> CaseDecision:
+        async def endpoint(
+            case_id: str, body: Any, request: Request, principal: Principal, key: str | None
+        ) -> JSONResponse:
+            async def bound(
+                case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
+            ) -> list[Fact]:
+                step = Step(case, policy, conn, request, body.occurred_at or now, now)
+                return await decide(body, step)
+
+            return await _run(
+                request, principal, key, case_id, bound, expected_version=body.expected_version
+            )
+
+        # FastAPI reads parameters from the signature; the body type varies per command.
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("case_id", kind, annotation=CaseId),
+                inspect.Parameter("body", kind, annotation=body_type),
+                inspect.Parameter("request", kind, annotation=Request),
+                inspect.Parameter("principal", kind, annotation=CurrentPrincipal),
+                inspect.Parameter("key", kind, annotation=IdempotencyKey, default=None),
+            ],
+            return_annotation=JSONResponse,
+        )
+        router.add_api_route(
+            f"/cases/{{case_id}}/{path}",
+            endpoint,
+            methods=["POST"],
+            response_model=s.Accepted,
+            name=decide.__name__,
+            description=decide.__doc__,
+            summary=(decide.__doc__ or "").split(":")[0].split(",")[0].rstrip("."),
+        )
+        return decide
+
+    return register
+
+
+@_case_command("first-contact", s.AssignFirstContact)
+async def assign_first_contact(body: s.AssignFirstContact, step: Step) -> list[Fact]:
     """Assign the first-contact officer (首问负责制) and say whether the matter is in remit."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        return case.assign_first_contact(
-            body.officer_id, body.unit, body.in_remit, policy.on_acceptance(case.kind, t), t, now
-        )
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
+    due = step.policy.on_acceptance(step.case.kind, step.at)
+    return step.case.assign_first_contact(
+        body.officer_id, body.unit, body.in_remit, due, step.at, step.now
     )
 
 
-@router.post("/cases/{case_id}/dispatch", response_model=s.Accepted)
-async def dispatch(
-    case_id: CaseId,
-    body: s.Dispatch,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("dispatch", s.Dispatch)
+async def dispatch(body: s.Dispatch, step: Step) -> list[Fact]:
     """Dispatch officers (处警), recording the reason and purpose."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        data = {
-            "unit": body.unit,
-            "officer_ids": body.officer_ids,
-            **await _encrypt(
-                request, conn, case.subject_id, {"reason": body.reason, "purpose": body.purpose}
-            ),
-        }
-        return case.dispatch(data, policy.on_dispatch(case.area_type, t), t, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    data = {
+        "unit": body.unit,
+        "officer_ids": body.officer_ids,
+        **await step.seal(reason=body.reason, purpose=body.purpose),
+    }
+    due = step.policy.on_dispatch(step.case.area_type, step.at)
+    return step.case.dispatch(data, due, step.at, step.now)
 
 
-@router.post("/cases/{case_id}/arrival", response_model=s.Accepted)
-async def arrive(
-    case_id: CaseId,
-    body: s.Arrive,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("arrival", s.Arrive)
+async def arrive(body: s.Arrive, step: Step) -> list[Fact]:
     """Record arrival on scene."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        data = {"officer_id": body.officer_id} if body.officer_id else {}
-        return case.arrive(data, t, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    data = {"officer_id": body.officer_id} if body.officer_id else {}
+    return step.case.arrive(data, step.at, step.now)
 
 
-@router.post("/cases/{case_id}/service-visits", response_model=s.Accepted)
-async def record_service_visit(
-    case_id: CaseId,
-    body: s.RecordServiceVisit,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("service-visits", s.RecordServiceVisit)
+async def record_service_visit(body: s.RecordServiceVisit, step: Step) -> list[Fact]:
     """Record a visit for a service application: missing materials, next appointment."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        data = {
-            "missing_materials": body.missing_materials,
-            "appointment_at": _iso(body.appointment_at),
-            "hours_type": body.hours_type,
-        }
-        return case.record_service_visit(
-            {k: v for k, v in data.items() if v is not None}, body.committed_due_at, t, now
-        )
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
+    data = {
+        "missing_materials": body.missing_materials,
+        "appointment_at": _iso(body.appointment_at),
+        "hours_type": body.hours_type,
+    }
+    return step.case.record_service_visit(
+        {k: v for k, v in data.items() if v is not None}, body.committed_due_at, step.at, step.now
     )
 
 
-@router.post("/cases/{case_id}/transfer", response_model=s.Accepted)
-async def transfer(
-    case_id: CaseId,
-    body: s.Transfer,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("transfer", s.Transfer)
+async def transfer(body: s.Transfer, step: Step) -> list[Fact]:
     """Transfer to an internal unit or an external agency, with what the person was told."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        data = {
-            "target_type": body.target_type,
-            "target": body.target,
-            "person_informed": body.person_informed,
-            **await _encrypt(request, conn, case.subject_id, {"explanation": body.explanation}),
-        }
-        return case.transfer(data, t, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    data = {
+        "target_type": body.target_type,
+        "target": body.target,
+        "person_informed": body.person_informed,
+        **await step.seal(explanation=body.explanation),
+    }
+    return step.case.transfer(data, step.at, step.now)
 
 
-@router.post("/cases/{case_id}/escalation", response_model=s.Accepted)
-async def escalate(
-    case_id: CaseId,
-    body: s.Escalate,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("escalation", s.Escalate)
+async def escalate(body: s.Escalate, step: Step) -> list[Fact]:
     """Escalate to the local government."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        data = {
-            "target": body.target,
-            **await _encrypt(request, conn, case.subject_id, {"reason": body.reason}),
-        }
-        return case.escalate(data, t, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    data = {"target": body.target, **await step.seal(reason=body.reason)}
+    return step.case.escalate(data, step.at, step.now)
 
 
-@router.post("/cases/{case_id}/resolution", response_model=s.Accepted)
-async def resolve(
-    case_id: CaseId,
-    body: s.Resolve,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("resolution", s.Resolve)
+async def resolve(body: s.Resolve, step: Step) -> list[Fact]:
     """Resolve the case with the reply given to the person."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        data = await _encrypt(request, conn, case.subject_id, {"reply": body.reply})
-        return case.resolve(data, t, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    return step.case.resolve(await step.seal(reply=body.reply), step.at, step.now)
 
 
-@router.post("/cases/{case_id}/rejection", response_model=s.Accepted)
-async def reject(
-    case_id: CaseId,
-    body: s.Reject,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("rejection", s.Reject)
+async def reject(body: s.Reject, step: Step) -> list[Fact]:
     """Reject with a reason; an alarm also needs a specific reason and an explanation."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        data = await _encrypt(request, conn, case.subject_id, {"explanation": body.explanation})
-        return case.reject(body.reason, data, bool(body.explanation), t, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    data = await step.seal(explanation=body.explanation)
+    return step.case.reject(body.reason, data, bool(body.explanation), step.at, step.now)
 
 
-@router.post("/cases/{case_id}/reopen", response_model=s.Accepted)
-async def reopen(
-    case_id: CaseId,
-    body: s.Reopen,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("reopen", s.Reopen)
+async def reopen(body: s.Reopen, step: Step) -> list[Fact]:
     """Reopen a resolved, transferred, escalated, rejected or closed case."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        t = body.occurred_at or now
-        due = {
-            k: v
-            for k, v in policy.on_receipt(case.kind, case.channel, case.priority, t).items()
-            if k == "resolution"
-        }
-        data = {
-            "reason": body.reason,
-            **await _encrypt(request, conn, case.subject_id, {"note": body.note}),
-        }
-        return case.reopen(data, due, t, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    case = step.case
+    receipt = step.policy.on_receipt(case.kind, case.channel, case.priority, step.at)
+    due = {k: v for k, v in receipt.items() if k == "resolution"}
+    data = {"reason": body.reason, **await step.seal(note=body.note)}
+    return case.reopen(data, due, step.at, step.now)
 
 
-@router.post("/cases/{case_id}/close", response_model=s.Accepted)
-async def close(
-    case_id: CaseId,
-    body: s.Close,
-    request: Request,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+@_case_command("close", s.Close)
+async def close(body: s.Close, step: Step) -> list[Fact]:
     """Close a case that has an outcome."""
-
-    async def decide(
-        case: Case, policy: DeadlinePolicy, conn: asyncpg.Connection, now: datetime
-    ) -> list[Fact]:
-        return case.close(body.occurred_at or now, now)
-
-    return await _run(
-        request, principal, key, case_id, decide, expected_version=body.expected_version
-    )
+    return step.case.close(step.at, step.now)
 
 
 # ---- queries -----------------------------------------------------------------------------
