@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import httpx
 import pytest
 from eventkit.auth import issue_token
@@ -782,3 +783,19 @@ async def test_a_zero_sweep_grace_is_answered_not_a_500(
     r = await client.get(url, headers=token("commander"))
     assert r.status_code == 200
     assert json.loads(r.text)["sweep_grace_seconds"] == expected
+
+
+async def test_the_callers_trace_continues_onto_the_topic(
+    client: httpx.AsyncClient, operator: Headers, db: asyncpg.Pool, api: Api
+) -> None:
+    # W3C trace context from the HTTP request is stored with the event and published as
+    # ce_traceparent, so one trace spans HTTP -> store -> topic -> consumer.
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {**operator, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    r = await client.post("/v1/cases", json=api.body(), headers=headers)
+    assert r.status_code == 201, r.text
+    raw = await db.fetchval("SELECT headers::text FROM outbox")
+    published = json.loads(raw)["ce_traceparent"]
+    assert published.split("-")[1] == trace_id
+    stored = await db.fetchval("SELECT metadata->>'traceparent' FROM events")
+    assert stored == published
