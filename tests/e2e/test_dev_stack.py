@@ -45,6 +45,9 @@ class DevStack:
             INTAKE_PORT=str(self.port),
             INTAKE_RELAY_METRICS_PORT=str(free_port()),
             INTAKE_WORKER_METRICS_PORT=str(free_port()),
+            VISITS_PORT=str(free_port()),
+            VISITS_RELAY_METRICS_PORT=str(free_port()),
+            VISITS_WORKER_METRICS_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
         )
         self.lines = []
@@ -116,7 +119,8 @@ def stack(tmp_path: Path, pg_server_url: str) -> Iterator[DevStack]:
 
     from eventkit.db import drop_database
 
-    asyncio.run(drop_database(pg_server_url, "jingmin_intake" + suffix))
+    for database in ("jingmin_intake", "jingmin_visits"):
+        asyncio.run(drop_database(pg_server_url, database + suffix))
 
 
 def _read_topic(bootstrap: str, want: int, timeout: float = 30) -> list[object]:

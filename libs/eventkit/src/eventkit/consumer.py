@@ -28,8 +28,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
-    ConcurrencyConflict,
 )
+# A lost race is worth retrying (the handler decides again on fresh state), but not for
+# ever: a handler that conflicts every time would stall its partition.
+CONFLICT_RETRIES = 20
 Validator = Callable[[str, Mapping[str, Any]], None]
 Outcome = Literal["applied", "duplicate", "dead_lettered"]
 
@@ -78,6 +80,7 @@ class IdempotentConsumer:
         error: BaseException | None = None
         attempt = 0
         outage = 0
+        conflicts = 0
         while attempt < self.retries:
             try:
                 with kafka_span("consume", record.topic, envelope.id, envelope.traceparent):
@@ -85,11 +88,17 @@ class IdempotentConsumer:
                 CONSUMER_PROCESSED.labels(self.service, self.name, outcome).inc()
                 return outcome
             except TRANSIENT as exc:
-                # The database or a racing writer, not the message: wait and try again for
-                # as long as it takes, so an outage never sends good messages to the DLQ.
+                # The database, not the message: wait and try again for as long as it takes,
+                # so an outage never sends good messages to the DLQ.
                 outage += 1
                 log.warning("transient failure for %s (%s); retrying", envelope.id, exc)
                 await asyncio.sleep(min(self.retry_delay * 2 ** min(outage, 6), 10.0))
+            except ConcurrencyConflict as exc:
+                conflicts += 1
+                if conflicts >= CONFLICT_RETRIES:
+                    error, attempt = exc, self.retries
+                    break
+                await asyncio.sleep(self.retry_delay * min(conflicts, 10))
             except Exception as exc:
                 error = exc
                 attempt += 1

@@ -1,0 +1,1 @@
+"""Jingmin visits service."""

@@ -1,0 +1,150 @@
+"""The callbacks read model and the consumer's per-case facts (same transaction as events)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from jingmin_visits.domain.callback import Callback, Resolution
+from jingmin_visits.domain.vocabulary import Status
+
+
+async def remember_case(conn: asyncpg.Connection, data: Mapping[str, Any], at: datetime) -> None:
+    """Facts from CaseReceived; a replayed copy rewrites the same values."""
+    await conn.execute(
+        """INSERT INTO intake_cases (case_id, bureau, station, kind, channel, category,
+               subject_id, received_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (case_id) DO UPDATE SET bureau = excluded.bureau,
+               station = excluded.station, kind = excluded.kind, channel = excluded.channel,
+               category = excluded.category, subject_id = excluded.subject_id,
+               received_at = excluded.received_at""",
+        data["case_id"],
+        data["bureau"],
+        data["station"],
+        data["kind"],
+        data["channel"],
+        data.get("category"),
+        data.get("subject_id"),
+        at,
+    )
+
+
+async def resolution_of(
+    conn: asyncpg.Connection, data: Mapping[str, Any], at: datetime
+) -> Resolution | None:
+    """The resolved case as the policy sees it: receipt facts plus the resolution's unit."""
+    row = await conn.fetchrow(
+        """UPDATE intake_cases SET resolved_at = $2 WHERE case_id = $1
+           RETURNING kind, channel, category, subject_id""",
+        data["case_id"],
+        at,
+    )
+    if row is None:
+        return None
+    return Resolution(
+        case_id=data["case_id"],
+        bureau=data["bureau"],
+        station=data["station"],
+        kind=row["kind"],
+        channel=row["channel"],
+        category=row["category"],
+        subject_id=row["subject_id"],
+        resolved_at=at,
+    )
+
+
+async def is_opted_out(conn: asyncpg.Connection, subject_id: str | None) -> bool:
+    if not subject_id:
+        return False
+    found = await conn.fetchval("SELECT true FROM opt_outs WHERE subject_id = $1", subject_id)
+    return bool(found)
+
+
+async def project(
+    conn: asyncpg.Connection,
+    cb: Callback,
+    data: Mapping[str, Any],
+    at: datetime,
+) -> None:
+    """Upsert the callback's row from its state after the newest facts."""
+    await conn.execute(
+        """INSERT INTO callbacks (callback_id, case_id, trigger, bureau, station, subject_id,
+               status, mode, due_at, original_due_at, expires_at, suppression_reason,
+               attempts, last_outcome, satisfaction, security, version, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+               $17, $18, $18)
+           ON CONFLICT (callback_id) DO UPDATE SET status = excluded.status,
+               attempts = excluded.attempts,
+               last_outcome = coalesce(excluded.last_outcome, callbacks.last_outcome),
+               satisfaction = coalesce(excluded.satisfaction, callbacks.satisfaction),
+               security = coalesce(excluded.security, callbacks.security),
+               version = excluded.version, updated_at = excluded.updated_at""",
+        cb.callback_id,
+        cb.case_id,
+        cb.trigger,
+        cb.bureau,
+        cb.station,
+        cb.subject_id,
+        cb.status,
+        cb.mode or None,
+        cb.due_at,
+        _time(data.get("original_due_at")),
+        cb.expires_at,
+        data.get("reason"),
+        cb.attempts,
+        data.get("outcome"),
+        data.get("satisfaction"),
+        data.get("security"),
+        cb.version,
+        at,
+    )
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+async def list_callbacks(
+    conn: asyncpg.Connection,
+    *,
+    patterns: list[str],
+    station: str | None,
+    status: str | None,
+    now: datetime,
+    end_of_day: datetime,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Callbacks in scope: `due` (open, due by the end of today), `overdue`, or a status."""
+    params: list[Any] = [patterns, station]
+    where = ["station LIKE ANY($1)", "($2::text IS NULL OR station = $2)"]
+    if status == "due":
+        params += [now, end_of_day]
+        where.append("status = 'scheduled' AND due_at >= $3 AND due_at < $4")
+    elif status == "overdue":
+        params.append(now)
+        where.append("status = 'scheduled' AND due_at < $3")
+    elif status is not None:
+        params.append(status)
+        where.append("status = $3")
+    params.append(limit)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""SELECT * FROM callbacks WHERE {" AND ".join(where)}
+            ORDER BY due_at NULLS LAST, callback_id LIMIT ${len(params)}""",
+        *params,
+    )
+    return rows
+
+
+async def expiring(conn: asyncpg.Connection, now: datetime, limit: int) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT callback_id FROM callbacks WHERE status = $1 AND expires_at <= $2
+           ORDER BY expires_at LIMIT $3""",
+        Status.SCHEDULED.value,
+        now,
+        limit,
+    )
+    return [r["callback_id"] for r in rows]

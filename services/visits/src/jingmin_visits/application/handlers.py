@@ -1,0 +1,248 @@
+"""Command handling: load a callback, decide, store events, outbox and read model atomically."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from eventkit import idempotency
+from eventkit.auth import Principal, authorize
+from eventkit.personal import Vault
+from eventkit.problems import conflict, not_found, unprocessable
+from eventkit.store import (
+    ConcurrencyConflict,
+    NewEvent,
+    PostgresEventStore,
+    PostgresTransaction,
+    StaleTransaction,
+)
+from eventkit.telemetry import current_traceparent
+
+from jingmin_visits.adapters import policies, read_model
+from jingmin_visits.domain.callback import Callback, Fact, Resolution, callback_id
+from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
+from jingmin_visits.domain.policy import CallbackPolicy
+from jingmin_visits.integration.messages import to_messages
+
+STREAM_TYPE = "callback"
+WRITE_ROLES = ("officer", "supervisor", "admin")
+READ_ROLES = ("officer", "supervisor", "commander", "admin")
+CONFLICT_RETRIES = 5
+POLICY_TTL = 10.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who asks, and the identifiers that make a retry recognisable."""
+
+    principal: Principal
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    correlation_id: str | None = None
+
+
+# A decision gets the loaded callback, the transaction's connection (to encrypt free text
+# under the callback's subject) and "now"; it returns new facts.
+Decision = Callable[[Callback, asyncpg.Connection, datetime], Awaitable[list[Fact]]]
+
+
+def load(callback_id: str, history: Any) -> Callback:
+    return Callback.from_history(callback_id, ((e.type, e.data, e.occurred_at) for e in history))
+
+
+def new_event(cb: Callback, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
+    # Every event carries the unit at the time it happened.
+    data = {"station": cb.station, **fact.data}
+    return NewEvent(
+        type=fact.type,
+        data=data,
+        occurred_at=fact.occurred_at,
+        bureau=cb.bureau,
+        metadata={k: v for k, v in metadata.items() if v},
+    )
+
+
+class PolicyCache:
+    """Bureau policies, cached briefly: they change rarely and are read on every decision."""
+
+    def __init__(self) -> None:
+        self._policies: dict[str, tuple[float, CallbackPolicy]] = {}
+
+    async def get(self, conn: asyncpg.Connection, bureau: str) -> CallbackPolicy:
+        cached = self._policies.get(bureau)
+        if cached is not None and time.monotonic() - cached[0] < POLICY_TTL:
+            return cached[1]
+        policy = await policies.policy_for(conn, bureau)
+        self._policies[bureau] = (time.monotonic(), policy)
+        return policy
+
+    def forget(self, bureau: str) -> None:
+        self._policies.pop(bureau, None)
+
+
+async def decide_on_resolution(
+    conn: asyncpg.Connection,
+    resolution: Resolution,
+    policy: CallbackPolicy,
+    metadata: Mapping[str, Any],
+    now: datetime,
+) -> Callback | None:
+    """Schedule or suppress the callback a resolution calls for, once, in `conn`'s transaction.
+
+    The stream id is derived from the trigger: if it already exists (a replay read by a
+    fresh consumer, a case resolved again after a reopen) nothing new is decided.
+    """
+    tx = PostgresTransaction(conn)
+    cb_id = callback_id(resolution.case_id, policy.trigger_for(resolution.kind))
+    if await tx.load(cb_id):
+        return None
+    cb = Callback(cb_id)
+    facts = cb.decide(
+        resolution, policy, await read_model.is_opted_out(conn, resolution.subject_id)
+    )
+    if not facts:
+        return None
+    for fact in facts:
+        cb.apply(fact)
+    await tx.append(
+        cb_id, STREAM_TYPE, 0, [new_event(cb, f, metadata) for f in facts], publish=to_messages
+    )
+    await read_model.project(conn, cb, facts[-1].data, now)
+    return cb
+
+
+class CallbackCommands:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        vault: Vault,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.clock = clock
+        self.policies = PolicyCache()
+
+    async def execute(
+        self,
+        request: Request,
+        callback_id: str,
+        decide: Decision,
+        *,
+        expected_version: int | None = None,
+        status: int = 200,
+    ) -> tuple[int, dict[str, Any]]:
+        """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds."""
+        for _attempt in range(CONFLICT_RETRIES):
+            try:
+                return await self._execute_once(
+                    request, callback_id, decide, expected_version, status
+                )
+            except ConcurrencyConflict as exc:
+                if expected_version is not None and not isinstance(exc, StaleTransaction):
+                    raise conflict(
+                        f"callback {callback_id} is at a newer version than "
+                        f"{expected_version}: reload and retry",
+                        expected_version=expected_version,
+                    ) from exc
+        raise conflict(f"callback {callback_id} is being changed concurrently; retry")
+
+    async def _execute_once(
+        self,
+        request: Request,
+        callback_id: str,
+        decide: Decision,
+        expected_version: int | None,
+        status: int,
+    ) -> tuple[int, dict[str, Any]]:
+        principal = request.principal
+        async with self.store.transaction() as tx:
+            conn = tx.connection
+            if request.idempotency_key:
+                earlier = await idempotency.claim(
+                    conn, principal.subject, request.idempotency_key, request.fingerprint
+                )
+                if earlier is not None:
+                    return earlier.status, earlier.body
+            cb = load(callback_id, await tx.load(callback_id))
+            if cb.status is None:
+                raise not_found(f"no callback {callback_id}")
+            authorize(principal, cb.station, WRITE_ROLES)
+            if expected_version is not None and expected_version != cb.version:
+                raise conflict(
+                    f"callback {callback_id} is at version {cb.version}, not {expected_version}",
+                    current_version=cb.version,
+                )
+            now = self.clock()
+            try:
+                facts = await decide(cb, conn, now)
+            except IllegalTransition as exc:
+                raise conflict(str(exc), callback_status=cb.status) from exc
+            except InvalidCommand as exc:
+                raise unprocessable(str(exc)) from exc
+            before = cb.version
+            for fact in facts:
+                cb.apply(fact)
+            metadata = {
+                "actor": principal.subject,
+                "traceparent": current_traceparent(),
+                "correlation_id": request.correlation_id or str(uuid.uuid4()),
+            }
+            recorded = await tx.append(
+                callback_id,
+                STREAM_TYPE,
+                before,
+                [new_event(cb, f, metadata) for f in facts],
+                publish=to_messages,
+            )
+            if facts:
+                await read_model.project(conn, cb, facts[-1].data, now)
+            body = {
+                "callback_id": callback_id,
+                "version": cb.version,
+                "status": cb.status,
+                "events": [
+                    {"type": e.type, "version": e.version, "occurred_at": e.occurred_at.isoformat()}
+                    for e in recorded
+                ],
+            }
+            if request.idempotency_key:
+                await idempotency.remember(
+                    conn,
+                    principal.subject,
+                    request.idempotency_key,
+                    request.fingerprint,
+                    status,
+                    body,
+                )
+            return status, body
+
+    async def expire(self, callback_id: str) -> int:
+        """Record the expiry of one callback if its window has passed; returns 0 or 1."""
+        for _attempt in range(CONFLICT_RETRIES):
+            try:
+                async with self.store.transaction() as tx:
+                    cb = load(callback_id, await tx.load(callback_id))
+                    facts = cb.expire(self.clock())
+                    if not facts:
+                        return 0
+                    before = cb.version
+                    for fact in facts:
+                        cb.apply(fact)
+                    await tx.append(
+                        callback_id,
+                        STREAM_TYPE,
+                        before,
+                        [new_event(cb, f, {"actor": "system:expiry"}) for f in facts],
+                        publish=to_messages,
+                    )
+                    await read_model.project(tx.connection, cb, facts[-1].data, self.clock())
+                    return 1
+            except ConcurrencyConflict:
+                continue  # an answer landed meanwhile; decide again
+        return 0

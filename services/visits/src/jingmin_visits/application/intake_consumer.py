@@ -1,0 +1,121 @@
+"""Consumes intake case events: remembers what each case is, decides callbacks on resolution.
+
+Runs under `IdempotentConsumer`: the (consumer, ce_id) row, the per-case facts and the
+callback's events commit in one transaction, so each intake message is applied once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from eventkit import kafka
+from eventkit.consumer import IdempotentConsumer, Validator, make_consumer
+from eventkit.contracts import SchemaRegistry
+from eventkit.envelope import Envelope
+from eventkit.settings import KernelSettings
+from eventkit.worker import WorkerContext
+
+from jingmin_visits.adapters import read_model
+from jingmin_visits.application.handlers import PolicyCache, decide_on_resolution
+from jingmin_visits.integration.messages import DEAD_LETTER_TOPIC, INTAKE_TOPIC
+
+log = logging.getLogger(__name__)
+
+CONSUMER_NAME = "visits.callbacks.from-intake"
+GROUP_ID = "visits.callbacks"
+RECEIVED = "jingmin.intake.CaseReceived.v1"
+RESOLVED = "jingmin.intake.CaseResolved.v1"
+
+
+class UnknownCase(Exception):
+    """A resolution for a case whose receipt this service never saw (dead-lettered)."""
+
+
+class IntakeHandler:
+    def __init__(self, clock: Any = lambda: datetime.now(UTC)) -> None:
+        self.policies = PolicyCache()
+        self.clock = clock
+
+    async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
+        data = envelope.data
+        if envelope.type == RECEIVED:
+            await read_model.remember_case(conn, data, _time(data["occurred_at"]))
+        elif envelope.type == RESOLVED:
+            resolution = await read_model.resolution_of(conn, data, _time(data["occurred_at"]))
+            if resolution is None:
+                raise UnknownCase(f"case {data['case_id']} was resolved but never received")
+            policy = await self.policies.get(conn, resolution.bureau)
+            metadata = {
+                "actor": "system:intake-consumer",
+                "causation_id": envelope.id,
+                "correlation_id": envelope.correlationid,
+                "traceparent": envelope.traceparent,
+            }
+            await decide_on_resolution(conn, resolution, policy, metadata, self.clock())
+        # Other intake events carry nothing callbacks need yet.
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def intake_validator() -> Validator | None:
+    """Validate intake messages against contracts/ when the schemas are at hand."""
+    try:
+        registry = SchemaRegistry.load()
+    except FileNotFoundError:
+        log.warning("no contracts/ directory found; intake messages are not validated")
+        return None
+    return registry.validate
+
+
+def build_consumer(
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    *,
+    name: str = CONSUMER_NAME,
+    handler: IntakeHandler | None = None,
+    **options: Any,
+) -> IdempotentConsumer:
+    return IdempotentConsumer(
+        pool,
+        name=name,
+        service="visits",
+        handler=handler or IntakeHandler(),
+        producer=producer,
+        dead_letter_topic=DEAD_LETTER_TOPIC,
+        validate=intake_validator(),
+        **options,
+    )
+
+
+async def run(ctx: WorkerContext, restart_delay: float = 5.0) -> None:
+    """Consume the intake topic until stopped; broker trouble restarts the loop, not the process."""
+    while not ctx.stop.is_set():
+        try:
+            await _consume(ctx.pool, ctx.settings, ctx.stop)
+        except Exception:
+            log.exception("intake consumer failed; restarting")
+        try:
+            await asyncio.wait_for(ctx.stop.wait(), restart_delay)
+        except TimeoutError:
+            pass
+
+
+async def _consume(pool: asyncpg.Pool, settings: KernelSettings, stop: asyncio.Event) -> None:
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        source = make_consumer(settings.kafka_bootstrap_servers, GROUP_ID, topics=[INTAKE_TOPIC])
+        await source.start()
+        try:
+            await build_consumer(pool, producer).run(source, stop)
+        finally:
+            await source.stop()
+    finally:
+        await producer.stop()

@@ -1,0 +1,203 @@
+"""The Callback aggregate (回访): one follow-up of a resolved matter, by policy.
+
+Its id is derived from what triggered it, so a redelivered or replayed trigger finds the
+stream already there and cannot create a second callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
+from jingmin_visits.domain.policy import CallbackPolicy
+from jingmin_visits.domain.vocabulary import (
+    AttemptOutcome,
+    Satisfaction,
+    Security,
+    Status,
+    SuppressionReason,
+)
+
+MAX_FUTURE = timedelta(minutes=5)
+
+# Stored event names: stable, explicit, never derived from class or module names.
+SCHEDULED = "CallbackScheduled"
+SUPPRESSED = "CallbackSuppressed"
+ATTEMPTED = "CallbackAttempted"
+ANSWERED = "CallbackAnswered"
+EXPIRED = "CallbackExpired"
+
+EVENT_TYPES = (SCHEDULED, SUPPRESSED, ATTEMPTED, ANSWERED, EXPIRED)
+
+
+def callback_id(case_id: str, trigger: str) -> str:
+    """The one stream a trigger can open: `cb-<case id>-<trigger>`."""
+    return f"cb-{case_id}-{trigger}"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A domain event before it is stored."""
+
+    type: str
+    data: dict[str, Any]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What the visits side knows about a resolved matter when it decides on a callback."""
+
+    case_id: str
+    bureau: str
+    station: str
+    kind: str
+    channel: str
+    category: str | None
+    subject_id: str | None
+    resolved_at: datetime
+
+
+@dataclass
+class Callback:
+    callback_id: str
+    version: int = 0
+    status: Status | None = None
+    case_id: str = ""
+    bureau: str = ""
+    station: str = ""
+    subject_id: str | None = None
+    trigger: str = ""
+    mode: str = ""
+    due_at: datetime | None = None
+    expires_at: datetime | None = None
+    attempts: int = 0
+    last_occurred_at: datetime | None = None
+
+    @classmethod
+    def from_history(
+        cls, callback_id: str, history: Iterable[tuple[str, Mapping[str, Any], datetime]]
+    ) -> Callback:
+        callback = cls(callback_id)
+        for type_, data, occurred_at in history:
+            callback.apply(Fact(type_, dict(data), occurred_at))
+        return callback
+
+    def apply(self, fact: Fact) -> None:
+        self.version += 1
+        d = fact.data
+        self.last_occurred_at = fact.occurred_at
+        if fact.type in (SCHEDULED, SUPPRESSED):
+            self.case_id, self.trigger = d["case_id"], d["trigger"]
+            self.bureau, self.station = d["bureau"], d["station"]
+            self.subject_id = d.get("subject_id")
+        if fact.type == SCHEDULED:
+            self.status = Status.SCHEDULED
+            self.mode = d["mode"]
+            self.due_at = datetime.fromisoformat(d["due_at"])
+            self.expires_at = datetime.fromisoformat(d["expires_at"])
+        elif fact.type == SUPPRESSED:
+            self.status = Status.SUPPRESSED
+        elif fact.type == ATTEMPTED:
+            self.attempts = d["attempt"]
+            if d["outcome"] == AttemptOutcome.DECLINED:
+                self.status = Status.DECLINED
+        elif fact.type == ANSWERED:
+            self.status = Status.ANSWERED
+        elif fact.type == EXPIRED:
+            self.status = Status.EXPIRED
+
+    # ---- decisions ---------------------------------------------------------------------
+
+    def _origin(self, r: Resolution, trigger: str) -> dict[str, Any]:
+        if self.status is not None:
+            raise IllegalTransition(f"callback {self.callback_id} already exists")
+        if callback_id(r.case_id, trigger) != self.callback_id:
+            raise InvalidCommand("the callback id does not match its trigger")
+        data: dict[str, Any] = {
+            "case_id": r.case_id,
+            "trigger": trigger,
+            "bureau": r.bureau,
+            "station": r.station,
+        }
+        if r.subject_id:
+            data["subject_id"] = r.subject_id
+        return data
+
+    def decide(self, r: Resolution, policy: CallbackPolicy, opted_out: bool) -> list[Fact]:
+        """Exactly one fact for a resolution: scheduled, or suppressed with its reason.
+
+        Returns nothing when the policy has no callback for this kind of matter.
+        """
+        trigger = policy.trigger_for(r.kind)
+        reason = policy.suppression_for(r.category)
+        if reason is None and opted_out:
+            reason = SuppressionReason.OPTED_OUT
+        if reason is not None:
+            return [Fact(SUPPRESSED, {**self._origin(r, trigger), "reason": reason}, r.resolved_at)]
+        rule = policy.rule_for(trigger, r.kind, r.channel)
+        if rule is None:
+            return []
+        window_end = r.resolved_at + timedelta(seconds=rule.window_seconds)
+        due = policy.out_of_quiet_hours(window_end)
+        data = {
+            **self._origin(r, trigger),
+            "mode": rule.mode,
+            "due_at": due.isoformat(),
+            "expires_at": (due + timedelta(seconds=policy.expire_after_seconds)).isoformat(),
+        }
+        if due != window_end:
+            data["original_due_at"] = window_end.isoformat()
+        return [Fact(SCHEDULED, data, r.resolved_at)]
+
+    def _require_open(self, action: str) -> None:
+        if self.status is None:
+            raise IllegalTransition(f"callback {self.callback_id} does not exist")
+        if self.status != Status.SCHEDULED:
+            raise IllegalTransition(f"cannot {action} a callback that is {self.status.value}")
+
+    def _check_time(self, occurred_at: datetime, now: datetime) -> None:
+        if occurred_at.tzinfo is None:
+            raise InvalidCommand("occurred_at must carry a time zone")
+        if occurred_at > now + MAX_FUTURE:
+            raise InvalidCommand("occurred_at is more than 5 minutes in the future")
+        if self.last_occurred_at is not None and occurred_at < self.last_occurred_at:
+            raise InvalidCommand(
+                f"occurred_at {occurred_at.isoformat()} is before the callback's previous "
+                f"event ({self.last_occurred_at.isoformat()})"
+            )
+
+    def attempt(self, outcome: AttemptOutcome, occurred_at: datetime, now: datetime) -> list[Fact]:
+        self._require_open("record an attempt on")
+        self._check_time(occurred_at, now)
+        data = {"outcome": AttemptOutcome(outcome).value, "attempt": self.attempts + 1}
+        return [Fact(ATTEMPTED, data, occurred_at)]
+
+    def answer(
+        self,
+        satisfaction: Satisfaction,
+        security: Security,
+        sealed_comment: Mapping[str, str] | None,
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
+        """The survey's answer; the comment arrives already encrypted under the subject."""
+        self._require_open("answer")
+        self._check_time(occurred_at, now)
+        data: dict[str, Any] = {
+            "satisfaction": Satisfaction(satisfaction).value,
+            "security": Security(security).value,
+            "has_comment": sealed_comment is not None,
+        }
+        if sealed_comment is not None:
+            data["comment"] = dict(sealed_comment)
+        return [Fact(ANSWERED, data, occurred_at)]
+
+    def expire(self, now: datetime) -> list[Fact]:
+        """The window passed with no answer: recorded once, at the expiry time."""
+        if self.status != Status.SCHEDULED or self.expires_at is None or now < self.expires_at:
+            return []
+        return [Fact(EXPIRED, {"expires_at": self.expires_at.isoformat()}, self.expires_at)]

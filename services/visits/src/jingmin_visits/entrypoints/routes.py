@@ -1,0 +1,252 @@
+"""Visits HTTP API under /v1: thin routes that hand commands to the application layer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from eventkit import idempotency
+from eventkit.auth import CurrentPrincipal, Principal, authorize
+from eventkit.personal import SubjectErased, Vault, is_personal_blob
+from eventkit.problems import Problem, forbidden, not_found, unprocessable
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from jingmin_visits.adapters import policies, read_model
+from jingmin_visits.application.handlers import (
+    READ_ROLES,
+    WRITE_ROLES,
+    CallbackCommands,
+    Decision,
+)
+from jingmin_visits.application.handlers import Request as CommandRequest
+from jingmin_visits.domain.callback import Callback, Fact
+from jingmin_visits.domain.errors import InvalidCommand
+from jingmin_visits.domain.policy import CallbackPolicy
+from jingmin_visits.entrypoints import schemas as s
+
+router = APIRouter(prefix="/v1")
+_CORRELATION = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+CallbackId = Annotated[
+    str, Path(pattern=r"^cb-[0-9a-f]{32}-[a-z_]{1,32}$", description="Callback id")
+]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+LIST_STATUSES = r"^(due|overdue|scheduled|suppressed|answered|declined|expired)$"
+
+
+def _commands(request: Request) -> CallbackCommands:
+    commands: CallbackCommands = request.app.state.commands
+    return commands
+
+
+def _vault(request: Request) -> Vault:
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+async def _command_request(
+    request: Request, principal: Principal, key: str | None
+) -> CommandRequest:
+    if key is not None:
+        idempotency.check_key(key)
+    fingerprint = idempotency.request_hash(request.method, request.url.path, await request.body())
+    correlation = request.headers.get("x-correlation-id")
+    if correlation is not None and not _CORRELATION.fullmatch(correlation):
+        raise Problem(
+            400,
+            "Bad X-Correlation-Id",
+            "X-Correlation-Id must be 1 to 128 letters, digits or -_.:",
+            type_="urn:jingmin:problem:correlation-id",
+        )
+    return CommandRequest(principal, key, fingerprint, correlation)
+
+
+async def _run(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    callback_id: str,
+    decide: Decision,
+    expected_version: int | None,
+) -> JSONResponse:
+    command = await _command_request(request, principal, key)
+    code, body = await _commands(request).execute(
+        command, callback_id, decide, expected_version=expected_version
+    )
+    return JSONResponse(body, status_code=code)
+
+
+@router.post(
+    "/callbacks/{callback_id}/attempts", response_model=s.Accepted, responses={409: {}, 422: {}}
+)
+async def record_attempt(
+    callback_id: CallbackId,
+    body: s.RecordAttempt,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Record a call or SMS attempt: reached, unreachable or declined."""
+
+    async def decide(cb: Callback, conn: asyncpg.Connection, now: datetime) -> list[Fact]:
+        return cb.attempt(body.outcome, body.occurred_at or now, now)
+
+    return await _run(request, principal, key, callback_id, decide, body.expected_version)
+
+
+@router.post(
+    "/callbacks/{callback_id}/answer", response_model=s.Accepted, responses={409: {}, 422: {}}
+)
+async def record_answer(
+    callback_id: CallbackId,
+    body: s.RecordAnswer,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Record the survey answer: satisfaction, sense of security, and an optional comment."""
+
+    async def decide(cb: Callback, conn: asyncpg.Connection, now: datetime) -> list[Fact]:
+        sealed = None
+        if body.comment:
+            if cb.subject_id is None:
+                raise InvalidCommand("this callback has no subject to hold a comment")
+            try:
+                sealed = await _vault(request).encrypt(conn, cb.subject_id, body.comment)
+            except SubjectErased:
+                sealed = None  # the person asked to be forgotten: the answer stays, the words not
+        return cb.answer(body.satisfaction, body.security, sealed, body.occurred_at or now, now)
+
+    return await _run(request, principal, key, callback_id, decide, body.expected_version)
+
+
+def _summary(row: Mapping[str, Any], now: datetime) -> s.CallbackSummary:
+    due = row.get("due_at")
+    return s.CallbackSummary(
+        **{k: row[k] for k in s.CallbackSummary.model_fields if k in row and k != "overdue"},
+        overdue=bool(row["status"] == "scheduled" and due and due < now),
+    )
+
+
+def _end_of_today(now: datetime) -> datetime:
+    zone = ZoneInfo(CallbackPolicy().timezone)
+    local = now.astimezone(zone)
+    return datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
+
+
+@router.get("/callbacks", response_model=s.CallbackPage)
+async def list_callbacks(
+    request: Request,
+    principal: CurrentPrincipal,
+    status: Annotated[str | None, Query(pattern=LIST_STATUSES)] = None,
+    station: Annotated[str | None, Query(pattern=r"^\d{9}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> s.CallbackPage:
+    """Callbacks in the caller's scope: `due` today, `overdue`, or by status; soonest first."""
+    if not principal.has_role(*READ_ROLES):
+        raise forbidden(f"requires one of the roles {sorted(READ_ROLES)}")
+    if station is not None:
+        authorize(principal, station)
+    async with request.app.state.pool.acquire() as conn:
+        now = await conn.fetchval("SELECT clock_timestamp()")
+        rows = await read_model.list_callbacks(
+            conn,
+            patterns=principal.like_patterns(),
+            station=station,
+            status=status,
+            now=now,
+            end_of_day=_end_of_today(now),
+            limit=limit,
+        )
+    return s.CallbackPage(items=[_summary(r, now) for r in rows])
+
+
+async def _reveal(vault: Vault, conn: asyncpg.Connection, value: Any) -> Any:
+    if is_personal_blob(value):
+        return await vault.reveal(conn, value)
+    if isinstance(value, dict):
+        return {k: await _reveal(vault, conn, v) for k, v in value.items()}
+    return value
+
+
+@router.get("/callbacks/{callback_id}", response_model=s.CallbackDetail)
+async def get_callback(
+    callback_id: CallbackId, request: Request, principal: CurrentPrincipal
+) -> s.CallbackDetail:
+    """One callback with its full history (the comment decrypted for authorised roles)."""
+    async with request.app.state.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT *, clock_timestamp() AS now FROM callbacks WHERE callback_id = $1",
+            callback_id,
+        )
+        if row is None:
+            raise not_found(f"no callback {callback_id}")
+        authorize(principal, row["station"], READ_ROLES)
+        history = await request.app.state.store.load(callback_id)
+        vault = _vault(request)
+        events = [
+            s.HistoryEvent(
+                version=e.version,
+                type=e.type,
+                occurred_at=e.occurred_at,
+                recorded_at=e.recorded_at,
+                actor=e.metadata.get("actor"),
+                data=await _reveal(vault, conn, dict(e.data)),
+            )
+            for e in history
+        ]
+    return s.CallbackDetail(callback=_summary(dict(row), row["now"]), history=events)
+
+
+@router.post("/opt-outs", status_code=201, responses={200: {}, 403: {}})
+async def record_opt_out(
+    body: s.OptOut, request: Request, principal: CurrentPrincipal
+) -> JSONResponse:
+    """Record that a person wants no callbacks; later resolutions are suppressed (opted_out)."""
+    authorize(principal, body.bureau, WRITE_ROLES)
+    async with request.app.state.pool.acquire() as conn:
+        inserted = await conn.fetchval(
+            """INSERT INTO opt_outs (subject_id, bureau, recorded_by) VALUES ($1, $2, $3)
+               ON CONFLICT (subject_id) DO NOTHING RETURNING true""",
+            body.subject_id,
+            body.bureau,
+            principal.subject,
+        )
+    return JSONResponse(
+        {"subject_id": body.subject_id, "opted_out": True}, status_code=201 if inserted else 200
+    )
+
+
+@router.get("/policies/{bureau}")
+async def get_policy(
+    bureau: Annotated[str, Path(pattern=r"^\d{6}$")], request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """The bureau's callback policy (defaults where it set none)."""
+    authorize(principal, bureau, READ_ROLES)
+    async with request.app.state.pool.acquire() as conn:
+        return (await policies.policy_for(conn, bureau)).to_dict()
+
+
+@router.put("/policies/{bureau}")
+async def put_policy(
+    bureau: Annotated[str, Path(pattern=r"^\d{6}$")],
+    body: s.PolicyBody,
+    request: Request,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    """Change the bureau's callback policy; fields left out keep their current value."""
+    authorize(principal, bureau, ("commander", "admin"))
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        current = (await policies.policy_for(conn, bureau)).to_dict()
+        current.update(body.model_dump(exclude_none=True, mode="json"))
+        try:
+            policy = CallbackPolicy.from_dict(current)
+        except (ValueError, TypeError) as exc:
+            raise unprocessable(str(exc)) from exc
+        await policies.save_policy(conn, bureau, policy, principal.subject)
+    _commands(request).policies.forget(bureau)
+    return policy.to_dict()
