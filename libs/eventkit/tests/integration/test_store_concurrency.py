@@ -158,7 +158,7 @@ async def test_reader_polling_through_200_held_open_writers_sees_each_event_once
     assert len(ids) == len(set(ids)), "an event was read twice"
     assert set(ids) == committed
     assert not rolled_back & set(ids)
-    assert len(committed) > 300
+    assert len(committed) > 180  # every committing writer wrote at least one event
     # Each stream's events come out in version order, without gaps.
     by_stream: dict[str, list[int]] = defaultdict(list)
     for e in seen:
