@@ -4,58 +4,35 @@ from __future__ import annotations
 
 import base64
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from eventkit import idempotency
 from eventkit.auth import CurrentPrincipal, Principal, authorize
+from eventkit.commands import IdempotencyKey, command_request
 from eventkit.personal import SubjectErased, Vault, is_personal_blob, subject_ref
 from eventkit.problems import Problem, forbidden, not_found, unprocessable
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from eventkit.schemas import LATEST, HistoryEvent, plausible
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from jingmin_intake.adapters import policies, read_model
+from jingmin_intake.adapters import read_model
 from jingmin_intake.application.handlers import (
     READ_ROLES,
     CaseCommands,
     Decision,
     new_case_id,
 )
-from jingmin_intake.application.handlers import (
-    Request as CommandRequest,
-)
 from jingmin_intake.domain.case import Case, Fact
 from jingmin_intake.domain.errors import InvalidCommand
 from jingmin_intake.domain.policy import DeadlinePolicy
 from jingmin_intake.domain.vocabulary import Channel, Kind, Priority, Status
 from jingmin_intake.entrypoints import schemas as s
-from jingmin_intake.entrypoints.schemas import LATEST
 
 router = APIRouter(prefix="/v1")
-_CORRELATION = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 CaseId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Case id")]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
-async def _command_request(
-    request: Request, principal: Principal, key: str | None
-) -> CommandRequest:
-    if key is not None:
-        idempotency.check_key(key)
-    fingerprint = idempotency.request_hash(request.method, request.url.path, await request.body())
-    correlation = request.headers.get("x-correlation-id")
-    if correlation is not None and not _CORRELATION.fullmatch(correlation):
-        raise Problem(
-            400,
-            "Bad X-Correlation-Id",
-            "X-Correlation-Id must be 1 to 128 letters, digits or -_.:",
-            type_="urn:jingmin:problem:correlation-id",
-        )
-    return CommandRequest(principal, key, fingerprint, correlation)
 
 
 def _commands(request: Request) -> CaseCommands:
@@ -79,7 +56,7 @@ async def _run(
     new_in: str | None = None,
     status: int = 200,
 ) -> JSONResponse:
-    command = await _command_request(request, principal, key)
+    command = await command_request(request, principal, key)
     code, body = await _commands(request).execute(
         command, case_id, decide, new_in=new_in, expected_version=expected_version, status=status
     )
@@ -339,7 +316,7 @@ def _cursor(received_at: datetime, case_id: str) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         stamp, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return s.plausible(datetime.fromisoformat(stamp)), case_id
+        return plausible(datetime.fromisoformat(stamp)), case_id
     except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise Problem(
             400,
@@ -425,7 +402,7 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
         history = await request.app.state.store.load(case_id)
         vault = _vault(request)
         events = [
-            s.HistoryEvent(
+            HistoryEvent(
                 version=e.version,
                 type=e.type,
                 occurred_at=e.occurred_at,
@@ -455,7 +432,7 @@ async def get_policy(
     """The bureau's deadline policy (defaults where it set none)."""
     authorize(principal, bureau, READ_ROLES)
     async with request.app.state.pool.acquire() as conn:
-        return (await policies.policy_for(conn, bureau)).to_dict()
+        return (await _commands(request).policies.read(conn, bureau)).to_dict()
 
 
 @router.put("/policies/{bureau}")
@@ -468,14 +445,14 @@ async def put_policy(
     """Change the bureau's deadline policy; fields left out keep their current value."""
     authorize(principal, bureau, ("commander", "admin"))
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        current = (await policies.policy_for(conn, bureau)).to_dict()
+        current = (await _commands(request).policies.read(conn, bureau)).to_dict()
         current.update(body.model_dump(exclude_none=True, mode="json"))
         try:
             policy = DeadlinePolicy.from_dict(current)
         except ValueError as exc:
             raise unprocessable(str(exc)) from exc
-        await policies.save_policy(conn, bureau, policy, principal.subject)
-    _commands(request).forget_policy(bureau)
+        await _commands(request).policies.save(conn, bureau, policy, principal.subject)
+    _commands(request).policies.forget(bureau)
     return policy.to_dict()
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
+from eventkit.schemas import (
+    BureauCode,
+    Code,
+    HistoryEvent,
+    Reference,
+    ShortText,
+    StationCode,
+    Strict,
+    Text,
+    Time,
 )
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from jingmin_intake.domain.vocabulary import (
     AreaType,
@@ -27,51 +30,12 @@ from jingmin_intake.domain.vocabulary import (
     TransferTarget,
 )
 
-BureauCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
-StationCode = Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
 UnitCode = Annotated[str, StringConstraints(pattern=r"^\d{6,11}$")]
 OfficerId = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 ]
-Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
-# A reference or target outside Jingmin (a CAD id, an agency code): never free text, since
-# these fields are published on topics and free text may hold personal data.
-Reference = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")
-]
-# Control characters (NUL above all: PostgreSQL text cannot hold it) are refused; tabs and
-# line breaks are fine in narratives.
-_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-Text = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=4000, strip_whitespace=True, pattern=_NO_CONTROL),
-]
-ShortText = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=_NO_CONTROL),
-]
-
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def plausible(t: datetime) -> datetime:
-    # Years like 1 or 9999 overflow once shifted to UTC and mean nothing here.
-    try:
-        if EARLIEST <= t <= LATEST:
-            return t
-    except OverflowError:
-        pass
-    raise ValueError(f"time must lie between {EARLIEST.year} and {LATEST.year}")
-
-
-Time = Annotated[AwareDatetime, AfterValidator(plausible)]
 # Ten years: no promise in a deadline policy is longer.
 Seconds = Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Command(Strict):
@@ -205,15 +169,6 @@ class CaseSummary(BaseModel):
 class CasePage(BaseModel):
     items: list[CaseSummary]
     next_cursor: str | None = None
-
-
-class HistoryEvent(BaseModel):
-    version: int
-    type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    actor: str | None = None
-    data: dict[str, Any]
 
 
 class CaseDetail(BaseModel):

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from eventkit import idempotency
-from eventkit.auth import Principal, authorize
+from eventkit.auth import authorize
+from eventkit.commands import CommandRequest, accepted, check_version, run_command
 from eventkit.personal import Vault
+from eventkit.policies import BureauPolicies
 from eventkit.problems import conflict, not_found, unprocessable
 from eventkit.store import (
     ConcurrencyConflict,
     NewEvent,
     PostgresEventStore,
     PostgresTransaction,
-    StaleTransaction,
 )
-from eventkit.telemetry import current_traceparent
 
-from jingmin_visits.adapters import policies, read_model
+from jingmin_visits.adapters import read_model
 from jingmin_visits.domain.callback import Callback, Fact, Resolution, callback_id
 from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
 from jingmin_visits.domain.policy import CallbackPolicy
@@ -33,17 +29,9 @@ STREAM_TYPE = "callback"
 WRITE_ROLES = ("officer", "supervisor", "admin")
 READ_ROLES = ("officer", "supervisor", "commander", "admin")
 CONFLICT_RETRIES = 5
-POLICY_TTL = 10.0
 
 
-@dataclass(frozen=True)
-class Request:
-    """Who asks, and the identifiers that make a retry recognisable."""
-
-    principal: Principal
-    idempotency_key: str | None = None
-    fingerprint: str = ""
-    correlation_id: str | None = None
+Request = CommandRequest  # the name routes and tests use
 
 
 # A decision gets the loaded callback, the transaction's connection (to encrypt free text
@@ -67,22 +55,8 @@ def new_event(cb: Callback, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent
     )
 
 
-class PolicyCache:
-    """Bureau policies, cached briefly: they change rarely and are read on every decision."""
-
-    def __init__(self) -> None:
-        self._policies: dict[str, tuple[float, CallbackPolicy]] = {}
-
-    async def get(self, conn: asyncpg.Connection, bureau: str) -> CallbackPolicy:
-        cached = self._policies.get(bureau)
-        if cached is not None and time.monotonic() - cached[0] < POLICY_TTL:
-            return cached[1]
-        policy = await policies.policy_for(conn, bureau)
-        self._policies[bureau] = (time.monotonic(), policy)
-        return policy
-
-    def forget(self, bureau: str) -> None:
-        self._policies.pop(bureau, None)
+def policy_cache() -> BureauPolicies[CallbackPolicy]:
+    return BureauPolicies(CallbackPolicy)
 
 
 async def decide_on_resolution(
@@ -126,7 +100,7 @@ class CallbackCommands:
         self.store = store
         self.vault = vault
         self.clock = clock
-        self.policies = PolicyCache()
+        self.policies = policy_cache()
 
     async def execute(
         self,
@@ -138,46 +112,14 @@ class CallbackCommands:
         status: int = 200,
     ) -> tuple[int, dict[str, Any]]:
         """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds."""
-        for _attempt in range(CONFLICT_RETRIES):
-            try:
-                return await self._execute_once(
-                    request, callback_id, decide, expected_version, status
-                )
-            except ConcurrencyConflict as exc:
-                if expected_version is not None and not isinstance(exc, StaleTransaction):
-                    raise conflict(
-                        f"callback {callback_id} is at a newer version than "
-                        f"{expected_version}: reload and retry",
-                        expected_version=expected_version,
-                    ) from exc
-        raise conflict(f"callback {callback_id} is being changed concurrently; retry")
 
-    async def _execute_once(
-        self,
-        request: Request,
-        callback_id: str,
-        decide: Decision,
-        expected_version: int | None,
-        status: int,
-    ) -> tuple[int, dict[str, Any]]:
-        principal = request.principal
-        async with self.store.transaction() as tx:
+        async def attempt(tx: PostgresTransaction) -> tuple[int, dict[str, Any]]:
             conn = tx.connection
-            if request.idempotency_key:
-                earlier = await idempotency.claim(
-                    conn, principal.subject, request.idempotency_key, request.fingerprint
-                )
-                if earlier is not None:
-                    return earlier.status, earlier.body
             cb = load(callback_id, await tx.load(callback_id))
             if cb.status is None:
                 raise not_found(f"no callback {callback_id}")
-            authorize(principal, cb.station, WRITE_ROLES)
-            if expected_version is not None and expected_version != cb.version:
-                raise conflict(
-                    f"callback {callback_id} is at version {cb.version}, not {expected_version}",
-                    current_version=cb.version,
-                )
+            authorize(request.principal, cb.station, WRITE_ROLES)
+            check_version("callback", callback_id, cb.version, expected_version)
             now = self.clock()
             try:
                 facts = await decide(cb, conn, now)
@@ -188,39 +130,25 @@ class CallbackCommands:
             before = cb.version
             for fact in facts:
                 cb.apply(fact)
-            metadata = {
-                "actor": principal.subject,
-                "traceparent": current_traceparent(),
-                "correlation_id": request.correlation_id or str(uuid.uuid4()),
-            }
             recorded = await tx.append(
                 callback_id,
                 STREAM_TYPE,
                 before,
-                [new_event(cb, f, metadata) for f in facts],
+                [new_event(cb, f, request.metadata()) for f in facts],
                 publish=to_messages,
             )
             if facts:
                 await read_model.project(conn, cb, facts[-1].data, now)
-            body = {
-                "callback_id": callback_id,
-                "version": cb.version,
-                "status": cb.status,
-                "events": [
-                    {"type": e.type, "version": e.version, "occurred_at": e.occurred_at.isoformat()}
-                    for e in recorded
-                ],
-            }
-            if request.idempotency_key:
-                await idempotency.remember(
-                    conn,
-                    principal.subject,
-                    request.idempotency_key,
-                    request.fingerprint,
-                    status,
-                    body,
-                )
-            return status, body
+            return status, accepted("callback_id", callback_id, cb.version, cb.status, recorded)
+
+        return await run_command(
+            self.store,
+            request,
+            callback_id,
+            attempt,
+            noun="callback",
+            expected_version=expected_version,
+        )
 
     async def expire(self, callback_id: str) -> int:
         """Record the expiry of one callback if its window has passed; returns 0 or 1."""

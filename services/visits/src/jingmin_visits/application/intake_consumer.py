@@ -21,7 +21,7 @@ from eventkit.settings import KernelSettings
 from eventkit.worker import WorkerContext
 
 from jingmin_visits.adapters import read_model
-from jingmin_visits.application.handlers import PolicyCache, decide_on_resolution
+from jingmin_visits.application.handlers import decide_on_resolution, policy_cache
 from jingmin_visits.integration.messages import DEAD_LETTER_TOPIC, INTAKE_TOPIC
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class UnknownCase(Exception):
 
 class IntakeHandler:
     def __init__(self, clock: Any = lambda: datetime.now(UTC)) -> None:
-        self.policies = PolicyCache()
+        self.policies = policy_cache()
         self.clock = clock
 
     async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> None:

@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from eventkit import idempotency
 from eventkit.auth import CurrentPrincipal, Principal, authorize
+from eventkit.commands import IdempotencyKey, command_request
 from eventkit.personal import SubjectErased, Vault, is_personal_blob
-from eventkit.problems import Problem, forbidden, not_found, unprocessable
-from fastapi import APIRouter, Header, Path, Query, Request
+from eventkit.problems import forbidden, not_found, unprocessable
+from eventkit.schemas import HistoryEvent
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from jingmin_visits.adapters import policies, read_model
+from jingmin_visits.adapters import read_model
 from jingmin_visits.application.handlers import (
     READ_ROLES,
     WRITE_ROLES,
     CallbackCommands,
     Decision,
 )
-from jingmin_visits.application.handlers import Request as CommandRequest
 from jingmin_visits.domain.callback import Callback, Fact
 from jingmin_visits.domain.errors import InvalidCommand
 from jingmin_visits.domain.policy import CallbackPolicy
 from jingmin_visits.entrypoints import schemas as s
 
 router = APIRouter(prefix="/v1")
-_CORRELATION = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 CallbackId = Annotated[
     str, Path(pattern=r"^cb-[0-9a-f]{32}-[a-z_]{1,32}$", description="Callback id")
 ]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 LIST_STATUSES = r"^(due|overdue|scheduled|suppressed|answered|declined|expired)$"
 
 
@@ -48,23 +45,6 @@ def _vault(request: Request) -> Vault:
     return vault
 
 
-async def _command_request(
-    request: Request, principal: Principal, key: str | None
-) -> CommandRequest:
-    if key is not None:
-        idempotency.check_key(key)
-    fingerprint = idempotency.request_hash(request.method, request.url.path, await request.body())
-    correlation = request.headers.get("x-correlation-id")
-    if correlation is not None and not _CORRELATION.fullmatch(correlation):
-        raise Problem(
-            400,
-            "Bad X-Correlation-Id",
-            "X-Correlation-Id must be 1 to 128 letters, digits or -_.:",
-            type_="urn:jingmin:problem:correlation-id",
-        )
-    return CommandRequest(principal, key, fingerprint, correlation)
-
-
 async def _run(
     request: Request,
     principal: Principal,
@@ -73,7 +53,7 @@ async def _run(
     decide: Decision,
     expected_version: int | None,
 ) -> JSONResponse:
-    command = await _command_request(request, principal, key)
+    command = await command_request(request, principal, key)
     code, body = await _commands(request).execute(
         command, callback_id, decide, expected_version=expected_version
     )
@@ -189,7 +169,7 @@ async def get_callback(
         history = await request.app.state.store.load(callback_id)
         vault = _vault(request)
         events = [
-            s.HistoryEvent(
+            HistoryEvent(
                 version=e.version,
                 type=e.type,
                 occurred_at=e.occurred_at,
@@ -228,7 +208,7 @@ async def get_policy(
     """The bureau's callback policy (defaults where it set none)."""
     authorize(principal, bureau, READ_ROLES)
     async with request.app.state.pool.acquire() as conn:
-        return (await policies.policy_for(conn, bureau)).to_dict()
+        return (await _commands(request).policies.read(conn, bureau)).to_dict()
 
 
 @router.put("/policies/{bureau}")
@@ -241,12 +221,12 @@ async def put_policy(
     """Change the bureau's callback policy; fields left out keep their current value."""
     authorize(principal, bureau, ("commander", "admin"))
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        current = (await policies.policy_for(conn, bureau)).to_dict()
+        current = (await _commands(request).policies.read(conn, bureau)).to_dict()
         current.update(body.model_dump(exclude_none=True, mode="json"))
         try:
             policy = CallbackPolicy.from_dict(current)
         except (ValueError, TypeError) as exc:
             raise unprocessable(str(exc)) from exc
-        await policies.save_policy(conn, bureau, policy, principal.subject)
+        await _commands(request).policies.save(conn, bureau, policy, principal.subject)
     _commands(request).policies.forget(bureau)
     return policy.to_dict()

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from eventkit.schemas import BureauCode, HistoryEvent, Strict, SubjectId, Text, Time
+from pydantic import BaseModel, Field
 
 from jingmin_visits.domain.vocabulary import AttemptOutcome, Satisfaction, Security
-
-BureauCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
-SubjectId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9]{8,64}$")]
-# Control characters (NUL above all: PostgreSQL text cannot hold it) are refused.
-_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-Text = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=4000, strip_whitespace=True, pattern=_NO_CONTROL),
-]
-
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def plausible(t: datetime) -> datetime:
-    try:
-        if EARLIEST <= t <= LATEST:
-            return t
-    except OverflowError:
-        pass
-    raise ValueError(f"time must lie between {EARLIEST.year} and {LATEST.year}")
-
-
-Time = Annotated[AwareDatetime, AfterValidator(plausible)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Command(Strict):
@@ -91,15 +64,6 @@ class CallbackSummary(BaseModel):
 
 class CallbackPage(BaseModel):
     items: list[CallbackSummary]
-
-
-class HistoryEvent(BaseModel):
-    version: int
-    type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    actor: str | None = None
-    data: dict[str, Any]
 
 
 class CallbackDetail(BaseModel):

@@ -1,0 +1,77 @@
+"""Composition root every service API shares: pool, store, vault, verifier, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from eventkit.auth import TokenVerifier
+from eventkit.db import create_pool
+from eventkit.http import create_app
+from eventkit.personal import Vault
+from eventkit.settings import KernelSettings, service_dsn
+from eventkit.store import PostgresEventStore
+
+
+async def broker_reachable(bootstrap: str) -> bool:
+    """A TCP connect to the first bootstrap server: cheap enough for every /readyz."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    return True
+
+
+def service_app(
+    name: str,
+    *,
+    title: str,
+    database: str,
+    router: APIRouter,
+    commands: Callable[[PostgresEventStore, Vault], Any],
+    settings: KernelSettings | None = None,
+    dsn: str | None = None,
+) -> FastAPI:
+    """A service's FastAPI app; `app.state` holds settings, pool, store, vault, verifier and
+    the service's command handler (`commands(store, vault)`)."""
+    settings = settings or KernelSettings()
+    dsn = dsn or service_dsn(settings, database)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(dsn)
+        store = PostgresEventStore(pool)
+        vault = Vault(pool, settings)
+        app.state.settings = settings
+        app.state.pool = pool
+        app.state.store = store
+        app.state.vault = vault
+        app.state.verifier = TokenVerifier(settings)
+        app.state.commands = commands(store, vault)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    async def readiness() -> dict[str, bool]:
+        try:
+            async with app.state.pool.acquire(timeout=2) as conn:
+                database_ok = await conn.fetchval("SELECT true")
+        except Exception:
+            database_ok = False
+        return {
+            "database": bool(database_ok),
+            "broker": await broker_reachable(settings.kafka_bootstrap_servers),
+        }
+
+    app = create_app(
+        name, settings, title=title, version="1", lifespan=lifespan, readiness=readiness
+    )
+    app.include_router(router)
+    return app

@@ -1,0 +1,60 @@
+"""Request and response types every service API shares; unknown fields are refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+
+BureauCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+StationCode = Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
+SubjectId = Annotated[str, StringConstraints(pattern=r"^sub_[A-Za-z0-9]{8,64}$")]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
+# A reference or target outside Jingmin (a CAD id, an agency code): never free text, since
+# such fields are published on topics and free text may hold personal data.
+Reference = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")
+]
+# Control characters (NUL above all: PostgreSQL text cannot hold it) are refused; tabs and
+# line breaks are fine in narratives.
+_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=4000, strip_whitespace=True, pattern=_NO_CONTROL),
+]
+ShortText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=_NO_CONTROL),
+]
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def plausible(t: datetime) -> datetime:
+    # Years like 1 or 9999 overflow once shifted to UTC and mean nothing here.
+    try:
+        if EARLIEST <= t <= LATEST:
+            return t
+    except OverflowError:
+        pass
+    raise ValueError(f"time must lie between {EARLIEST.year} and {LATEST.year}")
+
+
+Time = Annotated[AwareDatetime, AfterValidator(plausible)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HistoryEvent(BaseModel):
+    """One stored event as an authorised reader sees it (personal fields decrypted)."""
+
+    version: int
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str | None = None
+    data: dict[str, Any]
