@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 from eventkit.envelope import CONTENT_TYPE, Envelope
@@ -53,3 +54,32 @@ def message_for(event: RecordedEvent, envelope: Envelope, topic: str) -> OutboxM
         payload=dict(envelope.data),
         headers=headers,
     )
+
+
+def public_data(event: RecordedEvent, id_field: str, keep: Sequence[str]) -> dict[str, Any]:
+    """The published body: identity, unit and event time, then only allow-listed fields.
+
+    An allow-list, not a deny-list: free text and personal fields (stored encrypted) never
+    leave the service, not even as ciphertext, unless a contract names them.
+    """
+    data: dict[str, Any] = {
+        id_field: event.stream_id,
+        "bureau": event.bureau,
+        "station": event.data.get("station", ""),
+        # In UTC: the relay sees the offset the client sent, replay the one Postgres returns.
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
+    }
+    for key in keep:
+        if event.data.get(key) is not None:
+            data[key] = event.data[key]
+    return data
+
+
+def single_message(
+    event: RecordedEvent, *, source: str, type_: str, data: Mapping[str, Any], topic: str
+) -> list[OutboxMessage]:
+    """One CloudEvent for one stored event, with its schema's URN as `dataschema`."""
+    envelope = envelope_for(
+        event, source=source, type_=type_, data=data, dataschema=f"urn:jingmin:schema:{type_}"
+    )
+    return [message_for(event, envelope, topic)]

@@ -407,6 +407,14 @@ class Vault:
     ) -> dict[str, str | None]:
         return {name: await self.reveal(conn_or_pool, blob) for name, blob in blobs.items()}
 
+    async def reveal_all(self, conn_or_pool: ConnOrPool, value: Any) -> Any:
+        """`value` with every personal blob inside it (at any depth) revealed."""
+        if is_personal_blob(value):
+            return await self.reveal(conn_or_pool, value)
+        if isinstance(value, Mapping):
+            return {k: await self.reveal_all(conn_or_pool, v) for k, v in value.items()}
+        return value
+
     async def is_erased(self, conn_or_pool: ConnOrPool, subject_id: str) -> bool:
         return await self._keys.is_erased(conn_or_pool, subject_id)
 

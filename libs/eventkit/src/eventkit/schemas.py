@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+
+from eventkit.personal import Vault
+from eventkit.store import RecordedEvent
 
 BureauCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
 StationCode = Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
@@ -58,3 +63,20 @@ class HistoryEvent(BaseModel):
     recorded_at: datetime
     actor: str | None = None
     data: dict[str, Any]
+
+
+async def revealed_history(
+    vault: Vault, conn: asyncpg.Connection, history: Sequence[RecordedEvent]
+) -> list[HistoryEvent]:
+    """A stream's events for an authorised reader, personal fields decrypted (or erased)."""
+    return [
+        HistoryEvent(
+            version=e.version,
+            type=e.type,
+            occurred_at=e.occurred_at,
+            recorded_at=e.recorded_at,
+            actor=e.metadata.get("actor"),
+            data=await vault.reveal_all(conn, dict(e.data)),
+        )
+        for e in history
+    ]

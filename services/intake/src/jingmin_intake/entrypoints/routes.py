@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import asyncpg
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey, command_request
-from eventkit.personal import SubjectErased, Vault, is_personal_blob, subject_ref
+from eventkit.personal import SubjectErased, Vault, subject_ref
 from eventkit.problems import Problem, forbidden, not_found, unprocessable
-from eventkit.schemas import LATEST, HistoryEvent, plausible
+from eventkit.schemas import LATEST, plausible, revealed_history
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -372,14 +372,6 @@ async def list_cases(
     return s.CasePage(items=items, next_cursor=nxt)
 
 
-async def _reveal(vault: Vault, conn: asyncpg.Connection, value: Any) -> Any:
-    if is_personal_blob(value):
-        return await vault.reveal(conn, value)
-    if isinstance(value, dict):
-        return {k: await _reveal(vault, conn, v) for k, v in value.items()}
-    return value
-
-
 @router.get("/cases/{case_id}", response_model=s.CaseDetail)
 async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipal) -> s.CaseDetail:
     """One case with its deadlines and full event history (personal fields decrypted)."""
@@ -401,17 +393,7 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
         )
         history = await request.app.state.store.load(case_id)
         vault = _vault(request)
-        events = [
-            HistoryEvent(
-                version=e.version,
-                type=e.type,
-                occurred_at=e.occurred_at,
-                recorded_at=e.recorded_at,
-                actor=e.metadata.get("actor"),
-                data=await _reveal(vault, conn, dict(e.data)),
-            )
-            for e in history
-        ]
+        events = await revealed_history(vault, conn, history)
     return s.CaseDetail(
         case=_summary(dict(row), row["now"]),
         deadlines={

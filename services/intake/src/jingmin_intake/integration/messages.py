@@ -7,10 +7,9 @@ encrypted and never copied here, so no topic carries them, even as ciphertext.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
 from typing import Any
 
-from eventkit.outbox import envelope_for, message_for
+from eventkit import outbox
 from eventkit.store import OutboxMessage, RecordedEvent
 
 from jingmin_intake.domain import case as events
@@ -64,27 +63,10 @@ EVENT_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
 
 
 def public_data(event: RecordedEvent) -> dict[str, Any]:
-    keep = PUBLIC_FIELDS[event.type]
-    data: dict[str, Any] = {
-        "case_id": event.stream_id,
-        "bureau": event.bureau,
-        "station": event.data.get("station", ""),
-        # In UTC: the relay sees the offset the client sent, replay the one Postgres returns.
-        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
-    }
-    for key in keep:
-        if key in event.data and event.data[key] is not None:
-            data[key] = event.data[key]
-    return data
+    return outbox.public_data(event, "case_id", PUBLIC_FIELDS[event.type])
 
 
 def to_messages(event: RecordedEvent) -> Sequence[OutboxMessage]:
-    type_ = ce_type(event.type)
-    envelope = envelope_for(
-        event,
-        source=SOURCE,
-        type_=type_,
-        data=public_data(event),
-        dataschema=f"urn:jingmin:schema:{type_}",
+    return outbox.single_message(
+        event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=TOPIC
     )
-    return [message_for(event, envelope, TOPIC)]

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey, command_request
-from eventkit.personal import SubjectErased, Vault, is_personal_blob
+from eventkit.personal import SubjectErased, Vault
 from eventkit.problems import forbidden, not_found, unprocessable
-from eventkit.schemas import HistoryEvent
+from eventkit.schemas import revealed_history
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -145,14 +145,6 @@ async def list_callbacks(
     return s.CallbackPage(items=[_summary(r, now) for r in rows])
 
 
-async def _reveal(vault: Vault, conn: asyncpg.Connection, value: Any) -> Any:
-    if is_personal_blob(value):
-        return await vault.reveal(conn, value)
-    if isinstance(value, dict):
-        return {k: await _reveal(vault, conn, v) for k, v in value.items()}
-    return value
-
-
 @router.get("/callbacks/{callback_id}", response_model=s.CallbackDetail)
 async def get_callback(
     callback_id: CallbackId, request: Request, principal: CurrentPrincipal
@@ -168,17 +160,7 @@ async def get_callback(
         authorize(principal, row["station"], READ_ROLES)
         history = await request.app.state.store.load(callback_id)
         vault = _vault(request)
-        events = [
-            HistoryEvent(
-                version=e.version,
-                type=e.type,
-                occurred_at=e.occurred_at,
-                recorded_at=e.recorded_at,
-                actor=e.metadata.get("actor"),
-                data=await _reveal(vault, conn, dict(e.data)),
-            )
-            for e in history
-        ]
+        events = await revealed_history(vault, conn, history)
     return s.CallbackDetail(callback=_summary(dict(row), row["now"]), history=events)
 
 
