@@ -26,6 +26,26 @@ class WorkerContext:
     pool: asyncpg.Pool
     stop: asyncio.Event
 
+    async def repeat(
+        self, step: Callable[[], Coroutine[Any, Any, object]], interval: float, what: str
+    ) -> None:
+        """Run `step` every `interval` seconds until stopped.
+
+        A failed step is logged and tried again next time: one bad pass must not kill the
+        process (under `jingmin dev` that would stop the whole stack).
+        """
+        while not self.stop.is_set():
+            try:
+                result = await step()
+                if isinstance(result, int) and result:
+                    log.info("%s: %d recorded", what, result)
+            except Exception:
+                log.exception("%s failed; will retry", what)
+            try:
+                await asyncio.wait_for(self.stop.wait(), interval)
+            except TimeoutError:
+                pass
+
 
 WorkerLoop = Callable[[WorkerContext], Coroutine[Any, Any, None]]
 

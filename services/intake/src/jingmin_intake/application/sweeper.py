@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -34,14 +33,4 @@ async def sweep_once(commands: CaseCommands, *, limit: int = 500) -> int:
 
 async def run(ctx: WorkerContext, interval: float = 5.0) -> None:
     commands = CaseCommands(PostgresEventStore(ctx.pool), Vault(ctx.pool, ctx.settings))
-    while not ctx.stop.is_set():
-        try:
-            n = await sweep_once(commands)
-            if n:
-                log.info("recorded %d deadline breaches", n)
-        except Exception:
-            log.exception("sweep failed; will retry")
-        try:
-            await asyncio.wait_for(ctx.stop.wait(), interval)
-        except TimeoutError:
-            pass
+    await ctx.repeat(lambda: sweep_once(commands), interval, "deadline sweep")

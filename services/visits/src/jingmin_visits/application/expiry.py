@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from eventkit.personal import Vault
@@ -24,14 +23,4 @@ async def expire_once(commands: CallbackCommands, *, limit: int = 500) -> int:
 
 async def run(ctx: WorkerContext, interval: float = 30.0) -> None:
     commands = CallbackCommands(PostgresEventStore(ctx.pool), Vault(ctx.pool, ctx.settings))
-    while not ctx.stop.is_set():
-        try:
-            n = await expire_once(commands)
-            if n:
-                log.info("recorded %d callback expiries", n)
-        except Exception:
-            log.exception("expiry pass failed; will retry")
-        try:
-            await asyncio.wait_for(ctx.stop.wait(), interval)
-        except TimeoutError:
-            pass
+    await ctx.repeat(lambda: expire_once(commands), interval, "callback expiry")

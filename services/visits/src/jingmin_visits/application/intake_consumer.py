@@ -96,15 +96,9 @@ def build_consumer(
 
 async def run(ctx: WorkerContext, restart_delay: float = 5.0) -> None:
     """Consume the intake topic until stopped; broker trouble restarts the loop, not the process."""
-    while not ctx.stop.is_set():
-        try:
-            await _consume(ctx.pool, ctx.settings, ctx.stop)
-        except Exception:
-            log.exception("intake consumer failed; restarting")
-        try:
-            await asyncio.wait_for(ctx.stop.wait(), restart_delay)
-        except TimeoutError:
-            pass
+    await ctx.repeat(
+        lambda: _consume(ctx.pool, ctx.settings, ctx.stop), restart_delay, "intake consumer"
+    )
 
 
 async def _consume(pool: asyncpg.Pool, settings: KernelSettings, stop: asyncio.Event) -> None:
