@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Generic, Protocol, Self, TypeVar
+from collections.abc import Sequence
+from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 
 import asyncpg
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel
+
+from eventkit.auth import CurrentPrincipal, authorize
+from eventkit.problems import unprocessable
 
 
 class Policy(Protocol):
@@ -61,3 +67,68 @@ class BureauPolicies(Generic[P]):
     def forget(self, bureau: str) -> None:
         """Drop the cached copy (this process just changed it)."""
         self._cache.pop(bureau, None)
+
+
+def policy_routes(
+    router: APIRouter,
+    body_type: type[BaseModel],
+    *,
+    what: str,
+    read_roles: Sequence[str],
+    write_roles: Sequence[str] = ("commander", "admin"),
+) -> None:
+    """Add `GET/PUT /policies/{bureau}` to a service router.
+
+    The service's command handler (`app.state.commands`) must expose `.policies`, a
+    `BureauPolicies`; PUT merges the fields given over the current policy.
+    """
+
+    def policies_of(request: Request) -> BureauPolicies[Any]:
+        found: BureauPolicies[Any] = request.app.state.commands.policies
+        return found
+
+    async def get_policy(
+        bureau: Annotated[str, Path(pattern=r"^\d{6}$")],
+        request: Request,
+        principal: CurrentPrincipal,
+    ) -> dict[str, Any]:
+        authorize(principal, bureau, read_roles)
+        async with request.app.state.pool.acquire() as conn:
+            stored: Policy = await policies_of(request).read(conn, bureau)
+        return stored.to_dict()
+
+    async def put_policy(
+        bureau: Annotated[str, Path(pattern=r"^\d{6}$")],
+        body: Any,
+        request: Request,
+        principal: CurrentPrincipal,
+    ) -> dict[str, Any]:
+        authorize(principal, bureau, write_roles)
+        policies = policies_of(request)
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            current = (await policies.read(conn, bureau)).to_dict()
+            current.update(body.model_dump(exclude_none=True, mode="json"))
+            try:
+                policy: Policy = policies.policy_type.from_dict(current)
+            except (ValueError, TypeError) as exc:
+                raise unprocessable(str(exc)) from exc
+            await policies.save(conn, bureau, policy, principal.subject)
+        policies.forget(bureau)
+        return policy.to_dict()
+
+    # The body type varies per service; FastAPI reads it from the annotation.
+    put_policy.__annotations__["body"] = body_type
+    router.add_api_route(
+        "/policies/{bureau}",
+        get_policy,
+        methods=["GET"],
+        summary=f"The bureau's {what} policy",
+        description=f"The bureau's {what} policy (defaults where it set none).",
+    )
+    router.add_api_route(
+        "/policies/{bureau}",
+        put_policy,
+        methods=["PUT"],
+        summary=f"Change the bureau's {what} policy",
+        description=f"Change the bureau's {what} policy; fields left out keep their value.",
+    )

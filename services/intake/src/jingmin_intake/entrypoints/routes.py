@@ -13,7 +13,8 @@ import asyncpg
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey, command_request
 from eventkit.personal import SubjectErased, Vault, subject_ref
-from eventkit.problems import Problem, forbidden, not_found, unprocessable
+from eventkit.policies import policy_routes
+from eventkit.problems import Problem, forbidden, not_found
 from eventkit.schemas import LATEST, plausible, revealed_history
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -407,35 +408,7 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
 # ---- policies and subjects -----------------------------------------------------------------
 
 
-@router.get("/policies/{bureau}")
-async def get_policy(
-    bureau: Annotated[str, Path(pattern=r"^\d{6}$")], request: Request, principal: CurrentPrincipal
-) -> dict[str, Any]:
-    """The bureau's deadline policy (defaults where it set none)."""
-    authorize(principal, bureau, READ_ROLES)
-    async with request.app.state.pool.acquire() as conn:
-        return (await _commands(request).policies.read(conn, bureau)).to_dict()
-
-
-@router.put("/policies/{bureau}")
-async def put_policy(
-    bureau: Annotated[str, Path(pattern=r"^\d{6}$")],
-    body: s.PolicyBody,
-    request: Request,
-    principal: CurrentPrincipal,
-) -> dict[str, Any]:
-    """Change the bureau's deadline policy; fields left out keep their current value."""
-    authorize(principal, bureau, ("commander", "admin"))
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        current = (await _commands(request).policies.read(conn, bureau)).to_dict()
-        current.update(body.model_dump(exclude_none=True, mode="json"))
-        try:
-            policy = DeadlinePolicy.from_dict(current)
-        except ValueError as exc:
-            raise unprocessable(str(exc)) from exc
-        await _commands(request).policies.save(conn, bureau, policy, principal.subject)
-    _commands(request).policies.forget(bureau)
-    return policy.to_dict()
+policy_routes(router, s.PolicyBody, what="deadline", read_roles=READ_ROLES)
 
 
 @router.delete(
