@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
 
 from eventkit import db, devstack
 from eventkit.settings import KernelSettings
@@ -89,3 +90,36 @@ async def fresh_database(pg_server_url: str) -> AsyncIterator[DatabaseFactory]:
     yield make
     for name in made:
         await db.drop_database(pg_server_url, name)
+
+
+# The flags that keep Chromium from phoning home: on a closed network its background
+# connections are refused many at a time and slow every start.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium driven by Playwright (CHROMIUM_PATH to use another build).
+
+    Missing Chromium is an error, not a skip: a page test that silently stops running
+    would hide a broken page. `.ci/run` installs the Debian package.
+    """
+    path = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    if not Path(path).exists():
+        pytest.fail(f"Chromium not found at {path}: apt-get install chromium (or set CHROMIUM_PATH)")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=path, headless=True, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

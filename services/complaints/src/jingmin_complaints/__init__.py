@@ -1,0 +1,1 @@
+"""Jingmin complaints and supervision service."""

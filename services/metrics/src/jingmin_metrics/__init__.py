@@ -1,0 +1,1 @@
+"""Jingmin metrics service."""
