@@ -25,8 +25,10 @@ from eventkit import problems
 from eventkit.personal import read_or_create_secret_file
 from eventkit.settings import KernelSettings
 
+# `service` is another Jingmin service calling an internal API (e.g. visits reading a
+# contact from intake at call time); it is scoped by bureau like a person.
 ROLES: frozenset[str] = frozenset(
-    {"intake_operator", "officer", "supervisor", "commander", "partner", "admin"}
+    {"intake_operator", "officer", "supervisor", "commander", "partner", "admin", "service"}
 )
 
 # ASCII only: str.isdigit() would also accept full-width and other Unicode digits.
