@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -43,6 +43,9 @@ class ServiceSpec:
     # Every integration event type the service can publish; contracts-check needs a schema
     # for each.
     event_types: Sequence[str] = field(default_factory=tuple)
+    # Which types go to which topic, for a service with more than one event topic (the
+    # AsyncAPI generator needs it); a single-topic service may leave it out.
+    types_by_topic: Mapping[str, Sequence[str]] | None = None
 
 
 def load_services() -> dict[str, ServiceSpec]:
