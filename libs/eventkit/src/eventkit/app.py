@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 
 from eventkit.auth import TokenVerifier
 from eventkit.db import create_pool
@@ -37,9 +37,14 @@ def service_app(
     commands: Callable[[PostgresEventStore, Vault], Any],
     settings: KernelSettings | None = None,
     dsn: str | None = None,
+    resources: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """A service's FastAPI app; `app.state` holds settings, pool, store, vault, verifier and
-    the service's command handler (`commands(store, vault)`)."""
+    the service's command handler (`commands(store, vault)`).
+
+    `resources(app)` is entered once the state is set and left before the pool closes: the
+    place for a service's own clients (an SMS gateway, another service's API).
+    """
     settings = settings or KernelSettings()
     dsn = dsn or service_dsn(settings, database)
 
@@ -55,7 +60,11 @@ def service_app(
         app.state.verifier = TokenVerifier(settings)
         app.state.commands = commands(store, vault)
         try:
-            yield
+            if resources is None:
+                yield
+            else:
+                async with resources(app):
+                    yield
         finally:
             await pool.close()
 
@@ -75,3 +84,9 @@ def service_app(
     )
     app.include_router(router)
     return app
+
+
+def vault_of(request: Request) -> Vault:
+    """The app's Vault, typed, for route handlers that encrypt or reveal personal fields."""
+    vault: Vault = request.app.state.vault
+    return vault

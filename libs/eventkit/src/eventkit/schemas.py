@@ -54,6 +54,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OfficerId = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9 -]{3,20}$")]
+IdNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
+
+
+class PersonIn(Strict):
+    """A member of the public; every field is stored encrypted under their own key."""
+
+    name: ShortText | None = None
+    phone: Phone | None = None
+    id_number: IdNumber | None = None
+    address: ShortText | None = None
+
+
 class HistoryEvent(BaseModel):
     """One stored event as an authorised reader sees it (personal fields decrypted)."""
 

@@ -10,6 +10,8 @@ from jingmin_visits.integration.messages import (
     DEAD_LETTER_TOPIC,
     EVENT_TYPES,
     TOPIC,
+    TYPES_BY_TOPIC,
+    VISIT_TOPIC,
     to_messages,
 )
 
@@ -23,6 +25,12 @@ SERVICE = ServiceSpec(
         # 12 partitions, keyed by callback id, like the intake topic it follows.
         TopicSpec(TOPIC, partitions=12, description="Every callback event, keyed by callback id."),
         TopicSpec(
+            VISIT_TOPIC,
+            partitions=12,
+            description="Visits, engagement events and the issues they raise, keyed by the"
+            " visit or engagement id.",
+        ),
+        TopicSpec(
             DEAD_LETTER_TOPIC,
             partitions=1,
             description="Messages visits consumers could not apply, with the reason.",
@@ -35,4 +43,5 @@ SERVICE = ServiceSpec(
     ),
     dead_letter_topic=DEAD_LETTER_TOPIC,
     event_types=EVENT_TYPES,
+    types_by_topic=TYPES_BY_TOPIC,
 )

@@ -19,7 +19,7 @@ from eventkit.settings import KernelSettings
 from eventkit.store import PostgresEventStore
 from jingmin_visits.application.expiry import expire_once
 from jingmin_visits.application.handlers import CallbackCommands
-from jingmin_visits.integration.messages import EVENT_TYPES, TOPIC
+from jingmin_visits.integration.messages import CALLBACK_TYPES, EVENT_TYPES, TOPIC
 
 if TYPE_CHECKING:
     from conftest import Headers, Intake, Stored
@@ -83,7 +83,7 @@ async def test_every_published_payload_validates_against_its_schema(
     assert await expire_once(later) == 0  # recorded once
 
     messages = await stored.outbox()
-    assert {m["type"] for m in messages} == set(EVENT_TYPES)
+    assert {m["type"] for m in messages} == set(CALLBACK_TYPES)
     assert len(ids) == 5
     for m in messages:
         registry.validate(m["type"], m["payload"])

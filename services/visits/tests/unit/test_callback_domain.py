@@ -13,11 +13,11 @@ from jingmin_visits.domain.callback import (
     SCHEDULED,
     SUPPRESSED,
     Callback,
-    Fact,
     Resolution,
     callback_id,
 )
 from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
+from jingmin_visits.domain.facts import Fact
 from jingmin_visits.domain.policy import CallbackPolicy, TriggerRule
 from jingmin_visits.domain.vocabulary import AttemptOutcome, Satisfaction, Security, Status
 

@@ -20,8 +20,9 @@ from eventkit.store import (
 )
 
 from jingmin_visits.adapters import read_model
-from jingmin_visits.domain.callback import Callback, Fact, Resolution, callback_id
+from jingmin_visits.domain.callback import Callback, Resolution, callback_id
 from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
+from jingmin_visits.domain.facts import Fact
 from jingmin_visits.domain.policy import CallbackPolicy
 from jingmin_visits.integration.messages import to_messages
 

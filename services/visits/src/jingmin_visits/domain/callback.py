@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
+from jingmin_visits.domain.facts import Fact, check_time
 from jingmin_visits.domain.policy import CallbackPolicy
 from jingmin_visits.domain.vocabulary import (
     AttemptOutcome,
@@ -20,8 +21,6 @@ from jingmin_visits.domain.vocabulary import (
     Status,
     SuppressionReason,
 )
-
-MAX_FUTURE = timedelta(minutes=5)
 
 # Stored event names: stable, explicit, never derived from class or module names.
 SCHEDULED = "CallbackScheduled"
@@ -36,15 +35,6 @@ EVENT_TYPES = (SCHEDULED, SUPPRESSED, ATTEMPTED, ANSWERED, EXPIRED)
 def callback_id(case_id: str, trigger: str) -> str:
     """The one stream a trigger can open: `cb-<case id>-<trigger>`."""
     return f"cb-{case_id}-{trigger}"
-
-
-@dataclass(frozen=True)
-class Fact:
-    """A domain event before it is stored."""
-
-    type: str
-    data: dict[str, Any]
-    occurred_at: datetime
 
 
 @dataclass(frozen=True)
@@ -160,15 +150,7 @@ class Callback:
             raise IllegalTransition(f"cannot {action} a callback that is {self.status.value}")
 
     def _check_time(self, occurred_at: datetime, now: datetime) -> None:
-        if occurred_at.tzinfo is None:
-            raise InvalidCommand("occurred_at must carry a time zone")
-        if occurred_at > now + MAX_FUTURE:
-            raise InvalidCommand("occurred_at is more than 5 minutes in the future")
-        if self.last_occurred_at is not None and occurred_at < self.last_occurred_at:
-            raise InvalidCommand(
-                f"occurred_at {occurred_at.isoformat()} is before the callback's previous "
-                f"event ({self.last_occurred_at.isoformat()})"
-            )
+        check_time(occurred_at, now, self.last_occurred_at, "callback")
 
     def attempt(self, outcome: AttemptOutcome, occurred_at: datetime, now: datetime) -> list[Fact]:
         self._require_open("record an attempt on")

@@ -54,3 +54,96 @@ class Status(StrEnum):
 
 
 OPEN = frozenset({Status.SCHEDULED})
+
+
+# ---- visits (走访) and engagement (警民互动) -------------------------------------------
+
+
+class Programme(StrEnum):
+    AIMIN = "aimin"  # 爱民大走访
+    LEADERSHIP = "leadership"  # 领导干部大走访
+    MODEL_OFFICER = "model_officer"  # 功模大走访
+    HOUSEHOLD_SURVEY = "household_survey"  # 入户调查
+    VULNERABLE = "vulnerable"  # 低保、孤寡老幼 visits
+    OPEN_EVALUATION = "open_evaluation"  # 开门评警
+    THREE_VISITS = "three_visits"  # 三访三评
+
+
+class VisitMode(StrEnum):
+    IN_PERSON = "in_person"
+    PHONE = "phone"
+    SMS = "sms"
+    ONLINE = "online"
+    GROUP_CHAT = "group_chat"
+
+
+class TargetType(StrEnum):
+    HOUSEHOLD = "household"
+    BUSINESS = "business"
+    INSTITUTION = "institution"
+    VULNERABLE_HOUSEHOLD = "vulnerable_household"
+
+
+class VisitOutcome(StrEnum):
+    COMPLETED = "completed"
+    NOBODY_HOME = "nobody_home"  # 敲不开门
+    REFUSED = "refused"  # 进不去屋、唠不上嗑
+
+
+class Feedback(StrEnum):
+    SUPPORTIVE = "supportive"  # 褒奖支持
+    CRITICAL = "critical"  # 批评指责
+    INDIFFERENT = "indifferent"  # 事不关己
+
+
+class VisitStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class EngagementType(StrEnum):
+    FORUM = "forum"  # 警民恳谈会
+    OPEN_DAY = "open_day"  # 警营开放日
+    POLICE_FOR_A_DAY = "police_for_a_day"  # 当一天警察
+    BEAT_REPORT = "beat_report"  # 社区民警定期述职
+    MONITOR_FORUM = "monitor_forum"  # 特约监督员座谈会
+    LAW_OUTREACH = "law_outreach"  # 送法进企业/校园/社区
+
+
+class Venue(StrEnum):
+    STATION = "station"
+    COMMUNITY = "community"
+    ENTERPRISE = "enterprise"
+    SCHOOL = "school"
+    VILLAGE = "village"
+    ONLINE = "online"
+
+
+class IssueKind(StrEnum):
+    """The intake kinds an issue raised in the field can open a case as."""
+
+    ALARM = "alarm"
+    HELP = "help"
+    CONSULTATION = "consultation"
+    SERVICE = "service"
+    PETITION = "petition"
+    OPINION = "opinion"
+    TIP = "tip"
+
+
+class AreaType(StrEnum):
+    URBAN = "urban"
+    SUBURBAN = "suburban"
+    RURAL = "rural"
+
+
+class Branch(StrEnum):
+    PUBLIC_ORDER = "public_order"
+    CRIMINAL = "criminal"
+    TRAFFIC = "traffic"
+    PATROL = "patrol"
+    EXIT_ENTRY = "exit_entry"
+    HOUSEHOLD = "household"
+    CYBER = "cyber"
+    OTHER = "other"

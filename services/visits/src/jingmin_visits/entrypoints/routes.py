@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from eventkit.app import vault_of
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey, command_request
-from eventkit.personal import SubjectErased, Vault
+from eventkit.personal import SubjectErased
 from eventkit.policies import policy_routes
 from eventkit.problems import forbidden, not_found
 from eventkit.schemas import revealed_history
@@ -24,12 +25,15 @@ from jingmin_visits.application.handlers import (
     CallbackCommands,
     Decision,
 )
-from jingmin_visits.domain.callback import Callback, Fact
+from jingmin_visits.domain.callback import Callback
 from jingmin_visits.domain.errors import InvalidCommand
+from jingmin_visits.domain.facts import Fact
 from jingmin_visits.domain.policy import CallbackPolicy
 from jingmin_visits.entrypoints import schemas as s
+from jingmin_visits.entrypoints.outreach_routes import router as outreach_router
 
 router = APIRouter(prefix="/v1")
+router.include_router(outreach_router)
 CallbackId = Annotated[
     str, Path(pattern=r"^cb-[0-9a-f]{32}-[a-z_]{1,32}$", description="Callback id")
 ]
@@ -39,11 +43,6 @@ LIST_STATUSES = r"^(due|overdue|scheduled|suppressed|answered|declined|expired)$
 def _commands(request: Request) -> CallbackCommands:
     commands: CallbackCommands = request.app.state.commands
     return commands
-
-
-def _vault(request: Request) -> Vault:
-    vault: Vault = request.app.state.vault
-    return vault
 
 
 async def _run(
@@ -97,7 +96,7 @@ async def record_answer(
             if cb.subject_id is None:
                 raise InvalidCommand("this callback has no subject to hold a comment")
             try:
-                sealed = await _vault(request).encrypt(conn, cb.subject_id, body.comment)
+                sealed = await vault_of(request).encrypt(conn, cb.subject_id, body.comment)
             except SubjectErased:
                 sealed = None  # the person asked to be forgotten: the answer stays, the words not
         return cb.answer(body.satisfaction, body.security, sealed, body.occurred_at or now, now)
@@ -160,7 +159,7 @@ async def get_callback(
             raise not_found(f"no callback {callback_id}")
         authorize(principal, row["station"], READ_ROLES)
         history = await request.app.state.store.load(callback_id)
-        vault = _vault(request)
+        vault = vault_of(request)
         events = await revealed_history(vault, conn, history)
     return s.CallbackDetail(callback=_summary(dict(row), row["now"]), history=events)
 

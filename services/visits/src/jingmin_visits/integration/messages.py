@@ -1,7 +1,9 @@
-"""Maps stored callback events to the published contract (`visits.callback.events.v1`).
+"""Maps stored events to the published contracts: callbacks on `visits.callback.events.v1`,
+visits, engagement events and the issues they raise on `visits.visit.events.v1`.
 
-Only allow-listed fields leave the service: the survey comment is stored encrypted and never
-copied here, so no topic carries it, even as ciphertext.
+Only allow-listed fields leave the service: survey comments, opinions, issue summaries and
+personal fields are stored encrypted and never copied here, so no topic carries them, even
+as ciphertext.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from eventkit import outbox
 from eventkit.store import OutboxMessage, RecordedEvent
 
 from jingmin_visits.domain import callback as events
+from jingmin_visits.domain import engagement, visit
 
 SOURCE = "/jingmin/visits"
 TOPIC = "visits.callback.events.v1"
+VISIT_TOPIC = "visits.visit.events.v1"
 DEAD_LETTER_TOPIC = "visits.dlq.v1"
 INTAKE_TOPIC = "intake.case.events.v1"
 VERSION = 1
@@ -36,19 +40,66 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     events.EXPIRED: ("expires_at",),
 }
 
+VISIT_FIELDS: dict[str, tuple[str, ...]] = {
+    visit.SCHEDULED: (
+        "programme",
+        "mode",
+        "target_type",
+        "area_type",
+        "beat",
+        "officer_id",
+        "officer_rank",
+        "subject_id",
+        "planned_for",
+    ),
+    visit.COMPLETED: ("outcome", "feedback", "mode", "attempt", "issues_count", "has_opinions"),
+    visit.FAILED: ("outcome", "attempt"),
+    visit.RESCHEDULED: ("planned_for", "reason", "officer_id"),
+    visit.ISSUE_RAISED: (
+        "issue_id",
+        "source_type",
+        "kind",
+        "category",
+        "branch",
+        "area_type",
+        "subject_id",
+        "raised_by",
+        "programme",
+    ),
+    engagement.HELD: (
+        "type",
+        "venue",
+        "organiser",
+        "officer_ids",
+        "participants",
+        "beat",
+    ),
+    engagement.OPINION: ("opinion_id", "feedback", "raises_issue", "has_text"),
+}
+
+_ID_FIELD = {"visit": "visit_id", "engagement": "engagement_id"}
+
 
 def ce_type(stored_type: str) -> str:
     return f"jingmin.visits.{stored_type}.v{VERSION}"
 
 
-EVENT_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
+CALLBACK_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
+VISIT_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in VISIT_FIELDS)
+EVENT_TYPES: tuple[str, ...] = CALLBACK_TYPES + VISIT_TYPES
+TYPES_BY_TOPIC = {TOPIC: CALLBACK_TYPES, VISIT_TOPIC: VISIT_TYPES}
 
 
 def public_data(event: RecordedEvent) -> dict[str, Any]:
-    return outbox.public_data(event, "callback_id", PUBLIC_FIELDS[event.type])
+    if event.stream_type == "callback":
+        return outbox.public_data(event, "callback_id", PUBLIC_FIELDS[event.type])
+    # An issue is keyed by the visit or engagement that raised it, named as its source.
+    id_field = "source_id" if event.type == visit.ISSUE_RAISED else _ID_FIELD[event.stream_type]
+    return outbox.public_data(event, id_field, VISIT_FIELDS[event.type])
 
 
 def to_messages(event: RecordedEvent) -> Sequence[OutboxMessage]:
+    topic = TOPIC if event.stream_type == "callback" else VISIT_TOPIC
     return outbox.single_message(
-        event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=TOPIC
+        event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=topic
     )
