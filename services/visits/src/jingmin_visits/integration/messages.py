@@ -36,8 +36,19 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     events.SUPPRESSED: ("case_id", "trigger", "subject_id", "reason"),
     events.ATTEMPTED: ("outcome", "attempt"),
-    events.ANSWERED: ("satisfaction", "security", "has_comment"),
+    events.ANSWERED: (
+        "satisfaction",
+        "security",
+        "has_comment",
+        "via",
+        "wants_complaint",
+        "complaint_category",
+        "case_id",
+        "trigger",
+        "subject_id",
+    ),
     events.EXPIRED: ("expires_at",),
+    events.SURVEY_SENT: ("channel", "link_expires_at"),
 }
 
 VISIT_FIELDS: dict[str, tuple[str, ...]] = {
