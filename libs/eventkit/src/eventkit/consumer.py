@@ -10,7 +10,9 @@ from typing import Any, Literal
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from eventkit import kafka
 from eventkit.envelope import Envelope, EnvelopeError
+from eventkit.settings import KernelSettings
 from eventkit.store import ConcurrencyConflict
 from eventkit.telemetry import CONSUMER_LAG, CONSUMER_PROCESSED, kafka_span
 
@@ -188,3 +190,27 @@ def make_consumer(
     if partitions:
         consumer.assign(list(partitions))
     return consumer
+
+
+async def consume_until_stopped(
+    settings: KernelSettings,
+    stop: asyncio.Event,
+    *,
+    group_id: str,
+    topics: Sequence[str],
+    build: Callable[[AIOKafkaProducer], IdempotentConsumer],
+) -> None:
+    """One consumer session: a dead-letter producer, a group member on `topics`, and the
+    IdempotentConsumer `build(producer)` makes, run until `stop` (or until the broker fails:
+    the caller's `WorkerContext.repeat` starts a fresh session)."""
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        source = make_consumer(settings.kafka_bootstrap_servers, group_id, topics=topics)
+        await source.start()
+        try:
+            await build(producer).run(source, stop)
+        finally:
+            await source.stop()
+    finally:
+        await producer.stop()

@@ -39,6 +39,7 @@ SERVICE = ServiceSpec(
     to_messages=to_messages,
     workers=(
         "jingmin_visits.application.intake_consumer:run",
+        "jingmin_visits.application.complaints_consumer:run",
         "jingmin_visits.application.expiry:run",
         "jingmin_visits.application.surveys:run",
     ),

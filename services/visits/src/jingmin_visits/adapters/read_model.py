@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from eventkit.auth import Principal
+from eventkit.contacts import ReadResult
 
 from jingmin_visits.domain.callback import Callback, Resolution
 from jingmin_visits.domain.vocabulary import Status
@@ -170,3 +172,32 @@ async def expiring(conn: asyncpg.Connection, now: datetime, limit: int) -> list[
         limit,
     )
     return [r["callback_id"] for r in rows]
+
+
+async def case_facts(conn: asyncpg.Connection, case_id: str) -> dict[str, Any]:
+    """What visits remembers of an intake case (empty for a complaint or an unknown case)."""
+    row = await conn.fetchrow(
+        "SELECT kind, channel, category, subject_id FROM intake_cases WHERE case_id = $1", case_id
+    )
+    return {k: v for k, v in dict(row).items() if v is not None} if row else {}
+
+
+async def audit_read(
+    conn: asyncpg.Connection, principal: Principal, cb: Callback, result: ReadResult, status: int
+) -> None:
+    """Which officer borrowed a contact through this service, for which callback, and what
+    came of it (the owner's own audit only knows this service asked)."""
+    await conn.execute(
+        """INSERT INTO contact_reads (reader, roles, scopes, purpose, item_id, subject_id,
+               station, result, status, correlation_id)
+           VALUES ($1, $2, $3, 'callback', $4, $5, $6, $7, $8, $9)""",
+        principal.subject,
+        sorted(principal.roles),
+        list(principal.scopes),
+        cb.case_id,
+        cb.subject_id,
+        cb.station,
+        result.value,
+        status,
+        cb.callback_id,
+    )

@@ -48,9 +48,16 @@ class HttpSmsGateway:
     """
 
     def __init__(
-        self, client: httpx.AsyncClient, url: str, token: str | None, sender: str | None
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        token: str | None,
+        sender: str | None,
+        *,
+        backoff: float = 0.5,
     ) -> None:
         self.client, self.url, self.token, self.sender = client, url, token, sender
+        self.backoff = backoff
 
     async def _post(self, payload: dict[str, str]) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -69,7 +76,7 @@ class HttpSmsGateway:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(SmsUnavailable),
             stop=stop_after_attempt(3),
-            wait=wait_exponential(multiplier=0.5, max=5),
+            wait=wait_exponential(multiplier=self.backoff, max=5),
             reraise=True,
         ):
             with attempt:

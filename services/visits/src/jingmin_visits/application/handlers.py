@@ -74,7 +74,9 @@ async def decide_on_resolution(
     fresh consumer, a case resolved again after a reopen) nothing new is decided.
     """
     tx = PostgresTransaction(conn)
-    cb_id = callback_id(resolution.case_id, policy.trigger_for(resolution.kind))
+    cb_id = callback_id(
+        resolution.case_id, resolution.trigger or policy.trigger_for(resolution.kind)
+    )
     if await tx.load(cb_id):
         return None
     cb = Callback(cb_id)

@@ -6,18 +6,15 @@ callback's events commit in one transaction, so each intake message is applied o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from eventkit import kafka
-from eventkit.consumer import IdempotentConsumer, Validator, make_consumer
+from eventkit.consumer import IdempotentConsumer, Validator, consume_until_stopped
 from eventkit.contracts import SchemaRegistry
 from eventkit.envelope import Envelope
-from eventkit.settings import KernelSettings
 from eventkit.worker import WorkerContext
 
 from jingmin_visits.adapters import read_model
@@ -64,12 +61,12 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def intake_validator() -> Validator | None:
-    """Validate intake messages against contracts/ when the schemas are at hand."""
+def contracts_validator() -> Validator | None:
+    """Validate consumed messages against contracts/ when the schemas are at hand."""
     try:
         registry = SchemaRegistry.load()
     except FileNotFoundError:
-        log.warning("no contracts/ directory found; intake messages are not validated")
+        log.warning("no contracts/ directory found; consumed messages are not validated")
         return None
     return registry.validate
 
@@ -89,27 +86,21 @@ def build_consumer(
         handler=handler or IntakeHandler(),
         producer=producer,
         dead_letter_topic=DEAD_LETTER_TOPIC,
-        validate=intake_validator(),
+        validate=contracts_validator(),
         **options,
     )
 
 
 async def run(ctx: WorkerContext, restart_delay: float = 5.0) -> None:
     """Consume the intake topic until stopped; broker trouble restarts the loop, not the process."""
-    await ctx.repeat(
-        lambda: _consume(ctx.pool, ctx.settings, ctx.stop), restart_delay, "intake consumer"
-    )
 
+    async def session() -> None:
+        await consume_until_stopped(
+            ctx.settings,
+            ctx.stop,
+            group_id=GROUP_ID,
+            topics=[INTAKE_TOPIC],
+            build=lambda producer: build_consumer(ctx.pool, producer),
+        )
 
-async def _consume(pool: asyncpg.Pool, settings: KernelSettings, stop: asyncio.Event) -> None:
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        source = make_consumer(settings.kafka_bootstrap_servers, GROUP_ID, topics=[INTAKE_TOPIC])
-        await source.start()
-        try:
-            await build_consumer(pool, producer).run(source, stop)
-        finally:
-            await source.stop()
-    finally:
-        await producer.stop()
+    await ctx.repeat(session, restart_delay, "intake consumer")

@@ -36,7 +36,7 @@ from jingmin_visits.adapters.sms import (
 from jingmin_visits.application.handlers import STREAM_TYPE, load, new_event, policy_cache
 from jingmin_visits.domain.callback import Callback
 from jingmin_visits.domain.facts import Fact
-from jingmin_visits.domain.vocabulary import AttemptOutcome, Trigger
+from jingmin_visits.domain.vocabulary import AttemptOutcome
 from jingmin_visits.integration.messages import to_messages
 from jingmin_visits.settings import VisitsSettings
 
@@ -49,11 +49,6 @@ class ContactFetcher(Protocol):
     async def fetch(
         self, owner: str, item_id: str, purpose: str, correlation_id: str | None
     ) -> Contact: ...
-
-
-def contact_owner(cb: Callback) -> str:
-    """Which service lends the contact: the one that owns the item the callback follows."""
-    return "complaints" if cb.trigger == Trigger.COMPLAINT_CONCLUDED else "intake"
 
 
 def survey_text(signature: str, link: str, hours: int) -> str:
@@ -125,7 +120,7 @@ class SurveyDispatcher:
                 return "closed"
             try:
                 contact = await self.contacts.fetch(
-                    contact_owner(cb), cb.case_id, "survey", correlation_id=callback_id
+                    cb.contact_owner, cb.case_id, "survey", correlation_id=callback_id
                 )
             except (ContactErased, ContactNotFound, ContactRefused) as exc:
                 log.warning("no contact for %s: %s", callback_id, type(exc).__name__)

@@ -50,6 +50,10 @@ class Resolution:
     category: str | None
     subject_id: str | None
     resolved_at: datetime
+    # Set when the trigger is not an intake resolution (a complaint concluded, a recovery).
+    trigger: str | None = None
+    # The service that lends the person's contact at call time.
+    contact_owner: str = "intake"
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Callback:
     due_at: datetime | None = None
     expires_at: datetime | None = None
     attempts: int = 0
+    contact_owner: str = "intake"
     survey_sent: bool = False
     last_occurred_at: datetime | None = None
 
@@ -86,6 +91,7 @@ class Callback:
             self.case_id, self.trigger = d["case_id"], d["trigger"]
             self.bureau, self.station = d["bureau"], d["station"]
             self.subject_id = d.get("subject_id")
+            self.contact_owner = d.get("contact_owner", "intake")
         if fact.type == SCHEDULED:
             self.status = Status.SCHEDULED
             self.mode = d["mode"]
@@ -119,6 +125,8 @@ class Callback:
         }
         if r.subject_id:
             data["subject_id"] = r.subject_id
+        if r.contact_owner != "intake":
+            data["contact_owner"] = r.contact_owner
         return data
 
     def decide(self, r: Resolution, policy: CallbackPolicy, opted_out: bool) -> list[Fact]:
@@ -126,7 +134,7 @@ class Callback:
 
         Returns nothing when the policy has no callback for this kind of matter.
         """
-        trigger = policy.trigger_for(r.kind)
+        trigger = r.trigger or policy.trigger_for(r.kind)
         reason = policy.suppression_for(r.category)
         if reason is None and opted_out:
             reason = SuppressionReason.OPTED_OUT

@@ -79,6 +79,10 @@ def _rules() -> tuple[TriggerRule, ...]:
             3 * DAY,
             kinds=tuple(k for k in _KINDS if k != "petition"),
         ),
+        # 投诉办结回访: the complainant is asked whether the answer satisfied them.
+        TriggerRule(Trigger.COMPLAINT_CONCLUDED, Mode.PHONE, 3 * DAY),
+        # After a 不满意 was put right (report-back within 5 working days), ask again.
+        TriggerRule(Trigger.SERVICE_RECOVERY, Mode.PHONE, 3 * DAY),
     )
 
 

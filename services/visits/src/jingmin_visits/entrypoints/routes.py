@@ -11,19 +11,29 @@ import asyncpg
 from eventkit.app import vault_of
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey, command_request
+from eventkit.contacts import (
+    ContactErased,
+    ContactError,
+    ContactNotFound,
+    ContactRefused,
+    ContactUnavailable,
+    ReadResult,
+)
 from eventkit.personal import SubjectErased
 from eventkit.policies import policy_routes
-from eventkit.problems import forbidden, not_found
+from eventkit.problems import Problem, conflict, forbidden, not_found
 from eventkit.schemas import revealed_history
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from jingmin_visits.adapters import read_model
+from jingmin_visits.adapters.read_model import audit_read
 from jingmin_visits.application.handlers import (
     READ_ROLES,
     WRITE_ROLES,
     CallbackCommands,
     Decision,
+    load,
 )
 from jingmin_visits.domain.callback import Callback
 from jingmin_visits.domain.errors import InvalidCommand
@@ -184,3 +194,50 @@ async def record_opt_out(
 
 
 policy_routes(router, s.PolicyBody, what="callback", read_roles=READ_ROLES)
+
+
+_CONTACT_FAILURES: dict[type[ContactError], tuple[int, str, ReadResult]] = {
+    ContactErased: (410, "the person asked to be forgotten; do not call", ReadResult.ERASED),
+    ContactNotFound: (404, "the owning service has no contact for this item", ReadResult.NOT_FOUND),
+    ContactUnavailable: (503, "the owning service did not answer; try again", ReadResult.ERROR),
+    ContactRefused: (502, "the owning service refused this service's request", ReadResult.ERROR),
+}
+
+
+@router.get(
+    "/callbacks/{callback_id}/contact",
+    response_model=s.CallbackContact,
+    responses={404: {}, 409: {}, 410: {}, 503: {}},
+)
+async def callback_contact(
+    callback_id: CallbackId, request: Request, principal: CurrentPrincipal
+) -> JSONResponse:
+    """The number to call for an open callback, borrowed from the service that owns it.
+
+    Both sides keep the read: the owner records this service's read, and this service
+    records which officer asked (`contact_reads`), before anything is shown.
+    """
+    async with request.app.state.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM callbacks WHERE callback_id = $1", callback_id)
+        if row is None:
+            raise not_found(f"no callback {callback_id}")
+        authorize(principal, row["station"], WRITE_ROLES)
+        if row["status"] != "scheduled":
+            raise conflict(f"callback {callback_id} is {row['status']}: there is no call to make")
+        cb = load(callback_id, await request.app.state.store.load(callback_id))
+        try:
+            contact = await request.app.state.contacts.fetch(
+                cb.contact_owner,
+                cb.case_id,
+                "callback",
+                correlation_id=f"{principal.subject}.{callback_id}"[:128],
+            )
+        except ContactError as exc:
+            status, detail, result = _CONTACT_FAILURES.get(
+                type(exc), (502, "the contact could not be had", ReadResult.ERROR)
+            )
+            await audit_read(conn, principal, cb, result, status)
+            raise Problem(status, "Contact not available", detail) from exc
+        await audit_read(conn, principal, cb, ReadResult.GRANTED, 200)
+    body = s.CallbackContact(callback_id=callback_id, name=contact.name, phone=contact.phone)
+    return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})

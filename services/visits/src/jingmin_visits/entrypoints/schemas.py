@@ -86,6 +86,14 @@ class CallbackSummary(BaseModel):
     overdue: bool = False
 
 
+class CallbackContact(BaseModel):
+    """Whom to call; shown to the officer making the callback, never stored here."""
+
+    callback_id: str
+    name: str | None
+    phone: str | None
+
+
 class CallbackPage(BaseModel):
     items: list[CallbackSummary]
 
