@@ -268,3 +268,60 @@ async def test_opt_outs_are_recorded_once(
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert (await stored.counts())["opt_outs"] == 1
+
+
+async def test_my_callbacks_due_today_and_a_complaint_noted_on_the_phone(
+    client: httpx.AsyncClient,
+    token: Callable[..., Headers],
+    seed: Callable[..., Any],
+    stored: Stored,
+) -> None:
+    supervisor = token("supervisor", subject="s100")
+    mine, theirs = (
+        await seed(kind="service", channel="window"),
+        await seed(kind="service", channel="window"),
+    )
+    # Due in 3 days: "due" today lists nothing, the open list has both.
+    for cb, officer_id in ((mine, "p2001"), (theirs, "p2002")):
+        r = await client.post(
+            f"/v1/callbacks/{cb}/assign", json={"officer_id": officer_id}, headers=supervisor
+        )
+        assert r.status_code == 200, r.text
+    again = await client.post(
+        f"/v1/callbacks/{mine}/assign", json={"officer_id": "p2001"}, headers=supervisor
+    )
+    assert again.json()["events"] == []  # already theirs
+    me = token("officer", subject="p2001")
+    listed = await client.get(
+        "/v1/callbacks", params={"assignee": "me", "status": "scheduled"}, headers=me
+    )
+    assert [c["callback_id"] for c in listed.json()["items"]] == [mine]
+    assert listed.json()["items"][0]["assignee"] == "p2001"
+
+    bad = await client.post(
+        f"/v1/callbacks/{mine}/answer",
+        json={"satisfaction": "dissatisfied", "security": "safe", "complaint_category": "rude"},
+        headers=me,
+    )
+    stored.problem(bad, 422)
+    r = await client.post(
+        f"/v1/callbacks/{mine}/answer",
+        json={
+            "satisfaction": "dissatisfied",
+            "security": "safe",
+            "comment": "民警推诿，要投诉",
+            "wants_complaint": True,
+            "complaint_category": "inaction",
+        },
+        headers=me,
+    )
+    assert r.status_code == 200, r.text
+    answered = [m for m in await stored.outbox() if m["type"].endswith("CallbackAnswered.v1")]
+    assert answered[0]["payload"]["wants_complaint"] is True
+    assert answered[0]["payload"]["complaint_category"] == "inaction"
+    assert answered[0]["payload"]["via"] == "officer"
+    assert "推诿" not in answered[0]["raw"]
+    r = await client.post(
+        f"/v1/callbacks/{mine}/assign", json={"officer_id": "p2003"}, headers=supervisor
+    )
+    stored.problem(r, 409)

@@ -67,6 +67,7 @@ async def test_every_published_payload_validates_against_its_schema(
         assert r.status_code == 200, r.text
 
     await post(first, "attempts", {"outcome": "reached"})
+    await post(second, "assign", {"officer_id": "p1002"})
     await post(
         first,
         "answer",

@@ -77,9 +77,9 @@ async def project(
         """INSERT INTO callbacks (callback_id, case_id, trigger, bureau, station, subject_id,
                status, mode, due_at, original_due_at, expires_at, suppression_reason,
                attempts, last_outcome, satisfaction, security, version, created_at, updated_at,
-               survey_sent_at, wants_complaint)
+               survey_sent_at, wants_complaint, assignee)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-               $17, $18, $18, $19, $20)
+               $17, $18, $18, $19, $20, $21)
            ON CONFLICT (callback_id) DO UPDATE SET status = excluded.status,
                attempts = excluded.attempts,
                last_outcome = coalesce(excluded.last_outcome, callbacks.last_outcome),
@@ -87,6 +87,7 @@ async def project(
                security = coalesce(excluded.security, callbacks.security),
                survey_sent_at = coalesce(excluded.survey_sent_at, callbacks.survey_sent_at),
                wants_complaint = coalesce(excluded.wants_complaint, callbacks.wants_complaint),
+               assignee = excluded.assignee,
                version = excluded.version, updated_at = excluded.updated_at""",
         cb.callback_id,
         cb.case_id,
@@ -108,6 +109,7 @@ async def project(
         at,
         at if "link_expires_at" in data else None,
         data.get("wants_complaint"),
+        cb.assignee,
     )
 
 
@@ -141,19 +143,24 @@ async def list_callbacks(
     now: datetime,
     end_of_day: datetime,
     limit: int,
+    assignee: str | None = None,
 ) -> list[asyncpg.Record]:
     """Callbacks in scope: `due` (open, due by the end of today), `overdue`, or a status."""
-    params: list[Any] = [patterns, station]
-    where = ["station LIKE ANY($1)", "($2::text IS NULL OR station = $2)"]
+    params: list[Any] = [patterns, station, assignee]
+    where = [
+        "station LIKE ANY($1)",
+        "($2::text IS NULL OR station = $2)",
+        "($3::text IS NULL OR assignee = $3)",
+    ]
     if status == "due":
         params += [now, end_of_day]
-        where.append("status = 'scheduled' AND due_at >= $3 AND due_at < $4")
+        where.append("status = 'scheduled' AND due_at >= $4 AND due_at < $5")
     elif status == "overdue":
         params.append(now)
-        where.append("status = 'scheduled' AND due_at < $3")
+        where.append("status = 'scheduled' AND due_at < $4")
     elif status is not None:
         params.append(status)
-        where.append("status = $3")
+        where.append("status = $4")
     params.append(limit)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT * FROM callbacks WHERE {" AND ".join(where)}

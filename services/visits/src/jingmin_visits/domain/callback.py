@@ -29,8 +29,9 @@ ATTEMPTED = "CallbackAttempted"
 ANSWERED = "CallbackAnswered"
 EXPIRED = "CallbackExpired"
 SURVEY_SENT = "CallbackSurveySent"
+ASSIGNED = "CallbackAssigned"
 
-EVENT_TYPES = (SCHEDULED, SUPPRESSED, ATTEMPTED, ANSWERED, EXPIRED, SURVEY_SENT)
+EVENT_TYPES = (SCHEDULED, SUPPRESSED, ATTEMPTED, ANSWERED, EXPIRED, SURVEY_SENT, ASSIGNED)
 
 
 def callback_id(case_id: str, trigger: str) -> str:
@@ -71,6 +72,7 @@ class Callback:
     expires_at: datetime | None = None
     attempts: int = 0
     contact_owner: str = "intake"
+    assignee: str | None = None
     survey_sent: bool = False
     last_occurred_at: datetime | None = None
 
@@ -109,6 +111,8 @@ class Callback:
             self.status = Status.EXPIRED
         elif fact.type == SURVEY_SENT:
             self.survey_sent = True
+        elif fact.type == ASSIGNED:
+            self.assignee = d["officer_id"]
 
     # ---- decisions ---------------------------------------------------------------------
 
@@ -169,6 +173,14 @@ class Callback:
         self._check_time(occurred_at, now)
         data = {"outcome": AttemptOutcome(outcome).value, "attempt": self.attempts + 1}
         return [Fact(ATTEMPTED, data, occurred_at)]
+
+    def assign(self, officer_id: str, occurred_at: datetime, now: datetime) -> list[Fact]:
+        """Give the call to an officer (their "my callbacks" list); reassigning is allowed."""
+        self._require_open("assign")
+        self._check_time(occurred_at, now)
+        if officer_id == self.assignee:
+            return []  # already theirs: nothing new happened
+        return [Fact(ASSIGNED, {"officer_id": officer_id}, occurred_at)]
 
     def send_survey(self, link_expires_at: datetime, now: datetime) -> list[Fact]:
         """The SMS survey link went out (once per callback)."""

@@ -89,6 +89,24 @@ async def record_attempt(
 
 
 @router.post(
+    "/callbacks/{callback_id}/assign", response_model=s.Accepted, responses={409: {}, 422: {}}
+)
+async def assign_callback(
+    callback_id: CallbackId,
+    body: s.AssignCallback,
+    request: Request,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Give the call to an officer; it then shows in their `assignee=me` list."""
+
+    async def decide(cb: Callback, conn: asyncpg.Connection, now: datetime) -> list[Fact]:
+        return cb.assign(body.officer_id, body.occurred_at or now, now)
+
+    return await _run(request, principal, key, callback_id, decide, body.expected_version)
+
+
+@router.post(
     "/callbacks/{callback_id}/answer", response_model=s.Accepted, responses={409: {}, 422: {}}
 )
 async def record_answer(
@@ -109,7 +127,15 @@ async def record_answer(
                 sealed = await vault_of(request).encrypt(conn, cb.subject_id, body.comment)
             except SubjectErased:
                 sealed = None  # the person asked to be forgotten: the answer stays, the words not
-        return cb.answer(body.satisfaction, body.security, sealed, body.occurred_at or now, now)
+        return cb.answer(
+            body.satisfaction,
+            body.security,
+            sealed,
+            body.occurred_at or now,
+            now,
+            wants_complaint=body.wants_complaint,
+            complaint_category=body.complaint_category,
+        )
 
     return await _run(request, principal, key, callback_id, decide, body.expected_version)
 
@@ -134,9 +160,15 @@ async def list_callbacks(
     principal: CurrentPrincipal,
     status: Annotated[str | None, Query(pattern=LIST_STATUSES)] = None,
     station: Annotated[str | None, Query(pattern=r"^\d{9}$")] = None,
+    assignee: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="`me` for mine.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> s.CallbackPage:
-    """Callbacks in the caller's scope: `due` today, `overdue`, or by status; soonest first."""
+    """Callbacks in the caller's scope: `due` today, `overdue`, or by status; soonest first.
+
+    `?status=due&assignee=me` is an officer's "my callbacks due today".
+    """
     if not principal.has_role(*READ_ROLES):
         raise forbidden(f"requires one of the roles {sorted(READ_ROLES)}")
     if station is not None:
@@ -151,6 +183,7 @@ async def list_callbacks(
             now=now,
             end_of_day=_end_of_today(now),
             limit=limit,
+            assignee=principal.subject if assignee == "me" else assignee,
         )
     return s.CallbackPage(items=[_summary(r, now) for r in rows])
 

@@ -48,10 +48,30 @@ class RecordAttempt(Command):
     outcome: AttemptOutcome
 
 
+class AssignCallback(Command):
+    officer_id: OfficerId
+
+
 class RecordAnswer(Command):
     satisfaction: Satisfaction = Field(description="满意 / 基本满意 / 不满意")
     security: Security = Field(description="安全 / 基本安全 / 不安全")
     comment: Text | None = Field(None, description="Free text; stored encrypted.")
+    wants_complaint: bool = Field(
+        False, description="The person wants a complaint opened (the complaints service does)."
+    )
+    complaint_category: (
+        Literal[
+            "attitude",
+            "inaction",
+            "misconduct",
+            "unfair_enforcement",
+            "corruption",
+            "service_delay",
+            "discipline",
+            "other",
+        ]
+        | None
+    ) = None
 
 
 class OptOut(Strict):
@@ -82,6 +102,7 @@ class CallbackSummary(BaseModel):
     last_outcome: str | None = None
     satisfaction: str | None = None
     security: str | None = None
+    assignee: str | None = None
     version: int
     overdue: bool = False
 

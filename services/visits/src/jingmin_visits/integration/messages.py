@@ -49,6 +49,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     events.EXPIRED: ("expires_at",),
     events.SURVEY_SENT: ("channel", "link_expires_at"),
+    events.ASSIGNED: ("officer_id",),
 }
 
 VISIT_FIELDS: dict[str, tuple[str, ...]] = {

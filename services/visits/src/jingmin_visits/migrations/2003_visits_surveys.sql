@@ -21,5 +21,9 @@ CREATE TABLE IF NOT EXISTS sms_sink (
 
 ALTER TABLE callbacks ADD COLUMN IF NOT EXISTS survey_sent_at timestamptz;
 ALTER TABLE callbacks ADD COLUMN IF NOT EXISTS wants_complaint boolean;
+-- The officer a callback was given to ("my callbacks due today").
+ALTER TABLE callbacks ADD COLUMN IF NOT EXISTS assignee text;
+CREATE INDEX IF NOT EXISTS callbacks_by_assignee ON callbacks (assignee, due_at)
+    WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS callbacks_sms_to_send ON callbacks (created_at)
     WHERE status = 'scheduled' AND mode = 'sms' AND survey_sent_at IS NULL;
