@@ -20,6 +20,8 @@ help:
 	@echo "make bench            run the benchmarks (results in bench-results/)"
 	@echo "make contracts-check  validate contracts/ and compatibility across versions"
 	@echo "make clean            remove caches (keeps .jingmin/, the dev data)"
+	@echo "make deploy-render    regenerate deploy files from deploy/topics.yaml and partners.yaml"
+	@echo "make deploy-check     validate compose, kustomize, Prometheus rules, partner example"
 
 setup:
 	@if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then \
@@ -51,3 +53,12 @@ contracts-check: setup
 clean:
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench-results
+
+# Deploy files (deploy/, docs/operations/): regenerate from deploy/topics.yaml and
+# deploy/partners.yaml; validate compose, kustomize, Prometheus rules and the partner example.
+.PHONY: deploy-render deploy-check
+deploy-render: setup
+	$(UV) run python deploy/tools/render.py
+
+deploy-check: setup
+	$(UV) run pytest $(PYTEST_FLAGS) tests/deploy tests/partners

@@ -260,7 +260,7 @@ async def run_relay(spec: Any, settings: Any) -> None:
     from eventkit.db import create_pool
 
     port = int(os.environ.get(f"{spec.name.upper()}_RELAY_METRICS_PORT", spec.default_port + 100))
-    start_http_server(port, addr="127.0.0.1")
+    start_http_server(port, addr=settings.metrics_bind_address)
     pool = await create_pool(service_dsn(settings, spec.database))
     relay = OutboxRelay(
         pool,

@@ -42,6 +42,9 @@ class KernelSettings(BaseSettings):
     relay_batch_size: int = 500
     relay_poll_interval_seconds: float = 0.5
     max_body_bytes: int = 64 * 1024
+    # Where relays and workers serve /metrics: loopback for the dev stack; a container
+    # sets 0.0.0.0 so Prometheus (another container or pod) can scrape it.
+    metrics_bind_address: str = "127.0.0.1"
 
 
 def kernel_settings() -> KernelSettings:

@@ -69,7 +69,7 @@ async def run_workers(spec: ServiceSpec, settings: KernelSettings) -> None:
 
     setup_telemetry(f"{spec.name}-worker", settings)
     port = int(os.environ.get(f"{spec.name.upper()}_WORKER_METRICS_PORT", spec.default_port + 200))
-    start_http_server(port, addr="127.0.0.1")
+    start_http_server(port, addr=settings.metrics_bind_address)
     pool = await create_pool(service_dsn(settings, spec.database))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
