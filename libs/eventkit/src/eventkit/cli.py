@@ -272,6 +272,14 @@ def tail(
     asyncio.run(print_records(servers, topic, follow=follow, limit=limit, echo=typer.echo))
 
 
+@app.command("verify-chain")
+def verify_chain(service: ServiceOpt = None) -> None:
+    """Check every hash-chained stream; name the first altered, inserted or deleted event."""
+    from eventkit.chain import verify_services
+
+    raise typer.Exit(asyncio.run(verify_services(_select(service).values(), kernel_settings())))
+
+
 @app.command("contracts-check")
 def contracts_check() -> None:
     """Check schemas, their compatibility across versions, and the AsyncAPI documents."""
@@ -289,7 +297,48 @@ def asyncapi() -> None:
     raise typer.Exit(write_asyncapi())
 
 
+PLUGIN_GROUP = "jingmin.cli"
+
+
+def load_plugins(target: typer.Typer = app) -> list[str]:
+    """Add the sub-commands other packages declare in entry point group `jingmin.cli`.
+
+    Each entry point names a typer app (added as a command group) or a plain function
+    (added as one command), under the entry point's name. The kernel never imports domain
+    code: tools such as `jingmin simulate` plug in here. A plugin that fails to load, or
+    that would shadow a kernel command, is reported and skipped, so it cannot take the
+    operational commands down with it.
+    """
+    from importlib.metadata import entry_points
+
+    taken = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in target.registered_commands
+    }
+    taken |= {g.name or "" for g in target.registered_groups}
+    added: list[str] = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        if ep.name in taken or ep.name.replace("-", "_") in taken:
+            typer.echo(f"jingmin: plugin {ep.name!r} ignored: the name is taken", err=True)
+            continue
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken optional tool must not break the CLI
+            typer.echo(f"jingmin: plugin {ep.name!r} failed to load: {exc}", err=True)
+            continue
+        if isinstance(obj, typer.Typer):
+            target.add_typer(obj, name=ep.name)
+        elif callable(obj):
+            target.command(ep.name)(obj)
+        else:
+            typer.echo(f"jingmin: plugin {ep.name!r} is not a command", err=True)
+            continue
+        taken.add(ep.name)
+        added.append(ep.name)
+    return added
+
+
 def main() -> None:
+    load_plugins()
     app()
 
 

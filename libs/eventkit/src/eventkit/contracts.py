@@ -784,7 +784,10 @@ def _asyncapi_problems(
     doc_path = context / ASYNCAPI_FILE
     own = {t: p for t, p in files.items() if p.parent == context}
     if not doc_path.exists():
-        return [f"{show(doc_path)}: missing"] if own else []
+        # One service may publish two contexts' types (complaints also sends supervision
+        # events): its single document then covers the other context's schema files.
+        uncovered = set(own) - _carried_by_other_documents(context, files)
+        return [f"{show(doc_path)}: missing"] if uncovered else []
     try:
         doc = yaml.safe_load(doc_path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -842,6 +845,31 @@ def _asyncapi_problems(
         if type_ not in covered:
             problems.append(f"{where}: {show(path)} is not in any message")
     return problems
+
+
+def _carried_by_other_documents(context: Path, files: Mapping[str, Path]) -> set[str]:
+    """Types whose schema files another context's AsyncAPI document refers to."""
+    by_path = {p.resolve(): t for t, p in files.items()}
+    carried: set[str] = set()
+    for other in _context_dirs(context.parent):
+        doc_path = other / ASYNCAPI_FILE
+        if other == context or not doc_path.exists():
+            continue
+        try:
+            doc = yaml.safe_load(doc_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            continue  # reported when that context is checked
+        if not isinstance(doc, dict):
+            continue
+        for _label, message in _asyncapi_messages(doc):
+            payload = message.get("payload") if isinstance(message, dict) else None
+            if isinstance(payload, dict) and "schema" in payload and "schemaFormat" in payload:
+                payload = payload["schema"]
+            if isinstance(payload, dict) and isinstance(payload.get("$ref"), str):
+                target = (other / payload["$ref"].split("#", 1)[0]).resolve()
+                if target in by_path:
+                    carried.add(by_path[target])
+    return carried
 
 
 def _asyncapi_messages(doc: Mapping[str, Any]) -> list[tuple[str, Any]]:

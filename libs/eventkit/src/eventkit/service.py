@@ -46,6 +46,9 @@ class ServiceSpec:
     # Which types go to which topic, for a service with more than one event topic (the
     # AsyncAPI generator needs it); a single-topic service may leave it out.
     types_by_topic: Mapping[str, Sequence[str]] | None = None
+    # Writes go through eventkit.chain (each event commits to its predecessor's hash), so
+    # `jingmin verify-chain` checks this service's database.
+    hash_chained: bool = False
 
 
 def load_services() -> dict[str, ServiceSpec]:

@@ -114,7 +114,9 @@ async def browser() -> AsyncIterator[Browser]:
     """
     path = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
     if not Path(path).exists():
-        pytest.fail(f"Chromium not found at {path}: apt-get install chromium (or set CHROMIUM_PATH)")
+        pytest.fail(
+            f"Chromium not found at {path}: apt-get install chromium (or set CHROMIUM_PATH)"
+        )
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
             executable_path=path, headless=True, args=list(CHROMIUM_ARGS)

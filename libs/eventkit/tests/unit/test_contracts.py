@@ -549,6 +549,27 @@ def test_context_without_asyncapi_is_reported(contracts_dir: Path) -> None:
     ]
 
 
+def test_a_context_published_by_another_contexts_document_needs_none_of_its_own(
+    contracts_dir: Path,
+) -> None:
+    # One service sending two contexts' types (complaints also sends supervision events)
+    # writes one document, in its own folder, that covers the other folder's schemas.
+    other = "jingmin.toyaudit.ThingAudited.v1"
+    write(contracts_dir, "toyaudit/ThingAudited.v1.json", data_schema(other))
+    registry = SchemaRegistry.load(contracts_dir)
+    topics = [TopicSpec(TOPIC), TopicSpec("toy.audit.events.v1")]
+    doc = generate_asyncapi(
+        "toy", "Toy", topics, registry, {TOPIC: [TYPE], "toy.audit.events.v1": [other]}
+    )
+    write(contracts_dir, "toy/asyncapi.yaml", dump_asyncapi(doc))
+
+    assert contracts_check(contracts_dir, [TYPE, other], previous=no_history) == []
+    toy_asyncapi(contracts_dir, TYPE)  # the document no longer carries the other context
+    assert contracts_check(contracts_dir, [TYPE, other], previous=no_history) == [
+        "toyaudit/asyncapi.yaml: missing"
+    ]
+
+
 def test_all_emitted_types_reads_every_spec() -> None:
     specs = [
         SimpleNamespace(event_types=("a", "b")),
