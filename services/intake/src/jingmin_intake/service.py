@@ -29,7 +29,11 @@ SERVICE = ServiceSpec(
         ),
     ),
     to_messages=to_messages,
-    workers=("jingmin_intake.application.sweeper:run",),
+    workers=(
+        "jingmin_intake.application.sweeper:run",
+        # Opens a `field` case for each issue raised during a visit (visits.visit.events.v1).
+        "jingmin_intake.application.visits_consumer:run",
+    ),
     dead_letter_topic=DEAD_LETTER_TOPIC,
     event_types=EVENT_TYPES,
 )

@@ -11,16 +11,24 @@ from jingmin_intake.domain.case import Case
 
 
 async def project(
-    conn: asyncpg.Connection, case: Case, branch: str | None, updated_at: datetime
+    conn: asyncpg.Connection,
+    case: Case,
+    branch: str | None,
+    updated_at: datetime,
+    source_ref: str | None = None,
 ) -> None:
-    """Upsert the case row and its deadlines in one statement (one round trip per write)."""
+    """Upsert the case row and its deadlines in one statement (one round trip per write).
+
+    `branch` and `source_ref` come from the case's receipt and are only written with it.
+    """
     deadlines = list(case.deadlines.items())
     await conn.execute(
         """WITH c AS (
                INSERT INTO cases (case_id, bureau, station, channel, kind, priority,
-                   area_type, branch, status, version, subject_id, received_at, updated_at)
+                   area_type, branch, status, version, subject_id, received_at, updated_at,
+                   source_ref)
                VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'other'), $9, $10, $11, $12,
-                   $13)
+                   $13, $19)
                ON CONFLICT (case_id) DO UPDATE SET status = excluded.status,
                    version = excluded.version, updated_at = excluded.updated_at)
            INSERT INTO case_deadlines (case_id, deadline, bureau, due_at, met_at, breached_at,
@@ -50,6 +58,7 @@ async def project(
         [d.met_at for _, d in deadlines],
         [d.breached for _, d in deadlines],
         [d.cancelled for _, d in deadlines],
+        source_ref,
     )
 
 
@@ -65,6 +74,7 @@ async def list_cases(
     overdue: bool | None,
     limit: int,
     before: tuple[datetime, str] | None,
+    source_ref: str | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first, keyset-paginated; only cases inside the caller's scopes.
 
@@ -73,7 +83,7 @@ async def list_cases(
     """
     rows = await conn.fetch(
         """SELECT c.case_id, c.bureau, c.station, c.channel, c.kind, c.priority, c.area_type,
-                  c.branch, c.status, c.version, c.received_at, c.updated_at,
+                  c.branch, c.status, c.version, c.received_at, c.updated_at, c.source_ref,
                   (SELECT min(d.due_at) FROM case_deadlines d WHERE d.case_id = c.case_id
                      AND d.met_at IS NULL AND NOT d.cancelled) AS next_due_at
            FROM cases c
@@ -87,6 +97,7 @@ async def list_cases(
                    SELECT 1 FROM case_deadlines d WHERE d.case_id = c.case_id
                      AND d.met_at IS NULL AND NOT d.cancelled AND d.due_at < clock_timestamp()))
              AND ($8::timestamptz IS NULL OR (c.received_at, c.case_id) < ($8, $9::text))
+             AND ($11::text IS NULL OR starts_with(c.source_ref, $11))
            ORDER BY c.received_at DESC, c.case_id DESC LIMIT $10""",
         patterns,
         bureau,
@@ -98,6 +109,7 @@ async def list_cases(
         before[0] if before else None,
         before[1] if before else None,
         limit,
+        source_ref,
     )
     return [dict(r) for r in rows]
 

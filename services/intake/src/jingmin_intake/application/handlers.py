@@ -10,9 +10,10 @@ from typing import Any
 import asyncpg
 from eventkit.auth import authorize
 from eventkit.commands import CommandRequest, accepted, check_version, run_command
-from eventkit.personal import Vault
+from eventkit.personal import SubjectErased, Vault, subject_ref
 from eventkit.policies import BureauPolicies
 from eventkit.problems import conflict, not_found, unprocessable
+from eventkit.settings import KernelSettings
 from eventkit.store import (
     ConcurrencyConflict,
     NewEvent,
@@ -43,6 +44,24 @@ Decision = Callable[[Case, DeadlinePolicy, asyncpg.Connection, datetime], Awaita
 
 def new_case_id() -> str:
     return uuid.uuid4().hex
+
+
+async def seal_for_subject(
+    vault: Vault,
+    settings: KernelSettings,
+    conn: asyncpg.Connection,
+    subject_id: str,
+    fields: Mapping[str, str | None],
+) -> tuple[str, dict[str, Any]]:
+    """A new case's subject and its fields encrypted under them, in one key lookup."""
+    present = {k: v for k, v in fields.items() if v}
+    try:
+        return subject_id, dict(await vault.encrypt_fields(conn, subject_id, present))
+    except SubjectErased:
+        # 有警必接: an erased person who reaches the police again is served, under a fresh
+        # subject that cannot be linked to what was erased.
+        fresh = subject_ref({}, settings)
+        return fresh, dict(await vault.encrypt_fields(conn, fresh, present))
 
 
 class CaseCommands:
@@ -100,10 +119,17 @@ class CaseCommands:
                 case_id,
                 STREAM_TYPE,
                 before,
-                [_new_event(case, f, metadata) for f in facts],
+                [event_for(case, f, metadata) for f in facts],
                 publish=to_messages,
             )
-            await read_model.project(conn, case, _branch(history, recorded), self.clock())
+            first = (history or recorded)[0]
+            await read_model.project(
+                conn,
+                case,
+                _receipt_field(first, "branch"),
+                self.clock(),
+                _receipt_field(first, "source_ref"),
+            )
             return status, accepted("case_id", case_id, case.version, case.status, recorded)
 
         return await run_command(
@@ -129,7 +155,7 @@ class CaseCommands:
                         case_id,
                         STREAM_TYPE,
                         before,
-                        [_new_event(case, f, {"actor": "system:sweeper"}) for f in facts],
+                        [event_for(case, f, {"actor": "system:sweeper"}) for f in facts],
                         publish=to_messages,
                     )
                     await read_model.project(tx.connection, case, None, self.clock())
@@ -139,7 +165,7 @@ class CaseCommands:
         return 0
 
 
-def _new_event(case: Case, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
+def event_for(case: Case, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
     # Every event carries the unit at the time it happened: officers and cases move.
     data = {"station": case.station, **fact.data}
     return NewEvent(
@@ -151,7 +177,6 @@ def _new_event(case: Case, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
     )
 
 
-def _branch(history: list[RecordedEvent], recorded: list[RecordedEvent]) -> str | None:
-    first = (history or recorded)[0]
-    value = first.data.get("branch")
+def _receipt_field(first: RecordedEvent, name: str) -> str | None:
+    value = first.data.get(name)
     return str(value) if value else None

@@ -48,6 +48,7 @@ EVENT_TYPES = (
     BREACHED,
 )
 
+_NEVER_DROPPED = frozenset({Kind.ALARM, Kind.COMPLAINT})
 _OUTCOME_OF = {
     RESOLVED: Status.RESOLVED,
     TRANSFERRED: Status.TRANSFERRED,
@@ -335,10 +336,12 @@ class Case:
         now: datetime,
     ) -> list[Fact]:
         self._require(OPEN, "reject")
-        if self.kind == Kind.ALARM and (reason == RejectReason.OTHER or not has_explanation):
-            # 有警必接: an alarm is never dropped without a stated, specific reason.
+        if self.kind in _NEVER_DROPPED and (reason == RejectReason.OTHER or not has_explanation):
+            # 有警必接: an alarm is never dropped without a stated, specific reason; nor is a
+            # complaint about the police, which the police themselves are refusing to hear.
             raise InvalidCommand(
-                "an alarm can only be rejected with a specific reason code and an explanation"
+                f"a{'n' if self.kind == Kind.ALARM else ''} {self.kind} can only be rejected "
+                "with a specific reason code and an explanation"
             )
         return self._decide(Fact(REJECTED, {**data, "reason": reason}, occurred_at), now)
 

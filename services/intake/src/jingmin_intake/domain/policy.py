@@ -43,6 +43,12 @@ class DeadlinePolicy:
     first_contact_seconds: dict[str, int] = field(default_factory=_first_contact)
     petition_acceptance_seconds: int = 15 * DAY  # 信访工作条例
     petition_conclusion_seconds: int = 60 * DAY  # from acceptance
+    # A complaint about police conduct is registered here and handed over: its acceptance
+    # decision (15 days) and conclusion (60 days) are the complaints service's promises, so
+    # intake sets no resolution deadline for it, only that someone owns it (首问负责制) and
+    # the person is told where it went. DOMAIN.md gives no figure: one day by default, the
+    # stricter channel promise (2 h on written channels) still applying.
+    complaint_first_contact_seconds: int | None = DAY
     reply_seconds: dict[str, int] = field(default_factory=_reply)
     # Alarms are closed on scene; a reply deadline would double count the dispatch promise.
     reply_kinds: tuple[str, ...] = (
@@ -91,6 +97,12 @@ class DeadlinePolicy:
             due[Deadline.FIRST_CONTACT] = received_at + timedelta(
                 seconds=self.petition_acceptance_seconds
             )
+        elif kind == Kind.COMPLAINT and self.complaint_first_contact_seconds:
+            seconds = min(
+                self.complaint_first_contact_seconds,
+                self.first_contact_seconds.get(channel, MAX_SECONDS),
+            )
+            due[Deadline.FIRST_CONTACT] = received_at + timedelta(seconds=seconds)
         elif channel in self.first_contact_seconds:
             due[Deadline.FIRST_CONTACT] = received_at + timedelta(
                 seconds=self.first_contact_seconds[channel]

@@ -29,6 +29,22 @@ class Kind(StrEnum):
     PETITION = "petition"
     OPINION = "opinion"
     TIP = "tip"
+    # 投诉 about police conduct: intake registers it and hands it over; the complaints
+    # service consumes CaseReceived with this kind and owns acceptance and conclusion.
+    COMPLAINT = "complaint"
+
+
+class ComplaintCategory(StrEnum):
+    """The complaints service's categories (DOMAIN.md §3.3): a complaint's `category`."""
+
+    ATTITUDE = "attitude"  # 态度恶劣, 冷硬横推
+    INACTION = "inaction"  # 不作为, 只接警不处警
+    MISCONDUCT = "misconduct"  # 乱作为, 滥用强制措施
+    UNFAIR_ENFORCEMENT = "unfair_enforcement"  # 执法不公, 差异性执法
+    CORRUPTION = "corruption"  # 吃拿卡要, 乱收滥罚
+    SERVICE_DELAY = "service_delay"  # 拖延, 跑多次
+    DISCIPLINE = "discipline"  # 警容警纪, 耍特权
+    OTHER = "other"
 
 
 class Priority(StrEnum):
@@ -115,7 +131,8 @@ OUTCOMES = frozenset({Status.RESOLVED, Status.TRANSFERRED, Status.ESCALATED, Sta
 class Deadline(StrEnum):
     """Which promise a due time belongs to."""
 
-    FIRST_CONTACT = "first_contact"  # online message accepted / petition acceptance decision
+    # online message accepted / petition acceptance decision / complaint handed over
+    FIRST_CONTACT = "first_contact"
     DISPATCH = "dispatch"  # alarm dispatched after answer
     ARRIVAL = "arrival"  # on scene after dispatch, by area type
     RESOLUTION = "resolution"  # reply / conclusion / committed service time

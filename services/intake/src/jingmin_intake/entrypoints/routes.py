@@ -25,6 +25,7 @@ from jingmin_intake.application.handlers import (
     CaseCommands,
     Decision,
     new_case_id,
+    seal_for_subject,
 )
 from jingmin_intake.domain.case import Case, Fact
 from jingmin_intake.domain.errors import InvalidCommand
@@ -137,15 +138,8 @@ async def _seal_new_case(
     settings = request.app.state.settings
     fields: dict[str, str | None] = {f"person.{k}": v for k, v in person.items()}
     fields.update(demand=body.demand, hoped_outcome=body.hoped_outcome)
-    present = {k: v for k, v in fields.items() if v}
     subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
-    try:
-        return subject_id, dict(await _vault(request).encrypt_fields(conn, subject_id, present))
-    except SubjectErased:
-        # 有警必接: an erased person who calls again is served, under a fresh subject that
-        # cannot be linked to what was erased.
-        subject_id = subject_ref({}, settings)
-        return subject_id, dict(await _vault(request).encrypt_fields(conn, subject_id, present))
+    return await seal_for_subject(_vault(request), settings, conn, subject_id, fields)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -345,10 +339,19 @@ async def list_cases(
     kind: Kind | None = None,
     channel: Channel | None = None,
     overdue: bool | None = None,
+    source_ref: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            description="Cases whose source_ref starts with this, e.g. visits:visit:<id>#",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> s.CasePage:
-    """List cases in the caller's scope, newest first; filter by unit, status, kind, overdue."""
+    """List cases in the caller's scope, newest first; filter by unit, status, kind, overdue,
+    or source (e.g. the cases a visit raised)."""
     if not principal.has_role(*READ_ROLES):
         raise forbidden(f"requires one of the roles {sorted(READ_ROLES)}")
     for code in (bureau, station):
@@ -366,6 +369,7 @@ async def list_cases(
             overdue=overdue,
             limit=limit,
             before=_parse_cursor(cursor) if cursor else None,
+            source_ref=source_ref,
         )
         now = await conn.fetchval("SELECT clock_timestamp()")
     items = [_summary(r, now) for r in rows]

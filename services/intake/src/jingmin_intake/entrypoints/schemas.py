@@ -22,6 +22,7 @@ from jingmin_intake.domain.vocabulary import (
     AreaType,
     Branch,
     Channel,
+    ComplaintCategory,
     HoursType,
     Kind,
     PartyCategory,
@@ -30,6 +31,7 @@ from jingmin_intake.domain.vocabulary import (
     TransferTarget,
 )
 
+COMPLAINT_CATEGORIES = tuple(c.value for c in ComplaintCategory)
 UnitCode = Annotated[str, StringConstraints(pattern=r"^\d{6,11}$")]
 OfficerId = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
@@ -70,7 +72,11 @@ class ReceiveCase(Strict):
     area_type: AreaType
     branch: Branch = Branch.OTHER
     party_category: PartyCategory | None = None
-    category: Code | None = Field(None, description="Issue category code, for top issues.")
+    category: Code | None = Field(
+        None,
+        description="Issue category code, for top issues. For kind `complaint`, required and "
+        "one of the complaints categories: " + ", ".join(COMPLAINT_CATEGORIES) + ".",
+    )
     person: PersonIn | None = None
     demand: Text = Field(description="The person's most urgent demand, in their words.")
     hoped_outcome: Text | None = None
@@ -83,6 +89,16 @@ class ReceiveCase(Strict):
     def _station_in_bureau(self) -> ReceiveCase:
         if not self.station.startswith(self.bureau):
             raise ValueError("station must belong to the bureau (its code starts with it)")
+        return self
+
+    @model_validator(mode="after")
+    def _complaint_category(self) -> ReceiveCase:
+        # The complaints service opens its complaint from this case: it needs one of its
+        # own categories, not a free issue code.
+        if self.kind == Kind.COMPLAINT and self.category not in COMPLAINT_CATEGORIES:
+            raise ValueError(
+                "a complaint needs a complaint category: one of " + ", ".join(COMPLAINT_CATEGORIES)
+            )
         return self
 
 
@@ -162,6 +178,9 @@ class CaseSummary(BaseModel):
     version: int
     received_at: datetime
     updated_at: datetime
+    source_ref: str | None = Field(
+        None, description="Where the case came from, e.g. visits:visit:<id>#<issue id>."
+    )
     next_due_at: datetime | None = None
     overdue: bool = False
 
@@ -184,6 +203,7 @@ class PolicyBody(Strict):
     first_contact_seconds: dict[Channel, Seconds] | None = None
     petition_acceptance_seconds: Seconds | None = None
     petition_conclusion_seconds: Seconds | None = None
+    complaint_first_contact_seconds: Seconds | None = None
     reply_seconds: dict[Priority, Seconds] | None = None
     reply_kinds: list[Kind] | None = None
     sweep_grace_seconds: int | None = Field(None, ge=0, le=3600)
