@@ -7,7 +7,6 @@ they are handed to the visits consumer as Kafka records, twice, as a redelivery 
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,50 +15,36 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import ConsumerRecord
 from eventkit.auth import issue_token
-from eventkit.kafka import json_bytes, record_headers
-from eventkit.service import load_services
 from eventkit.settings import KernelSettings
 from eventkit.testing import DatabaseFactory
+from flowkit import DeadLetters, published
+from jingmin_intake.service import SERVICE as INTAKE
+from jingmin_visits.service import SERVICE as VISITS
 
 pytestmark = pytest.mark.integration
 
 BUREAU, STATION = "330602", "330602001"
 
 
-class _DeadLetters:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, topic: str, **_: Any) -> Any:
-        self.sent.append(topic)
-
-        async def acked() -> None:
-            return None
-
-        return acked()
-
-
 @pytest.fixture
 async def platform(
     fresh_database: DatabaseFactory, tmp_path: Path
 ) -> AsyncIterator[dict[str, Any]]:
-    services = load_services()
     settings = KernelSettings(
         jingmin_home=tmp_path,
         master_key=base64.b64encode(os.urandom(32)).decode(),
         kafka_bootstrap_servers="127.0.0.1:9",
     )
-    intake_dsn = await fresh_database([services["intake"].migrations])
-    visits_dsn = await fresh_database([services["visits"].migrations])
+    intake_dsn = await fresh_database([INTAKE.migrations])
+    visits_dsn = await fresh_database([VISITS.migrations])
     from jingmin_intake.entrypoints.app import create_app
     from jingmin_visits.application.intake_consumer import IntakeHandler, build_consumer
 
     app = create_app(settings, dsn=intake_dsn)
     intake_pool = await asyncpg.create_pool(intake_dsn, min_size=1, max_size=4)
     visits_pool = await asyncpg.create_pool(visits_dsn, min_size=1, max_size=4)
-    dead = _DeadLetters()
+    dead = DeadLetters()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake.test") as c:
@@ -104,38 +89,12 @@ async def _resolve_case(p: dict[str, Any], category: str) -> str:
     return case_id
 
 
-async def _published(pool: asyncpg.Pool) -> list[ConsumerRecord[bytes, bytes]]:
-    rows = await pool.fetch(
-        "SELECT topic, aggregate_id, payload::text AS p, headers::text AS h FROM outbox ORDER BY id"
-    )
-    records = []
-    for offset, row in enumerate(rows):
-        value = json_bytes(json.loads(row["p"]))
-        key = row["aggregate_id"].encode()
-        records.append(
-            ConsumerRecord(
-                topic=row["topic"],
-                partition=0,
-                offset=offset,
-                timestamp=0,
-                timestamp_type=0,
-                key=key,
-                value=value,
-                checksum=None,
-                serialized_key_size=len(key),
-                serialized_value_size=len(value),
-                headers=record_headers(json.loads(row["h"])),
-            )
-        )
-    return records
-
-
 async def test_a_case_resolved_through_intake_gets_one_callback_or_one_suppression(
     platform: dict[str, Any],
 ) -> None:
     eligible = await _resolve_case(platform, "dispute.neighbour")
     violent = await _resolve_case(platform, "domestic_violence")
-    records = await _published(platform["intake"])
+    records = await published(platform["intake"])
     consumer = platform["consumer"]
 
     outcomes = [await consumer.handle(r) for r in records + records]  # delivered twice

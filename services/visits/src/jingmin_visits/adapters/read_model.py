@@ -208,3 +208,23 @@ async def audit_read(
         status,
         cb.callback_id,
     )
+
+
+async def remember_complaint(
+    conn: asyncpg.Connection, complaint_id: str, intake_case_id: str | None, callback_id: str | None
+) -> None:
+    await conn.execute(
+        """INSERT INTO complaint_origins (complaint_id, intake_case_id, callback_id)
+           VALUES ($1, $2, $3) ON CONFLICT (complaint_id) DO NOTHING""",
+        complaint_id,
+        intake_case_id,
+        callback_id,
+    )
+
+
+async def complaint_origin(conn: asyncpg.Connection, complaint_id: str) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        "SELECT intake_case_id, callback_id FROM complaint_origins WHERE complaint_id = $1",
+        complaint_id,
+    )
+    return dict(row) if row else {}

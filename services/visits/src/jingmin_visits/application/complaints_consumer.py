@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CONSUMER_NAME = "visits.callbacks.from-complaints"
 GROUP_ID = "visits.callbacks.from-complaints"
 COMPLAINTS_TOPICS = ("complaints.complaint.events.v1", "complaints.supervision.events.v1")
+RECEIVED = "jingmin.complaints.ComplaintReceived.v1"
 CONCLUDED = "jingmin.complaints.ComplaintConcluded.v1"
 RECOVERY = "jingmin.supervision.RecoveryFollowUpRequested.v1"
 
@@ -43,9 +44,15 @@ class ComplaintsHandler:
 
     async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
         data = envelope.data
+        if envelope.type == RECEIVED:
+            await read_model.remember_complaint(
+                conn, data["complaint_id"], data.get("intake_case_id"), data.get("callback_id")
+            )
+            return
         if envelope.type == CONCLUDED:
             if data["outcome"] == "withdrawn":
                 return  # nobody to ask how the answer landed: the complainant withdrew
+            owner, item = await _complainant_of(conn, data["complaint_id"])
             resolution = Resolution(
                 case_id=data["complaint_id"],
                 bureau=data["bureau"],
@@ -56,7 +63,8 @@ class ComplaintsHandler:
                 subject_id=data.get("subject_id"),
                 resolved_at=_time(data["occurred_at"]),
                 trigger=Trigger.COMPLAINT_CONCLUDED,
-                contact_owner="complaints",
+                contact_owner=owner,
+                contact_item=item,
             )
         elif envelope.type == RECOVERY:
             followed = data.get("callback_id", "")
@@ -86,6 +94,24 @@ class ComplaintsHandler:
             "traceparent": envelope.traceparent,
         }
         await decide_on_resolution(conn, resolution, policy, metadata, datetime.now(UTC))
+
+
+async def _complainant_of(conn: asyncpg.Connection, complaint_id: str) -> tuple[str, str]:
+    """Who lends the complainant's contact: a complaint filed directly holds it; one opened
+    from an intake case or from a callback borrows it from where it came from."""
+    origin = await read_model.complaint_origin(conn, complaint_id)
+    if origin.get("intake_case_id"):
+        return "intake", origin["intake_case_id"]
+    if origin.get("callback_id"):
+        row = await conn.fetchrow(
+            """SELECT data->>'contact_owner' AS owner, data->>'contact_item' AS item, case_id
+               FROM events e JOIN callbacks c ON c.callback_id = e.stream_id
+               WHERE e.stream_id = $1 AND e.version = 1""",
+            origin["callback_id"],
+        )
+        if row is not None:
+            return row["owner"] or "intake", row["item"] or row["case_id"]
+    return "complaints", complaint_id
 
 
 def build_consumer(

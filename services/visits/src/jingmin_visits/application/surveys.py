@@ -120,7 +120,7 @@ class SurveyDispatcher:
                 return "closed"
             try:
                 contact = await self.contacts.fetch(
-                    cb.contact_owner, cb.case_id, "survey", correlation_id=callback_id
+                    cb.contact_owner, cb.contact_item, "survey", correlation_id=callback_id
                 )
             except (ContactErased, ContactNotFound, ContactRefused) as exc:
                 log.warning("no contact for %s: %s", callback_id, type(exc).__name__)

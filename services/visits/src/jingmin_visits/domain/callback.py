@@ -53,8 +53,10 @@ class Resolution:
     resolved_at: datetime
     # Set when the trigger is not an intake resolution (a complaint concluded, a recovery).
     trigger: str | None = None
-    # The service that lends the person's contact at call time.
+    # The service that lends the person's contact at call time, and its item (when not
+    # the item the callback follows, e.g. a complaint opened from an intake case).
     contact_owner: str = "intake"
+    contact_item: str | None = None
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Callback:
     expires_at: datetime | None = None
     attempts: int = 0
     contact_owner: str = "intake"
+    contact_item: str = ""
     assignee: str | None = None
     survey_sent: bool = False
     last_occurred_at: datetime | None = None
@@ -94,6 +97,7 @@ class Callback:
             self.bureau, self.station = d["bureau"], d["station"]
             self.subject_id = d.get("subject_id")
             self.contact_owner = d.get("contact_owner", "intake")
+            self.contact_item = d.get("contact_item", self.case_id)
         if fact.type == SCHEDULED:
             self.status = Status.SCHEDULED
             self.mode = d["mode"]
@@ -131,6 +135,8 @@ class Callback:
             data["subject_id"] = r.subject_id
         if r.contact_owner != "intake":
             data["contact_owner"] = r.contact_owner
+        if r.contact_item is not None and r.contact_item != r.case_id:
+            data["contact_item"] = r.contact_item
         return data
 
     def decide(self, r: Resolution, policy: CallbackPolicy, opted_out: bool) -> list[Fact]:

@@ -261,7 +261,7 @@ async def callback_contact(
         try:
             contact = await request.app.state.contacts.fetch(
                 cb.contact_owner,
-                cb.case_id,
+                cb.contact_item,
                 "callback",
                 correlation_id=f"{principal.subject}.{callback_id}"[:128],
             )
