@@ -278,3 +278,36 @@ async def test_a_concluded_complaint_and_a_recovery_each_get_one_phone_callback(
     )
     assert owner == "complaints"
     assert dead_letters.sent == []
+
+
+async def test_a_complaint_from_an_intake_case_borrows_the_contact_from_intake(
+    db: asyncpg.Pool, dead_letters: FakeProducer, intake: Intake, stored: Stored
+) -> None:
+    consumer = build_consumer(db, dead_letters, handler=ComplaintsHandler(), validate=None)  # type: ignore[arg-type]
+    complaint_id, case_id = uuid.uuid4().hex, uuid.uuid4().hex
+    received = _complaints_envelope(
+        "jingmin.complaints.ComplaintReceived.v1",
+        complaint_id,
+        {"complaint_id": complaint_id, "intake_case_id": case_id, "channel": "call_110"},
+    )
+    concluded = _complaints_envelope(
+        "jingmin.complaints.ComplaintConcluded.v1",
+        complaint_id,
+        {"complaint_id": complaint_id, "outcome": "unsubstantiated", "channel": "call_110"},
+    )
+    for env in (received, concluded):
+        await consumer.handle(intake.record(env, topic="complaints.complaint.events.v1"))
+    callback_id = f"cb-{complaint_id}-complaint_concluded"
+    data = await db.fetchval("SELECT data FROM events WHERE stream_id = $1", callback_id)
+    data = json.loads(data) if isinstance(data, str) else data
+    assert (data.get("contact_owner", "intake"), data["contact_item"]) == ("intake", case_id)
+    contacts = Contacts()
+    day = datetime.now(SHANGHAI).date()
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=SHANGHAI)
+    await db.execute("UPDATE callbacks SET mode = 'sms'")  # exercise the dispatcher's lookup
+    await db.execute(
+        "UPDATE events SET data = jsonb_set(data, '{mode}', '\"sms\"') WHERE stream_id = $1",
+        callback_id,
+    )
+    await _dispatcher(db, contacts, Gateway(), lambda: noon).run_once()
+    assert contacts.asked == [("intake", case_id, "survey")]
