@@ -182,7 +182,8 @@ def _partitions(consumer: KafkaConsumer, topic: str) -> set[int]:
 def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> int:
     schemas = Schemas(Path(args.schemas))
     consumer = _consumer(args)
-    seen: set[str] = set()
+    # CloudEvents identify an event by (source, id), so that is what a copy repeats.
+    seen: set[tuple[str, str]] = set()
     counts = {"received": 0, "valid": 0, "invalid": 0, "duplicates": 0}
     last_message = time.monotonic()
     try:
@@ -192,7 +193,8 @@ def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) 
                 for record in records:
                     counts["received"] += 1
                     event, problems = decode(record, schemas)
-                    if event.get("id") in seen:
+                    identity = (str(event.get("source")), str(event.get("id")))
+                    if identity in seen:
                         counts["duplicates"] += 1  # a redelivery or a replay: already handled
                         continue
                     if problems:
@@ -203,7 +205,7 @@ def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) 
                         if args.strict:
                             return 1
                         continue
-                    seen.add(str(event["id"]))
+                    seen.add(identity)
                     counts["valid"] += 1
                     print(json.dumps(event, ensure_ascii=False), file=out, flush=True)
             if batches:

@@ -44,13 +44,13 @@ read_only() {  # principal resource-flag prefix operation...
 # Topics
 topic intake.case.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic intake.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
-topic intake.hotline12345.public.v1 12 cleanup.policy=delete retention.ms=34560000000  # planned: Needs an intake producer (docs/partners.md, "Planned"); listed so the ACLs, the KafkaTopic and the partner documentation are ready when it lands.
+topic intake.hotline12345.public.v1 12 cleanup.policy=delete retention.ms=34560000000
 topic visits.callback.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic visits.visit.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic visits.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
-topic complaints.complaint.events.v1 12 cleanup.policy=delete retention.ms=-1  # planned: contracts.md; the complaints service is being built (issue 4).
-topic complaints.supervision.events.v1 12 cleanup.policy=delete retention.ms=-1  # planned: contracts.md; the complaints service is being built (issue 4).
-topic complaints.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000  # planned: contracts.md; the complaints service is being built (issue 4).
+topic complaints.complaint.events.v1 12 cleanup.policy=delete retention.ms=-1
+topic complaints.supervision.events.v1 12 cleanup.policy=delete retention.ms=-1
+topic complaints.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
 topic metrics.figures.snapshot.v1 12 cleanup.policy=compact  # planned: contracts.md; the metrics service is being built (issue 5).
 topic metrics.daily.public.v1 12 cleanup.policy=compact  # planned: contracts.md; the metrics service is being built (issue 5).
 topic metrics.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000  # planned: contracts.md; the metrics service is being built (issue 5).

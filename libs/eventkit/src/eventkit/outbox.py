@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
@@ -18,15 +19,20 @@ def envelope_for(
     data: Mapping[str, Any],
     dataschema: str | None = None,
     subject: str | None = None,
+    derived: str | None = None,
 ) -> Envelope:
     """The integration envelope of a stored event.
 
     ce_id is the stored event id: a relay retry and a replay years later send the same id,
-    which is what lets every consumer drop duplicates.
+    which is what lets every consumer drop duplicates. A second message made from the same
+    event (`derived` names it, e.g. a partner's view) gets an id derived from both, just as
+    stable, so no two messages ever share an id.
     """
     meta = event.metadata
     return Envelope(
-        id=event.event_id,
+        id=event.event_id
+        if derived is None
+        else str(uuid.uuid5(uuid.UUID(event.event_id), derived)),
         source=source,
         type=type_,
         subject=subject or event.stream_id,
@@ -76,10 +82,21 @@ def public_data(event: RecordedEvent, id_field: str, keep: Sequence[str]) -> dic
 
 
 def single_message(
-    event: RecordedEvent, *, source: str, type_: str, data: Mapping[str, Any], topic: str
+    event: RecordedEvent,
+    *,
+    source: str,
+    type_: str,
+    data: Mapping[str, Any],
+    topic: str,
+    derived: str | None = None,
 ) -> list[OutboxMessage]:
     """One CloudEvent for one stored event, with its schema's URN as `dataschema`."""
     envelope = envelope_for(
-        event, source=source, type_=type_, data=data, dataschema=f"urn:jingmin:schema:{type_}"
+        event,
+        source=source,
+        type_=type_,
+        data=data,
+        dataschema=f"urn:jingmin:schema:{type_}",
+        derived=derived,
     )
     return [message_for(event, envelope, topic)]

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from eventkit.service import ServiceSpec, TopicSpec
 
+from jingmin_intake.integration import hotline
 from jingmin_intake.integration.messages import (
     DEAD_LETTER_TOPIC,
     EVENT_TYPES,
     TOPIC,
+    TYPES_BY_TOPIC,
     to_messages,
 )
 
@@ -22,6 +24,13 @@ SERVICE = ServiceSpec(
     topics=(
         # 12 partitions: keyed by case id, so a county's load spreads; room for 12 consumers.
         TopicSpec(TOPIC, partitions=12, description="Every intake case event, keyed by case id."),
+        TopicSpec(
+            hotline.TOPIC,
+            partitions=12,
+            retention_ms=400 * 24 * 3600 * 1000,
+            description="For the 12345 hotline: status changes of cases transferred to it or"
+            " received from it (category, times, status; no personal data, no officer ids).",
+        ),
         TopicSpec(
             DEAD_LETTER_TOPIC,
             partitions=1,
@@ -36,4 +45,5 @@ SERVICE = ServiceSpec(
     ),
     dead_letter_topic=DEAD_LETTER_TOPIC,
     event_types=EVENT_TYPES,
+    types_by_topic=TYPES_BY_TOPIC,
 )

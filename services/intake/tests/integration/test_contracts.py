@@ -17,6 +17,7 @@ import pytest
 from eventkit.contracts import CONTRACTS_ENV, SchemaRegistry, SchemaViolation, dataschema_urn
 from jingmin_intake.application.handlers import CaseCommands
 from jingmin_intake.application.sweeper import sweep_once
+from jingmin_intake.integration import hotline
 from jingmin_intake.integration.messages import EVENT_TYPES, TOPIC
 
 if TYPE_CHECKING:
@@ -109,6 +110,15 @@ async def run_every_command(
     tip = (await api.receive(kind="tip", channel="mailbox"))["case_id"]
     await api.command(tip, "rejection", reason="other", explanation=None)
 
+    # Cases shared with the 12345 hotline: one it sent us, one we sent to it.
+    from_hotline = (
+        await api.receive(kind="help", channel="transfer_in", source_ref="12345:GD-2024-0001")
+    )["case_id"]
+    await api.command(from_hotline, "resolution")
+    await api.command(from_hotline, "close")
+    to_hotline = (await api.receive(kind="consultation", channel="online"))["case_id"]
+    await api.command(to_hotline, "transfer", target_type="external", target="12345")
+
     # A city-scoped case in another county, and a breach recorded by the sweeper.
     city = token("intake_operator", scopes=["3306"], subject="city-op")
     await api.receive(headers=city, bureau="330603", occurred_at=api.ago(minutes=10))
@@ -147,4 +157,4 @@ async def test_every_emitted_event_validates_against_its_schema(
     assert not problems, "\n".join(problems)
 
     topics = {t for (t,) in await stored.pool.fetch("SELECT DISTINCT topic FROM outbox")}
-    assert topics == {TOPIC}
+    assert topics == {TOPIC, hotline.TOPIC}

@@ -26,6 +26,7 @@ from jingmin_intake.adapters import read_model
 from jingmin_intake.domain.case import Case, Fact
 from jingmin_intake.domain.errors import IllegalTransition, InvalidCommand
 from jingmin_intake.domain.policy import DeadlinePolicy
+from jingmin_intake.integration import hotline
 from jingmin_intake.integration.messages import to_messages
 
 STREAM_TYPE = "case"
@@ -168,6 +169,9 @@ class CaseCommands:
 def event_for(case: Case, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
     # Every event carries the unit at the time it happened: officers and cases move.
     data = {"station": case.station, **fact.data}
+    shared = hotline.snapshot(case, fact)
+    if shared is not None:
+        data["hotline"] = shared  # what the 12345 hotline may see (integration/hotline.py)
     return NewEvent(
         type=fact.type,
         data=data,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jingmin_intake.domain.errors import IllegalTransition, InvalidCommand
+from jingmin_intake.domain.hotline import hotline_ref, is_transfer_to_hotline
 from jingmin_intake.domain.vocabulary import (
     OPEN,
     OUTCOMES,
@@ -111,6 +112,20 @@ class Case:
     arrived_at: datetime | None = None
     service_visits: int = 0
     deadlines: dict[str, DeadlineState] = field(default_factory=dict)
+    category: str | None = None
+    # Set when the case came from the 12345 hotline or was transferred to it: the hotline
+    # then follows its status on its partner topic.
+    hotline_direction: str | None = None
+    hotline_ref: str | None = None
+    transferred_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    person_informed: bool | None = None
+
+    @property
+    def reply_due_at(self) -> datetime | None:
+        state = self.deadlines.get(Deadline.RESOLUTION)
+        return state.due_at if state is not None else None
 
     # ---- state -------------------------------------------------------------------------
 
@@ -143,6 +158,10 @@ class Case:
             self.priority, self.area_type = d["priority"], d["area_type"]
             self.subject_id = d.get("subject_id")
             self.received_at = t
+            self.category = d.get("category")
+            self.hotline_ref = hotline_ref(d["channel"], d.get("source_ref"))
+            if self.hotline_ref is not None:
+                self.hotline_direction = "from_hotline"
         elif fact.type == FIRST_CONTACT:
             self.first_contact_at = t
             if self.status == Status.RECEIVED:
@@ -156,6 +175,13 @@ class Case:
             self.service_visits = d["visit_number"]
         elif fact.type in _OUTCOME_OF:
             self.status = _OUTCOME_OF[fact.type]
+            if fact.type == TRANSFERRED:
+                self.transferred_at = t
+                self.person_informed = d.get("person_informed")
+                if is_transfer_to_hotline(d):
+                    self.hotline_direction = self.hotline_direction or "to_hotline"
+            elif fact.type == RESOLVED:
+                self.resolved_at = t
             for state in self.deadlines.values():
                 if state.open:
                     state.cancelled = True
@@ -163,6 +189,7 @@ class Case:
             self.status = Status.REOPENED
         elif fact.type == CLOSED:
             self.status = Status.CLOSED
+            self.closed_at = t
 
     # ---- decisions ---------------------------------------------------------------------
 

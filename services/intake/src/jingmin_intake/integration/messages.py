@@ -13,6 +13,7 @@ from eventkit import outbox
 from eventkit.store import OutboxMessage, RecordedEvent
 
 from jingmin_intake.domain import case as events
+from jingmin_intake.integration import hotline
 
 SOURCE = "/jingmin/intake"
 TOPIC = "intake.case.events.v1"
@@ -59,7 +60,9 @@ def ce_type(stored_type: str) -> str:
     return f"jingmin.intake.{stored_type}.v{VERSION}"
 
 
-EVENT_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
+CASE_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
+EVENT_TYPES: tuple[str, ...] = (*CASE_TYPES, hotline.TYPE)
+TYPES_BY_TOPIC = {TOPIC: CASE_TYPES, hotline.TOPIC: (hotline.TYPE,)}
 
 
 def public_data(event: RecordedEvent) -> dict[str, Any]:
@@ -67,6 +70,20 @@ def public_data(event: RecordedEvent) -> dict[str, Any]:
 
 
 def to_messages(event: RecordedEvent) -> Sequence[OutboxMessage]:
-    return outbox.single_message(
-        event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=TOPIC
+    messages = list(
+        outbox.single_message(
+            event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=TOPIC
+        )
     )
+    shared = hotline.data_of(event)
+    if shared is not None:
+        # Its own ce_id, derived from the event's, so a replay sends the same one again.
+        messages += outbox.single_message(
+            event,
+            source=hotline.SOURCE,
+            type_=hotline.TYPE,
+            data=shared,
+            topic=hotline.TOPIC,
+            derived=hotline.TOPIC,
+        )
+    return messages
