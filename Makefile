@@ -8,7 +8,7 @@ UV_VERSION := 0.13.8
 # `python3 -m uv` works even when pip put the uv script somewhere not on PATH.
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_FLAGS ?= -q -p no:cacheprovider
-MYPY_TARGETS := libs/eventkit/src/eventkit $(wildcard services/*/src/jingmin_*)
+MYPY_TARGETS := libs/eventkit/src/eventkit libs/simulator/src/jingmin_sim $(wildcard services/*/src/jingmin_*)
 
 .PHONY: help setup dev test lint bench contracts-check clean
 
@@ -18,6 +18,7 @@ help:
 	@echo "make test             run the whole test suite (PYTEST_FLAGS=... to change flags)"
 	@echo "make lint             ruff check, ruff format --check, mypy"
 	@echo "make bench            run the benchmarks (results in bench-results/)"
+	@echo "make chaos            break a private platform six ways, check nothing is lost"
 	@echo "make contracts-check  validate contracts/ and compatibility across versions"
 	@echo "make clean            remove caches (keeps .jingmin/, the dev data)"
 	@echo "make deploy-render    regenerate deploy files from deploy/topics.yaml and partners.yaml"
@@ -47,12 +48,18 @@ lint: setup
 bench: setup
 	$(UV) run python tests/bench/run.py $(BENCH_FLAGS)
 
+# Faults on a private stack (own embedded Postgres and Tansu on free ports); about 10 min.
+# CHAOS_FLAGS=--help lists the knobs (scenario names, --scale, --load, --keep ...).
+.PHONY: chaos
+chaos: setup
+	$(UV) run python tests/chaos/run.py $(CHAOS_FLAGS)
+
 contracts-check: setup
 	$(UV) run jingmin contracts-check
 
 clean:
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
-	rm -rf .pytest_cache .mypy_cache .ruff_cache bench-results
+	rm -rf .pytest_cache .mypy_cache .ruff_cache bench-results chaos-results
 
 # Deploy files (deploy/, docs/operations/): regenerate from deploy/topics.yaml and
 # deploy/partners.yaml; validate compose, kustomize, Prometheus rules and the partner example.

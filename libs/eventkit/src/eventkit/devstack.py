@@ -35,6 +35,8 @@ class Endpoint:
     # False when something already running was found: stop() then leaves it alone.
     started: bool = False
     _stop: Callable[[], None] | None = field(default=None, repr=False)
+    # The process serving it, when we started one (the chaos suite pauses and kills it).
+    pid: int | None = None
 
     def stop(self) -> None:
         stop, self._stop = self._stop, None
@@ -338,7 +340,7 @@ def start_tansu(
             tail = log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"tansu did not start on {address}:\n{tail}")
         time.sleep(0.05)
-    return Endpoint(address, True, stop)
+    return Endpoint(address, True, stop, pid=proc.pid)
 
 
 def resolve_kafka(log_dir: Path | None = None) -> Endpoint:

@@ -78,6 +78,7 @@ def create_app(
     _add_exception_handlers(app)
     # add_middleware puts the last one outermost: metrics time everything, including 413s and 500s.
     app.add_middleware(_BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(_NulByteMiddleware)
     app.add_middleware(_UnhandledErrorMiddleware)
     app.add_middleware(_MetricsMiddleware, service=service_name, routes=app.router.routes)
     _add_ops_routes(app, readiness)
@@ -197,10 +198,77 @@ def _document_problems(app: FastAPI) -> None:
             },
             "additionalProperties": True,
         }
+        _document_kernel_problems(app, schema, problem_ref)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# What the kernel itself answers, whatever the route: a body that is not JSON, a bad
+# Idempotency-Key or X-Correlation-Id (400), a body over MAX_BODY_BYTES (413), and for routes
+# behind a bearer token a missing or invalid one (401) or a caller it does not allow (403).
+_KERNEL_PROBLEMS = {
+    "400": "Malformed JSON, or a bad Idempotency-Key or X-Correlation-Id.",
+    "401": "Missing, expired or invalid bearer token.",
+    "403": "The token's roles or scope do not allow this.",
+    "413": "The request body is too large.",
+}
+
+
+def _uses_bearer(route: BaseRoute) -> bool:
+    from eventkit.auth import current_principal
+
+    def bearer(call: Any) -> bool:
+        # `require_principal(...)` builds its dependency per use; it authenticates the same way.
+        qualname = getattr(call, "__qualname__", "")
+        return call is current_principal or qualname.startswith("require_principal.")
+
+    def walk(dependant: Any) -> bool:
+        return any(bearer(d.call) or walk(d) for d in getattr(dependant, "dependencies", ()))
+
+    return walk(getattr(route, "dependant", None))
+
+
+def _document_kernel_problems(
+    app: FastAPI, schema: dict[str, Any], problem_ref: dict[str, str]
+) -> None:
+    """Document the kernel's own problem responses and the bearer scheme (additive: a route's
+    own description of a status wins)."""
+    secured = {
+        (getattr(r, "path", ""), m.lower())
+        for r in app.routes
+        for m in getattr(r, "methods", ()) or ()
+        if _uses_bearer(r)
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            header_names = {
+                p.get("name", "").lower()
+                for p in operation.get("parameters", [])
+                if p.get("in") == "header"
+            }
+            wanted = []
+            if "requestBody" in operation or "idempotency-key" in header_names:
+                wanted.append("400")
+            if "requestBody" in operation:
+                wanted.append("413")
+            # A route that checks the token itself (to audit refusals) documents its 401.
+            if (path, method) in secured or "401" in responses:
+                secured.add((path, method))
+                wanted += ["401", "403"]
+                operation.setdefault("security", [{"bearer": []}])
+            for status in wanted:
+                entry = responses.setdefault(status, {"description": _KERNEL_PROBLEMS[status]})
+                if not entry.get("description"):
+                    entry["description"] = _KERNEL_PROBLEMS[status]
+                entry.setdefault("content", {PROBLEM_JSON: {"schema": problem_ref}})
+    if secured:
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes.setdefault("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
 
 
 async def _send_problem(problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
@@ -263,6 +331,34 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class _NulByteMiddleware:
+    """Refuses a NUL character in the path or query string before any handler sees it.
+
+    PostgreSQL text cannot hold NUL, so a query parameter without a pattern (an item id, a
+    source reference) that reached SQL with one was a 500 (found by schemathesis, issue 6).
+    Bodies are covered by the request models (`eventkit.schemas` refuses control characters).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            b"%00" in scope.get("query_string", b"")
+            or b"\x00" in scope.get("query_string", b"")
+            or "\x00" in scope.get("path", "")
+        ):
+            problem = Problem(
+                400,
+                "NUL character",
+                "The path or query string contains a NUL character (%00).",
+                type_="urn:jingmin:problem:nul-character",
+            )
+            await _send_problem(problem, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class _UnhandledErrorMiddleware:

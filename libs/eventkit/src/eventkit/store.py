@@ -457,3 +457,12 @@ class InMemoryEventStore(_AppendsInOneTransaction):
             if e.position > after and (stream_type is None or e.stream_type == stream_type)
         ]
         return out[:limit]
+
+
+async def load_on(conn: asyncpg.Connection, stream_id: str) -> list[RecordedEvent]:
+    """A stream's events read on a connection the caller already holds.
+
+    A request that holds one pooled connection must not wait for a second: enough such
+    requests at once take the whole pool and wait for each other for ever.
+    """
+    return await PostgresTransaction(conn).load(stream_id)

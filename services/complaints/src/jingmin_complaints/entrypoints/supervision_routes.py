@@ -10,6 +10,7 @@ from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey
 from eventkit.problems import forbidden, not_found
 from eventkit.schemas import revealed_history
+from eventkit.store import load_on
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -171,7 +172,7 @@ async def get_order(
         if row is None:
             raise not_found(f"no order {order_id}")
         authorize(principal, row["station"], [*READ_ROLES, "officer"])
-        history = await request.app.state.store.load(order_id)
+        history = await load_on(conn, order_id)
         events = await revealed_history(vault_of(request), conn, history)
     return s.OrderDetail(order=_order(row), history=events)
 

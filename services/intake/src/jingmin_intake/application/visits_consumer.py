@@ -36,6 +36,10 @@ CONSUMER_NAME = "intake.cases.from-visits"
 GROUP_ID = "intake.cases.from-visits"
 
 
+class UnknownEventType(ValueError):
+    """A message of a type no contract declares (dead-lettered)."""
+
+
 class IssueHandler:
     """Opens the field case of each IssueRaised; every other visits event is not intake's."""
 
@@ -87,7 +91,11 @@ def issue_validator(registry: SchemaRegistry | None = None) -> Validator:
 
     def validate(type_: str, data: Mapping[str, Any]) -> None:
         if type_ != ISSUE_RAISED:
-            return  # visit and engagement facts carry nothing intake acts on
+            # Visit and engagement facts carry nothing intake acts on (their payload is not
+            # intake's business), but a type nobody declared is a producer's mistake.
+            if registry is not None and type_ not in registry:
+                raise UnknownEventType(f"{type_} is not a declared event type")
+            return
         if registry is not None and ISSUE_RAISED in registry:
             registry.validate(type_, data)
         IssueRaised.model_validate(dict(data))

@@ -16,6 +16,7 @@ from eventkit.personal import SubjectErased, Vault, subject_ref
 from eventkit.policies import policy_routes
 from eventkit.problems import Problem, forbidden, not_found
 from eventkit.schemas import LATEST, plausible, revealed_history
+from eventkit.store import load_on
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -396,7 +397,7 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
             "WHERE case_id = $1 ORDER BY due_at",
             case_id,
         )
-        history = await request.app.state.store.load(case_id)
+        history = await load_on(conn, case_id)
         vault = _vault(request)
         events = await revealed_history(vault, conn, history)
     return s.CaseDetail(
@@ -436,6 +437,10 @@ async def erase_subject(
         ]
         if not principal.has_role("admin"):
             raise forbidden("requires the admin role")
+        if not bureaus:
+            # Nothing of theirs here: an admin elsewhere must not shred a key by guessing or
+            # copying a subject id (`jingmin erase` reaches every service for an operator).
+            raise not_found(f"no data of {subject_id} in this service")
         # The key is shared by every case of this person: erasing needs every bureau in scope.
         for code in bureaus:
             authorize(principal, code)

@@ -14,6 +14,7 @@ from eventkit.commands import IdempotencyKey, command_request
 from eventkit.personal import SubjectErased, subject_ref
 from eventkit.problems import forbidden, not_found
 from eventkit.schemas import PersonIn, revealed_history
+from eventkit.store import load_on
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -271,7 +272,7 @@ async def get_visit(
         if row is None:
             raise not_found(f"no visit {visit_id}")
         authorize(principal, row["station"], READ_ROLES)
-        history = await request.app.state.store.load(visit_id)
+        history = await load_on(conn, visit_id)
         events = await revealed_history(vault_of(request), conn, history)
         issues = await outreach_model.issues_of(conn, visit_id)
     return s.VisitDetail(
@@ -401,7 +402,7 @@ async def get_engagement(
         if row is None:
             raise not_found(f"no engagement {engagement_id}")
         authorize(principal, row["station"], READ_ROLES)
-        history = await request.app.state.store.load(engagement_id)
+        history = await load_on(conn, engagement_id)
         events = await revealed_history(vault_of(request), conn, history)
         issues = await outreach_model.issues_of(conn, engagement_id)
     return s.EngagementDetail(

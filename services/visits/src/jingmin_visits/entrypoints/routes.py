@@ -23,6 +23,7 @@ from eventkit.personal import SubjectErased
 from eventkit.policies import policy_routes
 from eventkit.problems import Problem, conflict, forbidden, not_found
 from eventkit.schemas import revealed_history
+from eventkit.store import load_on
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -201,7 +202,7 @@ async def get_callback(
         if row is None:
             raise not_found(f"no callback {callback_id}")
         authorize(principal, row["station"], READ_ROLES)
-        history = await request.app.state.store.load(callback_id)
+        history = await load_on(conn, callback_id)
         vault = vault_of(request)
         events = await revealed_history(vault, conn, history)
     return s.CallbackDetail(callback=_summary(dict(row), row["now"]), history=events)
@@ -257,7 +258,7 @@ async def callback_contact(
         authorize(principal, row["station"], WRITE_ROLES)
         if row["status"] != "scheduled":
             raise conflict(f"callback {callback_id} is {row['status']}: there is no call to make")
-        cb = load(callback_id, await request.app.state.store.load(callback_id))
+        cb = load(callback_id, await load_on(conn, callback_id))
         try:
             contact = await request.app.state.contacts.fetch(
                 cb.contact_owner,

@@ -1,0 +1,1 @@
+"""Jingmin workload generator (`jingmin simulate`)."""
