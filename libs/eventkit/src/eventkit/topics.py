@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Callable, Sequence
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
@@ -81,6 +84,33 @@ async def list_topics(bootstrap: str) -> dict[str, int]:
     }
 
 
+async def end_offsets(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], within: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The end offset (high watermark) of each partition, right on Tansu too.
+
+    `consumer.end_offsets` (ListOffsets) alone is not enough: Tansu 0.6 answers it with the
+    base offset of the partition's last record batch plus one, short of the end whenever
+    that batch held several records (19 records in 4 batches: it said 17). Its fetch
+    responses carry the right high watermark, so each partition is fetched once from just
+    below that answer; on Apache Kafka this costs one empty fetch. The partitions must be
+    assigned to `consumer`; its positions move, so seek afterwards.
+    """
+    wanted = list(partitions)
+    if not wanted:
+        return {}
+    listed = await consumer.end_offsets(wanted)
+    for tp in wanted:
+        consumer.seek(tp, max(0, listed[tp] - 1))
+    deadline = time.monotonic() + within
+    while any(consumer.highwater(tp) is None for tp in wanted):
+        if time.monotonic() > deadline:
+            raise TimeoutError("no high watermark for some partitions")
+        await consumer.getmany(*wanted, timeout_ms=200, max_records=1)
+        await asyncio.sleep(0)
+    return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in wanted}
+
+
 async def print_records(
     bootstrap: str,
     topic: str,
@@ -94,8 +124,6 @@ async def print_records(
     Reads by explicit partition assignment (no consumer group, nothing committed), so it
     can look at any topic without disturbing its consumers. Returns how many it printed.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     printed = 0
@@ -108,8 +136,8 @@ async def print_records(
             raise LookupError(f"no topic {topic!r} on {bootstrap}")
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
+        ends = await end_offsets(consumer, assigned)
         await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
         while True:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():

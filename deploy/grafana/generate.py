@@ -1,0 +1,387 @@
+# PromQL reads best unwrapped.
+# ruff: noqa: E501
+"""Writes the Grafana dashboards of deploy/grafana/dashboards/ (run it after editing here).
+
+Every panel that shows a volume sits beside the quality figure it must be read with
+("工作导向决定评估导向": evaluation drives behaviour). Variables province / city / county /
+station are built from the `bureau` and `station` label values. The queries are tested
+against a real Prometheus (services/metrics/tests/integration/test_dashboards.py).
+
+    uv run python deploy/grafana/generate.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent / "dashboards"
+DS = {"type": "prometheus", "uid": "prometheus"}
+C = 'bureau=~"$county"'  # the county (or counties) chosen
+CS = 'bureau=~"$county", station=~"$station"'
+
+
+def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> dict[str, Any]:
+    t: dict[str, Any] = {"datasource": DS, "expr": expr, "refId": ref, "legendFormat": legend}
+    if instant:
+        t["instant"] = True
+        t["range"] = False
+    return t
+
+
+def panel(
+    title: str,
+    kind: str,
+    targets: list[dict[str, Any]],
+    x: int,
+    y: int,
+    w: int = 6,
+    h: int = 6,
+    unit: str = "short",
+    description: str = "",
+    thresholds: list[tuple[str, float | None]] | None = None,
+    maximum: float | None = None,
+) -> dict[str, Any]:
+    steps = [{"color": c, "value": v} for c, v in (thresholds or [("green", None)])]
+    defaults: dict[str, Any] = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
+    if maximum is not None:
+        defaults["max"], defaults["min"] = maximum, 0
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "targets": [{**t, "refId": chr(65 + i)} for i, t in enumerate(targets)],
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"]}} if kind == "stat" else {},
+    }
+
+
+def row(title: str, y: int) -> dict[str, Any]:
+    return {"type": "row", "title": title, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+            "collapsed": False, "panels": []}  # fmt: skip
+
+
+def variables(station: bool = False) -> list[dict[str, Any]]:
+    base = "jingmin_intake_cases_received_total"
+
+    def var(name: str, label: str, query: str, regex: str, multi: bool = True) -> dict[str, Any]:
+        return {
+            "name": name,
+            "label": label,
+            "type": "query",
+            "datasource": DS,
+            "query": {"query": query, "refId": name},
+            "definition": query,
+            "regex": regex,
+            "refresh": 2,
+            "multi": multi,
+            "includeAll": True,
+            "allValue": ".*",
+            "current": {"selected": True, "text": "All", "value": "$__all"},
+            "sort": 1,
+        }
+
+    out = [
+        var("province", "省 province", f"label_values({base}, bureau)", "/^([0-9]{2})/"),
+        var("city", "市 city", f'label_values({base}{{bureau=~"$province.*"}}, bureau)',
+            "/^([0-9]{4})/"),
+        var("county", "县/分局 county", f'label_values({base}{{bureau=~"$city.*"}}, bureau)', ""),
+    ]  # fmt: skip
+    if station:
+        out.append(
+            var("station", "派出所 station",
+                'label_values(jingmin_station_cases_received_total{bureau=~"$county"}, station)',
+                "")
+        )  # fmt: skip
+    return out
+
+
+def dashboard(uid: str, title: str, panels: list[dict[str, Any]], station: bool = False,
+              description: str = "") -> dict[str, Any]:  # fmt: skip
+    for i, p in enumerate(panels):
+        p["id"] = i + 1
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["jingmin"],
+        "timezone": "Asia/Shanghai",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "refresh": "1m",
+        "time": {"from": "now-7d", "to": "now"},
+        "templating": {"list": variables(station)},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+PCT = [("red", None), ("orange", 0.8), ("green", 0.9)]
+
+
+def ratio(num: str, den: str) -> str:
+    return f"sum({num}) / sum({den})"
+
+
+def commander() -> dict[str, Any]:
+    p = [
+        row("Satisfaction and security (满意度 / 安全感) — volume beside quality", 0),
+        panel("Survey answers (volume, in range)", "stat",
+              [target(f"sum(increase(jingmin_callback_answers_total{{{C}}}[$__range]))")], 0, 1),
+        panel("Satisfaction 满意+基本满意 (30 d, event time)", "stat",
+              [target(f'avg(jingmin_satisfaction_ratio{{{C}, window="30d"}})')], 6, 1,
+              unit="percentunit", thresholds=PCT, maximum=1),
+        panel("Satisfaction, rolling windows", "timeseries",
+              [target(f"avg by (window) (jingmin_satisfaction_ratio{{{C}}})", "{{window}}")],
+              12, 1, w=12, unit="percentunit", maximum=1),
+        panel("Answers by satisfaction (volume)", "timeseries",
+              [target(f"sum by (satisfaction) (increase(jingmin_callback_answers_total{{{C}}}[$__rate_interval]))",
+                      "{{satisfaction}}")], 0, 7, w=12),
+        panel("Sense of security 安全+基本安全", "stat",
+              [target(ratio(f"jingmin_callback_answers_secure_total{{{C}}}",
+                            f"jingmin_callback_answers_total{{{C}}}"))],
+              12, 7, unit="percentunit", thresholds=PCT, maximum=1),
+        panel("Callback coverage (回访率) and contact rate", "stat",
+              [target(ratio(f"jingmin_callbacks_completed_in_window_total{{{C}}}",
+                            f"jingmin_callbacks_scheduled_total{{{C}}}"), "coverage"),
+               target(ratio(f"jingmin_callback_attempts_reached_total{{{C}}}",
+                            f"jingmin_callback_attempts_total{{{C}}}"), "contact")],
+              18, 7, unit="percentunit", maximum=1),
+        row("Timeliness — volume beside quality", 13),
+        panel("Cases received by kind (volume)", "timeseries",
+              [target(f"sum by (kind) (increase(jingmin_intake_cases_received_total{{{C}}}[$__rate_interval]))",
+                      "{{kind}}")], 0, 14, w=12),
+        panel("On time: closed on time / (closed + open overdue)", "stat",
+              [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
+                      f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
+                      f"sum(jingmin_intake_open_overdue_cases{{{C}}}))")],
+              12, 14, unit="percentunit", thresholds=PCT, maximum=1),
+        panel("Open overdue cases (now)", "stat",
+              [target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})")], 18, 14,
+              thresholds=[("green", None), ("orange", 1), ("red", 20)]),
+        panel("Dispatch latency p90 (target 60 s)", "timeseries",
+              [target("histogram_quantile(0.9, sum by (le) (rate("
+                      f"jingmin_intake_dispatch_latency_seconds_bucket{{{C}}}[$__rate_interval])))",
+                      "p90")], 0, 20, w=12, unit="s"),
+        panel("Dispatched within 60 s", "stat",
+              [target(f'sum(jingmin_intake_dispatch_latency_seconds_bucket{{{C}, le="60.0"}}) / '
+                      f"sum(jingmin_intake_dispatch_latency_seconds_count{{{C}}})")],
+              12, 20, unit="percentunit", thresholds=PCT, maximum=1),
+        panel("Arrivals on target", "stat",
+              [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}",
+                            f"jingmin_intake_arrival_latency_seconds_count{{{C}}}"))],
+              18, 20, unit="percentunit", thresholds=PCT, maximum=1),
+        row("Complaints, supervision, visits — volume beside quality", 26),
+        panel("Complaints received (volume)", "stat",
+              [target(f"sum(increase(jingmin_complaints_received_total{{{C}}}[$__range]))")],
+              0, 27, w=4),
+        panel("Complaints per 1,000 cases", "stat",
+              [target(f"1000 * sum(jingmin_complaints_received_total{{{C}}}) / "
+                      f"sum(jingmin_intake_cases_received_total{{{C}}})")], 4, 27, w=4),
+        panel("Substantiated (incl. partially) / concluded", "stat",
+              [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
+                            f"jingmin_complaints_concluded_total{{{C}}}"))],
+              8, 27, w=4, unit="percentunit", maximum=1),
+        panel("Supervision orders issued (volume)", "stat",
+              [target(f"sum(increase(jingmin_supervision_orders_issued_total{{{C}}}[$__range]))")],
+              12, 27, w=4),
+        panel("Open overdue supervision orders (now)", "stat",
+              [target(f"sum(jingmin_supervision_open_overdue_orders{{{C}}})")], 16, 27, w=4,
+              thresholds=[("green", None), ("red", 1)]),
+        panel("Visits attempted (volume) / refusal rate", "stat",
+              [target(f"sum(jingmin_visits_attempted_total{{{C}}})", "attempted"),
+               target(ratio(f"jingmin_visits_refused_total{{{C}}}",
+                            f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
+              20, 27, w=4),
+    ]  # fmt: skip
+    return dashboard(
+        "jingmin-commander",
+        "Jingmin — commander overview (county)",
+        p,
+        description="Satisfaction, security, timeliness, complaints, supervision "
+        "and visits per county; every volume beside its quality figure.",
+    )
+
+
+def station() -> dict[str, Any]:
+    p = [
+        panel("Cases received per station (volume, in range)", "bargauge",
+              [target(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__range]))",
+                      "{{station}}")], 0, 0, w=12, h=10),
+        panel("Satisfaction per station (30 d)", "bargauge",
+              [target(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})",
+                      "{{station}}")], 12, 0, w=12, h=10, unit="percentunit", thresholds=PCT,
+              maximum=1),
+        panel("Cases received per station over time", "timeseries",
+              [target(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__rate_interval]))",
+                      "{{station}}")], 0, 10, w=12, h=8),
+        panel("Satisfaction per station over time (30 d window)", "timeseries",
+              [target(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})",
+                      "{{station}}")], 12, 10, w=12, h=8, unit="percentunit", maximum=1),
+    ]  # fmt: skip
+    return dashboard(
+        "jingmin-station",
+        "Jingmin — station drill-down",
+        p,
+        station=True,
+        description="Volume and satisfaction per station. Officer-level figures "
+        "are in the metrics API (GET /v1/stations/{station}/officers), for "
+        "commanders and supervisors only: never Prometheus labels.",
+    )
+
+
+def complaints() -> dict[str, Any]:
+    p = [
+        panel("Complaints received (volume)", "timeseries",
+              [target(f"sum(increase(jingmin_complaints_received_total{{{C}}}[$__rate_interval]))",
+                      "received")], 0, 0, w=12),
+        panel("Substantiation rate", "stat",
+              [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
+                            f"jingmin_complaints_concluded_total{{{C}}}"))],
+              12, 0, unit="percentunit", maximum=1),
+        panel("Concluded (volume)", "stat",
+              [target(f"sum(jingmin_complaints_concluded_total{{{C}}})")], 18, 0),
+        panel("Acknowledged on time (due: 15 days)", "stat",
+              [target(ratio(f"jingmin_complaints_acknowledgements_on_time_total{{{C}}}",
+                            f"jingmin_complaints_acknowledgements_due_total{{{C}}}"))],
+              0, 6, unit="percentunit", thresholds=PCT, maximum=1),
+        panel("Concluded on time (60 days, one extension)", "stat",
+              [target(ratio(f"jingmin_complaints_conclusions_on_time_total{{{C}}}",
+                            f"jingmin_complaints_conclusions_due_total{{{C}}}"))],
+              6, 6, unit="percentunit", thresholds=PCT, maximum=1),
+        panel("Acknowledgements / conclusions due (volume)", "stat",
+              [target(f"sum(jingmin_complaints_acknowledgements_due_total{{{C}}})", "ack due"),
+               target(f"sum(jingmin_complaints_conclusions_due_total{{{C}}})", "conclusion due")],
+              12, 6),
+        panel("Open overdue complaints (now)", "stat",
+              [target(f"sum(jingmin_complaints_open_overdue{{{C}}})")], 18, 6,
+              thresholds=[("green", None), ("red", 1)]),
+        panel("Supervision orders issued (volume)", "timeseries",
+              [target(f"sum(increase(jingmin_supervision_orders_issued_total{{{C}}}[$__rate_interval]))",
+                      "issued")], 0, 12, w=12),
+        panel("Open overdue supervision orders (now)", "timeseries",
+              [target(f"sum by (bureau) (jingmin_supervision_open_overdue_orders{{{C}}})",
+                      "{{bureau}}")], 12, 12, w=12),
+        panel("Service recovery: satisfied on follow-up after 不满意", "stat",
+              [target(ratio(f"jingmin_recovery_followups_satisfied_total{{{C}}}",
+                            f"jingmin_recovery_followups_answered_total{{{C}}}"))],
+              0, 18, unit="percentunit", maximum=1),
+        panel("Service-recovery follow-ups answered (volume)", "stat",
+              [target(f"sum(jingmin_recovery_followups_answered_total{{{C}}})")], 6, 18),
+    ]  # fmt: skip
+    return dashboard("jingmin-complaints", "Jingmin — complaints and supervision", p)
+
+
+def timeliness() -> dict[str, Any]:
+    def q(h: str, quantile: float) -> str:
+        return (f"histogram_quantile({quantile}, sum by (le) (rate({h}_bucket{{{C}}}"
+                "[$__rate_interval])))")  # fmt: skip
+
+    def share(h: str, le: str) -> str:
+        return f'sum({h}_bucket{{{C}, le="{le}"}}) / sum({h}_count{{{C}}})'
+
+    d = "jingmin_intake_dispatch_latency_seconds"
+    a = "jingmin_intake_arrival_latency_seconds"
+    r = "jingmin_intake_resolution_time_seconds"
+    p = [
+        panel("Dispatch latency p50 / p90 (target 60 s)", "timeseries",
+              [target(q(d, 0.5), "p50"), target(q(d, 0.9), "p90"),
+               target("vector(60)", "target")], 0, 0, w=12, unit="s"),
+        panel("Dispatch distribution vs target", "bargauge",
+              [target(share(d, "60.0"), "≤ 60 s"), target(share(d, "300.0"), "≤ 5 min")],
+              12, 0, w=6, unit="percentunit", maximum=1),
+        panel("Dispatches (volume)", "stat", [target(f"sum({d}_count{{{C}}})")], 18, 0),
+        panel("Arrival latency p50 / p90 (urban 5, suburban 10, rural 20 min)", "timeseries",
+              [target(q(a, 0.5), "p50"), target(q(a, 0.9), "p90")], 0, 6, w=12, unit="s"),
+        panel("Arrival distribution vs area targets", "bargauge",
+              [target(share(a, "300.0"), "≤ 5 min"), target(share(a, "600.0"), "≤ 10 min"),
+               target(share(a, "1200.0"), "≤ 20 min")], 12, 6, w=6, unit="percentunit",
+              maximum=1),
+        panel("Arrivals on the bureau's own target / arrivals", "stat",
+              [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}", f"{a}_count{{{C}}}")),
+               target(f"sum({a}_count{{{C}}})", "arrivals")], 18, 6, unit="percentunit"),
+        panel("Resolution time p50 / p90", "timeseries",
+              [target(q(r, 0.5), "p50"), target(q(r, 0.9), "p90")], 0, 12, w=12, unit="s"),
+        panel("Resolved within 1 day / 7 days", "bargauge",
+              [target(share(r, "86400.0"), "≤ 1 d"), target(share(r, "604800.0"), "≤ 7 d")],
+              12, 12, w=6, unit="percentunit", maximum=1),
+        panel("On-time rate and open overdue", "stat",
+              [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
+                      f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
+                      f"sum(jingmin_intake_open_overdue_cases{{{C}}}))", "on time"),
+               target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})", "open overdue")],
+              18, 12),
+        panel("One-visit completion 一次办结 and services completed", "stat",
+              [target(ratio(f"jingmin_intake_services_one_visit_total{{{C}}}",
+                            f"jingmin_intake_services_completed_total{{{C}}}"), "one visit"),
+               target(f"sum(jingmin_intake_services_completed_total{{{C}}})", "completed")],
+              0, 18),
+        panel("Referral rate (transferred / received)", "stat",
+              [target(ratio(f"jingmin_intake_cases_transferred_total{{{C}}}",
+                            f"jingmin_intake_cases_received_total{{{C}}}"))],
+              6, 18, unit="percentunit", maximum=1),
+    ]  # fmt: skip
+    return dashboard("jingmin-timeliness", "Jingmin — timeliness vs targets", p)
+
+
+def platform() -> dict[str, Any]:
+    http = "jingmin_http_request_duration_seconds"
+    p = [
+        panel("API latency p99 by service", "timeseries",
+              [target(f"histogram_quantile(0.99, sum by (service, le) (rate({http}_bucket[5m])))",
+                      "{{service}}")], 0, 0, w=12, unit="s"),
+        panel("API 5xx share by service", "timeseries",
+              [target(f'(sum by (service) (rate({http}_count{{status=~"5.."}}[5m])) or '
+                      f"sum by (service) (rate({http}_count[5m])) * 0) / "
+                      f"sum by (service) (rate({http}_count[5m]))", "{{service}}")],
+              12, 0, w=12, unit="percentunit"),
+        panel("Outbox pending (relay backlog)", "timeseries",
+              [target("sum by (service) (jingmin_outbox_pending_messages)", "{{service}}")],
+              0, 6, w=12),
+        panel("Oldest pending outbox row (age)", "timeseries",
+              [target("max by (service) (jingmin_outbox_oldest_pending_seconds)", "{{service}}")],
+              12, 6, w=12, unit="s"),
+        panel("Consumer lag (messages)", "timeseries",
+              [target("sum by (service, consumer) (jingmin_consumer_lag_messages)",
+                      "{{service}} {{consumer}}")], 0, 12, w=12),
+        panel("Dead letters (per second)", "timeseries",
+              [target('sum(rate(jingmin_consumer_processed_total{outcome="dead_lettered"}[5m])) '
+                      "or vector(0)", "services"),
+               target('sum(rate(jingmin_metrics_facts_total{outcome="dead_lettered"}[5m])) '
+                      "or vector(0)", "metrics processors")], 12, 12, w=12),
+        panel("Metrics processors: rebalances (rebuilds, last hour)", "stat",
+              [target("sum(increase(jingmin_metrics_rebuilds_total[1h])) or vector(0)")],
+              0, 18),
+        panel("Metrics processors: events applied / duplicates (per second)", "timeseries",
+              [target('sum by (outcome) (rate(jingmin_metrics_facts_total[5m]))',
+                      "{{outcome}}")], 6, 18, w=6),
+        panel("Metrics exporter: snapshot age and partitions reporting", "stat",
+              [target("max(jingmin_metrics_snapshot_age_seconds)", "age s"),
+               target("min(jingmin_metrics_partitions_reporting)", "partitions")], 12, 18),
+        panel("Metrics exporter: events applied (all processors)", "stat",
+              [target("max(jingmin_metrics_events_applied_total)")], 18, 18),
+    ]  # fmt: skip
+    return dashboard(
+        "jingmin-platform",
+        "Jingmin — platform health (bureau IT)",
+        p,
+        description="API latency and errors, outbox backlog and age, consumer "
+        "lag, dead letters, metrics processors and exporter.",
+    )
+
+
+def main() -> None:
+    HERE.mkdir(parents=True, exist_ok=True)
+    for name, build in (("commander-overview", commander), ("station-drilldown", station),
+                        ("complaints-supervision", complaints), ("timeliness", timeliness),
+                        ("platform-health", platform)):  # fmt: skip
+        text = json.dumps(build(), ensure_ascii=False, indent=2) + "\n"
+        (HERE / f"{name}.json").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Adapters: Kafka readers and writers of the metrics service."""

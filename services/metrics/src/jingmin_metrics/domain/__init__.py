@@ -1,0 +1,1 @@
+"""Metrics domain: facts, per-item state, observations and cells (no I/O)."""

@@ -1,0 +1,1 @@
+"""Entrypoints: the exporter and drill-down API process."""

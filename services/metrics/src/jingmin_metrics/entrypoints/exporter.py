@@ -1,0 +1,69 @@
+"""The Prometheus collector over the snapshot view (figures only, within their budget)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from jingmin_metrics.adapters.snapshot_reader import SnapshotReader
+from jingmin_metrics.figures import families
+from jingmin_metrics.figures.select import Cell, index
+
+
+class Figures:
+    """The merged cells of the current snapshot view, indexed once per view version."""
+
+    def __init__(self, reader: SnapshotReader) -> None:
+        self.reader = reader
+        self._version = -1
+        self._index: dict[str, list[Cell]] = {}
+
+    def index(self) -> dict[str, list[Cell]]:
+        view = self.reader.view
+        if view.version != self._version:
+            self._index = index(view.merged())
+            self._version = view.version
+        return self._index
+
+
+class FiguresCollector(Collector):
+    def __init__(self, figures: Figures) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        reader = self.figures.reader
+        yield from families.collect(self.figures.index(), datetime.now(UTC))
+        ready = GaugeMetricFamily(
+            "jingmin_metrics_snapshot_ready",
+            "1 once the exporter has read the snapshot topic to its end.",
+        )
+        ready.add_metric([], 1.0 if reader.caught_up.is_set() else 0.0)
+        yield ready
+        age = GaugeMetricFamily(
+            "jingmin_metrics_snapshot_age_seconds",
+            "Seconds since the exporter last received a snapshot record.",
+        )
+        age.add_metric([], time.time() - reader.last_record_at if reader.last_record_at else 0.0)
+        yield age
+        applied = CounterMetricFamily(
+            "jingmin_metrics_events_applied",
+            "Events the processors have applied (as their status records report).",
+        )
+        applied.add_metric([], float(reader.view.facts()))
+        yield applied
+        partitions = GaugeMetricFamily(
+            "jingmin_metrics_partitions_reporting",
+            "Source partitions whose processor has published a status record.",
+        )
+        partitions.add_metric([], float(len(reader.view.status)))
+        yield partitions
+
+
+def registry(figures: Figures) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(FiguresCollector(figures))
+    return reg

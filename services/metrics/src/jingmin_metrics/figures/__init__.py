@@ -1,0 +1,1 @@
+"""Figures: what the processors publish, and what readers derive from it."""

@@ -1,0 +1,278 @@
+"""The Prometheus families the exporter serves, each with its series budget.
+
+Labels are bureau, station, channel, kind, branch or area type only; officer, case and
+person ids never appear. The budget is per family: the worst case for 100 bureaus of 20
+stations each (every label value present) must stay under 10,000 series in all, so station
+level is kept to two families (a volume and its quality figure) and the finer breakdowns
+live in the JSON API. Counters and histograms are totals over every event time; the
+`_ratio` gauges are event-time windows ending now.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from jingmin_metrics.domain.clock import OFFSET
+from jingmin_metrics.domain.measures import BUCKETS_MS
+from jingmin_metrics.figures.select import Cell
+
+# Worst-case label cardinalities used by the budgets (and the budget test).
+BUREAUS, STATIONS_PER_BUREAU = 100, 20
+KINDS = ("alarm", "help", "consultation", "service", "petition", "opinion", "tip", "complaint")
+SATISFACTION = ("satisfied", "basically_satisfied", "dissatisfied")
+WINDOWS = {"24h": None, "7d": 7, "30d": 30}
+RECOVERY = "service_recovery"
+
+Selector = Callable[[Cell], bool]
+Labeler = Callable[[Cell], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    kind: str  # counter | histogram | gauge | ratio
+    help: str
+    labels: tuple[str, ...]
+    budget: int  # series allowed, worst case
+    measure: str = ""
+    where: Selector = field(default=lambda c: True)
+    label: Labeler = field(default=lambda c: (c.bureau,))
+    buckets_s: tuple[int, ...] = ()
+    # ratio families: numerator selector over the same measure; window (days, None = 24 h)
+    numerator: Selector = field(default=lambda c: True)
+
+
+def _dim(name: str) -> Labeler:
+    return lambda c: (c.bureau, c.dim(name))
+
+
+def _station(c: Cell) -> tuple[str, ...]:
+    return (c.bureau, c.dim("station"))
+
+
+def _is(name: str, *values: str) -> Selector:
+    return lambda c: c.dim(name) in values
+
+
+def _not_recovery(c: Cell) -> bool:
+    return c.dim("trigger") != RECOVERY
+
+
+def _both(a: Selector, b: Selector) -> Selector:
+    return lambda c: a(c) and b(c)
+
+
+B = BUREAUS
+S = BUREAUS * STATIONS_PER_BUREAU
+SATISFIED = _is("satisfaction", "satisfied", "basically_satisfied")
+
+
+def _hist_budget(buckets: Sequence[int], groups: int = B) -> int:
+    return groups * (len(buckets) + 3)  # each bucket, +Inf, _sum, _count
+
+
+FAMILIES: tuple[Family, ...] = (
+    # ---- station level: one volume and its quality figure, nothing more
+    Family("jingmin_station_cases_received", "counter", "Cases received, by station.",
+           ("bureau", "station"), S, "intake.received", label=_station),
+    Family("jingmin_station_satisfaction_ratio", "ratio",
+           "Share of answers 满意 or 基本满意 over the last 30 days (event time), by station.",
+           ("bureau", "station"), S, "callback.answered", where=_not_recovery, label=_station,
+           numerator=SATISFIED),
+    # ---- intake
+    Family("jingmin_intake_cases_received", "counter", "Cases received, by kind.",
+           ("bureau", "kind"), B * len(KINDS), "intake.received", label=_dim("kind")),
+    Family("jingmin_intake_dispatch_latency_seconds", "histogram",
+           "First dispatch minus receipt.", ("bureau",), _hist_budget((60, 300)),
+           "intake.dispatch_latency", buckets_s=(60, 300)),
+    Family("jingmin_intake_arrival_latency_seconds", "histogram",
+           "First arrival minus first dispatch (targets: urban 5, suburban 10, rural 20 min).",
+           ("bureau",), _hist_budget((300, 600, 1200)), "intake.arrival_latency",
+           buckets_s=(300, 600, 1200)),
+    Family("jingmin_intake_arrivals_on_target", "counter",
+           "First arrivals within the bureau's arrival target for the area type.",
+           ("bureau",), B, "intake.arrival_target", where=_is("on_target", "true")),
+    Family("jingmin_intake_resolution_time_seconds", "histogram",
+           "First resolution minus receipt.", ("bureau",), _hist_budget((86400, 604800)),
+           "intake.resolution_time", buckets_s=(86400, 604800)),
+    Family("jingmin_intake_cases_closed", "counter",
+           "Cases with a promise that reached their first outcome.", ("bureau",), B,
+           "intake.closed"),
+    Family("jingmin_intake_cases_closed_on_time", "counter",
+           "Cases that reached their first outcome with no promise breached.", ("bureau",), B,
+           "intake.closed", where=_is("on_time", "true")),
+    Family("jingmin_intake_open_overdue_cases", "gauge",
+           "Open cases with a breached promise still open.", ("bureau",), B,
+           "intake.open_overdue"),
+    Family("jingmin_intake_services_completed", "counter",
+           "Service applications completed.", ("bureau",), B, "intake.services_completed"),
+    Family("jingmin_intake_services_one_visit", "counter",
+           "Service applications completed in one visit (一次办结).", ("bureau",), B,
+           "intake.services_completed", where=_is("one_visit", "true")),
+    Family("jingmin_intake_cases_transferred", "counter",
+           "Cases transferred to another unit or agency (first transfer).", ("bureau",), B,
+           "intake.transferred"),
+    # ---- callbacks and satisfaction (service-recovery follow-ups counted apart)
+    Family("jingmin_callback_answers", "counter", "Survey answers, by satisfaction.",
+           ("bureau", "satisfaction"), B * len(SATISFACTION), "callback.answered",
+           where=_not_recovery, label=_dim("satisfaction")),
+    Family("jingmin_callback_answers_secure", "counter",
+           "Survey answers 安全 or 基本安全 (sense of security).", ("bureau",), B,
+           "callback.answered",
+           where=_both(_not_recovery, _is("security", "safe", "basically_safe"))),
+    Family("jingmin_callback_attempts", "counter", "Callback attempts (call or SMS).",
+           ("bureau",), B, "callback.attempted"),
+    Family("jingmin_callback_attempts_reached", "counter",
+           "Callback attempts that reached the person.",
+           ("bureau",), B, "callback.attempted", where=_is("outcome", "reached")),
+    Family("jingmin_callbacks_scheduled", "counter",
+           "Callbacks scheduled by policy (eligible items).", ("bureau",), B,
+           "callback.scheduled", where=_not_recovery),
+    Family("jingmin_callbacks_completed_in_window", "counter",
+           "Scheduled callbacks answered before they expired (by scheduling time).",
+           ("bureau",), B, "callback.completed_in_window", where=_not_recovery),
+    Family("jingmin_satisfaction_ratio", "ratio",
+           "Share of survey answers 满意 or 基本满意 in a rolling event-time window.",
+           ("bureau", "window"), B * len(WINDOWS), "callback.answered", where=_not_recovery,
+           numerator=SATISFIED),
+    # ---- complaints
+    Family("jingmin_complaints_received", "counter", "Complaints received.", ("bureau",), B,
+           "complaints.received"),
+    Family("jingmin_complaints_concluded", "counter", "Complaints concluded.", ("bureau",), B,
+           "complaints.concluded"),
+    Family("jingmin_complaints_substantiated", "counter",
+           "Complaints concluded substantiated or partially substantiated.", ("bureau",), B,
+           "complaints.concluded",
+           where=_is("outcome", "substantiated", "partially_substantiated")),
+    Family("jingmin_complaints_acknowledgements_due", "counter",
+           "Complaint acknowledgements that fell due.", ("bureau",), B,
+           "complaints.acknowledgement"),
+    Family("jingmin_complaints_acknowledgements_on_time", "counter",
+           "Complaints acknowledged within the deadline.", ("bureau",), B,
+           "complaints.acknowledgement", where=_is("on_time", "true")),
+    Family("jingmin_complaints_conclusions_due", "counter",
+           "Complaint conclusions that fell due.", ("bureau",), B, "complaints.conclusion"),
+    Family("jingmin_complaints_conclusions_on_time", "counter",
+           "Complaints concluded within the (possibly extended) deadline.", ("bureau",), B,
+           "complaints.conclusion", where=_is("on_time", "true")),
+    Family("jingmin_complaints_open_overdue", "gauge",
+           "Complaints with a missed deadline not met since.", ("bureau",), B,
+           "complaints.open_overdue"),
+    # ---- supervision and service recovery
+    Family("jingmin_supervision_orders_issued", "counter", "Supervision orders issued.",
+           ("bureau",), B, "supervision.issued"),
+    Family("jingmin_supervision_open_overdue_orders", "gauge",
+           "Open supervision orders past their deadline.", ("bureau",), B,
+           "supervision.open_overdue"),
+    Family("jingmin_recovery_followups_answered", "counter",
+           "Service-recovery follow-up surveys answered.", ("bureau",), B, "callback.answered",
+           where=lambda c: c.dim("trigger") == RECOVERY),
+    Family("jingmin_recovery_followups_satisfied", "counter",
+           "Service-recovery follow-ups answered 满意 or 基本满意.", ("bureau",), B,
+           "callback.answered", where=lambda c: c.dim("trigger") == RECOVERY and SATISFIED(c)),
+    # ---- visits
+    Family("jingmin_visits_attempted", "counter", "Visit attempts.", ("bureau",), B,
+           "visits.attempted"),
+    Family("jingmin_visits_refused", "counter", "Visit attempts refused or with nobody home.",
+           ("bureau",), B, "visits.attempted", where=_is("outcome", "refused", "nobody_home")),
+)  # fmt: skip
+
+SELF_BUDGET = 20  # the exporter's own series (freshness, snapshot state)
+
+
+def window_start(now: datetime, window: str) -> tuple[str, int | None]:
+    """The first bureau day (and, for 24 h, the first hour) a window covers."""
+    local = now.astimezone(UTC) + OFFSET
+    days = WINDOWS[window]
+    if days is None:
+        first = local - timedelta(hours=23)
+        return first.date().isoformat(), first.hour
+    return (local.date() - timedelta(days=days - 1)).isoformat(), None
+
+
+def _in_window(cell: Cell, start_day: str, start_hour: int | None) -> bool:
+    if cell.day < start_day:
+        return False
+    if start_hour is not None and cell.day == start_day:
+        return int(cell.dim("hour")) >= start_hour
+    return True
+
+
+def collect(by_measure: dict[str, list[Cell]], now: datetime) -> Iterator[Metric]:
+    """Every family, from the merged cells (as prometheus_client metric families)."""
+    for fam in FAMILIES:
+        source = [c for c in by_measure.get(fam.measure, ()) if fam.where(c)]
+        if fam.kind == "counter":
+            metric = CounterMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+            for labels, total in sorted(_sum(source, fam.label).items()):
+                metric.add_metric(list(labels), total)
+            yield metric
+        elif fam.kind == "gauge":
+            gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+            for labels, total in sorted(_sum(source, fam.label).items()):
+                gauge.add_metric(list(labels), total)
+            yield gauge
+        elif fam.kind == "histogram":
+            yield _histogram(fam, source)
+        else:
+            yield _ratio(fam, source, now)
+
+
+def _sum(cells: Iterable[Cell], label: Labeler) -> dict[tuple[str, ...], int]:
+    out: dict[tuple[str, ...], int] = defaultdict(int)
+    for c in cells:
+        out[label(c)] += c.count
+    return out
+
+
+def _histogram(fam: Family, cells: list[Cell]) -> HistogramMetricFamily:
+    metric = HistogramMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+    grouped: dict[tuple[str, ...], list[int]] = {}
+    for c in cells:
+        vector = grouped.setdefault(fam.label(c), [0] * len(c.value))  # type: ignore[arg-type]
+        for i, v in enumerate(c.value):  # type: ignore[arg-type]
+            vector[i] += v
+    for labels, vector in sorted(grouped.items()):
+        fine = vector[2:]
+        buckets: list[tuple[str, float]] = []
+        for bound in fam.buckets_s:
+            upto = BUCKETS_MS.index(bound * 1000)
+            buckets.append((str(float(bound)), float(sum(fine[: upto + 1]))))
+        buckets.append(("+Inf", float(vector[0])))
+        metric.add_metric(list(labels), buckets, vector[1] / 1000.0)
+    return metric
+
+
+def _ratio(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+    windows = ["30d"] if "window" not in fam.labels else list(WINDOWS)
+    for window in windows:
+        start_day, start_hour = window_start(now, window)
+        num: dict[tuple[str, ...], int] = defaultdict(int)
+        den: dict[tuple[str, ...], int] = defaultdict(int)
+        for c in cells:
+            if not _in_window(c, start_day, start_hour):
+                continue
+            key = fam.label(c)
+            den[key] += c.count
+            if fam.numerator(c):
+                num[key] += c.count
+        for key in sorted(den):
+            if den[key]:
+                labels = [*key, window] if "window" in fam.labels else list(key)
+                gauge.add_metric(labels, num[key] / den[key])
+    return gauge
+
+
+def total_budget() -> int:
+    return sum(f.budget for f in FAMILIES) + SELF_BUDGET

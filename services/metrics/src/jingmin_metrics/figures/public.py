@@ -1,0 +1,74 @@
+"""Daily figures per bureau for other agencies (`metrics.daily.public.v1`).
+
+No station, officer, case, person or category appears: only a bureau's day totals by
+intake kind and the headline rates. Small cells are suppressed (DOMAIN.md §6): a count from
+1 to 4 is published as null, and a rate only when neither its numerator nor the rest of its
+denominator is from 1 to 4 (otherwise the rate would give the small count away).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jingmin_metrics.domain.cells import NOW
+from jingmin_metrics.figures import compute
+from jingmin_metrics.figures.select import Cell
+
+SUPPRESS_BELOW = 5
+TYPE = "jingmin.metrics.DailyFigures.v1"  # = service.DAILY_TYPE
+SOURCE = "/jingmin/metrics"
+
+
+def _small(n: int) -> bool:
+    return 0 < n < SUPPRESS_BELOW
+
+
+def count(n: int) -> int | None:
+    return None if _small(n) else n
+
+
+def ratio(num: int, den: int) -> dict[str, Any]:
+    hidden = _small(num) or _small(den - num) or den < SUPPRESS_BELOW
+    return {
+        "numerator": count(num) if not hidden else None,
+        "denominator": count(den),
+        "rate": None if hidden or not den else round(num / den, 4),
+    }
+
+
+def bureau_days(by_measure: dict[str, list[Cell]]) -> set[tuple[str, str]]:
+    return {(c.bureau, c.day) for cells in by_measure.values() for c in cells if c.day != NOW}
+
+
+def daily(by_measure: dict[str, list[Cell]], bureau: str, day: str) -> dict[str, Any]:
+    """The public figures of one bureau day (no generated time: equal inputs, equal bytes)."""
+    s = compute.Scope(by_measure, [bureau], day, day)
+    not_recovery = lambda c: c.dim("trigger") != "service_recovery"  # noqa: E731
+    answers = s.each("callback.answered", not_recovery)
+    answered = sum(c.count for c in answers)
+    satisfied = sum(c.count for c in answers if compute.SATISFIED(c))
+    secure = sum(c.count for c in answers if c.dim("security") in ("safe", "basically_safe"))
+    closed = s.n("intake.closed")
+    return {
+        "bureau": bureau,
+        "day": day,
+        "cases_received": count(s.n("intake.received")),
+        "cases_by_kind": {k: count(n) for k, n in s.by("intake.received", "kind").items()},
+        "satisfaction": ratio(satisfied, answered),
+        "security": ratio(secure, answered),
+        "cases_closed_on_time": ratio(s.n("intake.closed", compute._is("on_time", "true")), closed),
+        "callback_coverage": ratio(
+            s.n("callback.completed_in_window", not_recovery),
+            s.n("callback.scheduled", not_recovery),
+        ),
+        "complaints_received": count(s.n("complaints.received")),
+        "complaints_substantiated": ratio(
+            s.n(
+                "complaints.concluded",
+                compute._is("outcome", "substantiated", "partially_substantiated"),
+            ),
+            s.n("complaints.concluded"),
+        ),
+        "visits_completed": count(s.n("visits.attempted", compute._is("outcome", "completed"))),
+        "engagement_events": count(s.n("engagement.held")),
+    }

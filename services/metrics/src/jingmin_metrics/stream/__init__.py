@@ -1,0 +1,1 @@
+"""Faust stream processors: per-item state in tables, figures derived from it."""

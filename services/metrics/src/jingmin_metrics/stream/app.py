@@ -1,0 +1,362 @@
+"""The faust application: regroup callbacks by item, keep item state, publish figures.
+
+Run it with `python -m jingmin_metrics.stream worker` (what `jingmin worker --service
+metrics` starts). Several workers share the partitions; each publishes the cells of the
+partitions it owns to `metrics.figures.snapshot.v1`, so the figures do not depend on how
+many run. State lives in the `items` table (changelog-backed): restart or rebalance
+recovers it; a lost broker is refilled with `jingmin replay` and the workers rebuild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from eventkit import kafka
+from eventkit.contracts import SchemaRegistry
+from eventkit.devstack import service_topics
+from eventkit.envelope import Envelope, EnvelopeError
+from eventkit.service import TopicSpec
+
+from jingmin_metrics.domain import item as items
+from jingmin_metrics.domain.facts import make_fact
+from jingmin_metrics.figures import snapshot
+from jingmin_metrics.service import DEAD_LETTER_TOPIC, SERVICE, SNAPSHOT_TOPIC
+from jingmin_metrics.settings import metrics_settings
+from jingmin_metrics.stream.faustfix import MergingTable, install
+from jingmin_metrics.stream.processor import Processor
+from jingmin_metrics.stream.sources import SOURCES
+from jingmin_metrics.stream.telemetry import FACTS, OWNED, PUBLISHED, REBUILDS
+
+log = logging.getLogger(__name__)
+install()
+
+settings = metrics_settings()
+PARTITIONS = settings.metrics_partitions
+REGROUPED = f"{settings.metrics_app_id}-regrouped"
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
+
+
+app = faust.App(
+    settings.metrics_app_id,
+    broker=_broker_url(settings.kafka_bootstrap_servers),
+    store="memory://",
+    topic_partitions=PARTITIONS,
+    topic_replication_factor=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")),
+    producer_acks=-1,
+    web_enabled=False,
+    datadir=str(settings.metrics_faust_datadir),
+    broker_session_timeout=settings.metrics_session_timeout_seconds,
+    broker_heartbeat_interval=1.0,
+    broker_rebalance_timeout=settings.metrics_rebalance_timeout_seconds,
+    consumer_auto_offset_reset="earliest",
+    table_standby_replicas=1,
+)
+
+regrouped = app.topic(
+    REGROUPED, key_type=bytes, value_type=bytes, internal=True, partitions=PARTITIONS
+)
+direct = [s.topic for s in SOURCES if s.regroup is None]
+regrouping = {s.topic: s for s in SOURCES if s.regroup is not None}
+item_topic = app.topic(*direct, REGROUPED, key_type=bytes, value_type=bytes)
+regroup_topic = app.topic(*regrouping, key_type=bytes, value_type=bytes) if regrouping else None
+
+table: Any = app.tables.add(
+    MergingTable(app=app, name="items", partitions=PARTITIONS, merge=items.merge_bytes)
+)
+processor = Processor()
+_validator = SchemaRegistry.load().validate if settings.metrics_validate else None
+_producer: AIOKafkaProducer | None = None
+
+
+async def producer() -> AIOKafkaProducer:
+    global _producer
+    if _producer is None:
+        _producer = kafka.producer(settings, client_id=f"{settings.metrics_app_id}-publisher")
+        await _producer.start()
+    return _producer
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
+    if raw is None:
+        return []
+    if isinstance(raw, Mapping):
+        return list(raw.items())
+    return list(raw)
+
+
+async def dead_letter(message: Any, reason: str) -> None:
+    log.error(
+        "dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
+    )
+    headers = [(k, v) for k, v in _headers(message.headers) if not k.startswith("dlq_")]
+    headers += [
+        ("dlq_reason", reason[:2000].encode()),
+        ("dlq_consumer", settings.metrics_app_id.encode()),
+        ("dlq_topic", message.topic.encode()),
+        ("dlq_partition", str(message.partition).encode()),
+        ("dlq_offset", str(message.offset).encode()),
+    ]
+    p = await producer()
+    await (await p.send(DEAD_LETTER_TOPIC, value=message.value, key=message.key, headers=headers))
+    FACTS.labels("dead_lettered").inc()
+
+
+def _envelope(message: Any) -> Envelope:
+    envelope = Envelope.from_kafka(message.value, _headers(message.headers))
+    if _validator is not None and envelope.type.startswith("jingmin."):
+        _validator(envelope.type, envelope.data)
+    return envelope
+
+
+if regroup_topic is not None:
+
+    @app.agent(regroup_topic)
+    async def regroup(stream: Any) -> None:
+        """Re-key follow-up streams (callbacks) by the item they follow."""
+        async for event in stream.events():
+            message = event.message
+            try:
+                envelope = _envelope(message)
+                stream_id = envelope.streamid or envelope.subject
+                root = regrouping[message.topic].regroup(stream_id, envelope.data)  # type: ignore[misc]
+            except Exception as exc:
+                await dead_letter(message, f"{type(exc).__name__}: {exc}")
+                continue
+            headers = [(k, v or b"") for k, v in _headers(message.headers)]
+            await regrouped.send(key=root.encode(), value=message.value, headers=headers)
+
+
+@app.agent(item_topic)
+async def apply_facts(stream: Any) -> None:
+    """Apply each event to the state of its item, exactly once in effect.
+
+    One event at a time, on purpose: faust's batching (`take_events`) acknowledges a
+    buffered batch when the stream stops mid-batch, and a batch may hold events of a
+    partition revoked while it filled. Measured here: batches lost events in a rebalance.
+    """
+    async for event in stream.events():
+        message = event.message
+        try:
+            envelope = _envelope(message)
+            if envelope.streamversion is None:
+                raise EnvelopeError("no ce_streamversion: the event cannot be deduplicated")
+            fact = make_fact(
+                envelope.type,
+                envelope.data,
+                envelope.data.get("occurred_at") or envelope.attributes()["time"],
+                envelope.bureau or envelope.data.get("bureau", ""),
+                envelope.data.get("station", ""),
+            )
+        except Exception as exc:
+            await dead_letter(message, f"{type(exc).__name__}: {exc}")
+            continue
+        if fact is None:
+            FACTS.labels("skipped").inc()
+            continue
+        key = message.key if message.topic == REGROUPED else (envelope.streamid or "").encode()
+        if not key:
+            await dead_letter(message, "no item key")
+            continue
+        partition = message.partition
+        if not processor.owns(partition):
+            _rebuild()
+        # Namespaced by context: a complaint opened from an intake case keeps the case's id.
+        context = envelope.type.split(".")[1] if envelope.type.count(".") >= 3 else "?"
+        stream_id = f"{context}:{envelope.streamid or envelope.subject}"
+        new = processor.apply(
+            partition, key, stream_id, envelope.streamversion, fact, table.get(key)
+        )
+        if new is None:
+            FACTS.labels("duplicate").inc()
+            continue
+        table[key] = new
+        FACTS.labels("applied").inc()
+
+
+def _active() -> set[int]:
+    source = direct[0] if direct else REGROUPED
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source}
+
+
+def _rebuild() -> None:
+    active = _active()
+    data = getattr(table.data, "data", {})
+    processor.rebuild(active, list(data.items()))
+    REBUILDS.inc()
+    OWNED.set(len(active))
+    log.info("rebuilt cells of partitions %s from %d stored items", sorted(active), len(data))
+
+
+@table.on_recover  # type: ignore[misc]
+async def on_recover() -> None:
+    """After every rebalance's recovery: recompute the owned partitions' cells."""
+    _rebuild()
+
+
+async def _existing_keys(partition: int) -> set[bytes]:
+    """Keys the snapshot partition holds now (to clear what a previous owner left)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(SNAPSHOT_TOPIC, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        live: set[bytes] = set()
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for record in batch.get(tp, []):
+                if record.key is None:
+                    continue
+                if record.value is None:
+                    live.discard(record.key)
+                else:
+                    live.add(record.key)
+        return live
+    finally:
+        await consumer.stop()
+
+
+async def publish(partitions: Sequence[int] | None = None) -> int:
+    """Send the changed chunks of owned partitions (all of them after a rebuild)."""
+    p = await producer()
+    sent = 0
+    futures = []
+    for partition in sorted(partitions if partitions is not None else processor.partitions):
+        part = processor.partitions.get(partition)
+        if part is None:
+            continue
+        stale: set[bytes] = set()
+        if part.needs_refresh:
+            stale = await _existing_keys(partition)
+            keys = set(part.cells) | part.dirty
+            part.dirty = set()
+        else:
+            keys = processor.take_dirty(partition)
+        for bureau, day in sorted(keys):
+            key = snapshot.chunk_key(partition, bureau, day).encode()
+            cells = part.cells.chunk((bureau, day))
+            value = (
+                snapshot.encode_chunk(partition, part.epoch, bureau, day, cells) if cells else None
+            )
+            stale.discard(key)
+            futures.append(await p.send(SNAPSHOT_TOPIC, key=key, value=value, partition=partition))
+        for key in sorted(stale):
+            if key != snapshot.status_key(partition).encode():
+                futures.append(
+                    await p.send(SNAPSHOT_TOPIC, key=key, value=None, partition=partition)
+                )
+        if futures or part.needs_refresh or part.facts != part.published_facts:
+            await asyncio.gather(*futures)
+            sent += len(futures)
+            futures = []
+            status = snapshot.encode_status(
+                partition,
+                part.epoch,
+                part.facts,
+                len(part.contributions),
+                time.time(),
+                part.by_type,
+            )
+            await (
+                await p.send(
+                    SNAPSHOT_TOPIC,
+                    key=snapshot.status_key(partition).encode(),
+                    value=status,
+                    partition=partition,
+                )
+            )
+            part.needs_refresh = False
+            part.published_facts = part.facts
+    PUBLISHED.inc(sent)
+    return sent
+
+
+@app.timer(settings.metrics_publish_interval_seconds)  # type: ignore[misc]
+async def publish_changes() -> None:
+    # Only partitions still owned: a worker that lost one must not overwrite its new owner.
+    owned = _active()
+    await publish([p for p in processor.partitions if p in owned])
+
+
+@app.timer(2.0)  # type: ignore[misc]
+async def debug_dump() -> None:
+    # Tests only (METRICS_DEBUG_DUMP): what this processor holds, to explain a mismatch.
+    path = os.environ.get("METRICS_DEBUG_DUMP")
+    if not path:
+        return
+    import json
+
+    dump = {
+        "partitions": {
+            p: {"facts": part.facts, "by_type": dict(part.by_type)}
+            for p, part in processor.partitions.items()
+        },
+        "items": {
+            k.decode(): sorted(f"{sid}#{v}" for sid, fs in st["s"].items() for v in fs)
+            for k, st in processor.states.items()
+            if st.get("p") in processor.partitions
+        },
+    }
+    text = json.dumps(dump)
+    await asyncio.to_thread(Path(path).write_text, text)
+
+
+@app.page("/metrics")
+async def metrics_page(web: Any, request: Any) -> Any:
+    """The processor's metrics on faust's web server too, when it runs (`--with-web`)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+@app.task  # type: ignore[misc]
+async def serve_metrics() -> None:
+    port = int(os.environ.get("METRICS_PROCESSOR_PORT", "0"))
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr="127.0.0.1")
+
+
+def internal_topics() -> list[TopicSpec]:
+    """Topics this app needs beyond the services' own, with the domain topics' partitions.
+
+    Created up front: a broker that auto-creates topics on first use (Tansu does) would give
+    the regroup topic its default partition count, and the table would refuse to start.
+    """
+    return [
+        TopicSpec(REGROUPED, partitions=PARTITIONS, description="Callbacks keyed by item."),
+        *service_topics(SERVICE),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of one processor process (`python -m jingmin_metrics.stream worker`)."""
+    import sys
+
+    from eventkit.topics import ensure_topics
+
+    # faust creates its data directory but not the parents.
+    settings.metrics_faust_datadir.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, internal_topics()))
+    args = list(argv if argv is not None else sys.argv[1:])
+    # faust's CLI starts its web server unless told not to, whatever the app's settings say;
+    # processors serve /metrics with prometheus_client instead (METRICS_PROCESSOR_PORT).
+    if args[:1] == ["worker"] and not any(a.startswith("--with") for a in args):
+        args.insert(1, "--without-web")
+    sys.argv = ["jingmin-metrics-processor", *args]
+    app.main()

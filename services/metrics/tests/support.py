@@ -1,0 +1,161 @@
+"""Builders shared by the metrics tests: envelopes as the services publish them, and a
+synthetic snapshot as processors would publish it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventkit.envelope import Envelope
+from jingmin_metrics.domain.cells import Cells
+from jingmin_metrics.domain.clock import local_day, local_hour, parse_us
+from jingmin_metrics.domain.item import Observation
+from jingmin_metrics.domain.measures import MEASURES, Kind
+from jingmin_metrics.figures import snapshot
+from jingmin_metrics.figures.families import KINDS
+
+BUREAU, STATION = "330602", "330602001"
+
+
+def envelope(
+    context: str,
+    type_: str,
+    stream: str,
+    version: int,
+    at: datetime,
+    data: dict[str, Any],
+    *,
+    bureau: str = BUREAU,
+    station: str = STATION,
+) -> Envelope:
+    ce = f"jingmin.{context}.{type_}.v1"
+    body = {"bureau": bureau, "station": station, "occurred_at": at.astimezone(UTC).isoformat()}
+    return Envelope(
+        id=str(uuid.uuid4()),
+        source=f"/jingmin/{context}",
+        type=ce,
+        subject=stream,
+        time=at,
+        data={**body, **data},
+        dataschema=f"urn:jingmin:schema:{ce}",
+        bureau=bureau,
+        streamid=stream,
+        streamversion=version,
+    )
+
+
+def case_events(t0: datetime, *, kind: str = "alarm", party: str = "local") -> list[Envelope]:
+    """A case received, dispatched late (a breach), arrived, resolved, closed; a callback."""
+    cid = uuid.uuid4().hex
+    iso = lambda t: t.astimezone(UTC).isoformat()  # noqa: E731
+    cb = f"cb-{cid}-case_resolved"
+    return [
+        envelope("intake", "CaseReceived", cid, 1, t0, {
+            "case_id": cid, "channel": "call_110", "kind": kind, "priority": "urgent",
+            "area_type": "urban", "branch": "public_order", "party_category": party,
+            "category": "dispute", "subject_id": "sub_abcdefgh12",
+            "deadlines": {"dispatch": iso(t0 + timedelta(seconds=60))},
+        }),
+        envelope("intake", "FirstContactAssigned", cid, 2, t0 + timedelta(seconds=20), {
+            "case_id": cid, "officer_id": "p0007", "unit": STATION, "in_remit": True,
+            "deadlines": {},
+        }),
+        envelope("intake", "DeadlineBreached", cid, 3, t0 + timedelta(seconds=60), {
+            "case_id": cid, "deadline": "dispatch", "due_at": iso(t0 + timedelta(seconds=60)),
+        }),
+        envelope("intake", "CaseDispatched", cid, 4, t0 + timedelta(seconds=90), {
+            "case_id": cid, "unit": STATION, "officer_ids": ["p0007"],
+            "deadlines": {"arrival": iso(t0 + timedelta(seconds=390))},
+        }),
+        envelope("intake", "ArrivedOnScene", cid, 5, t0 + timedelta(seconds=400), {"case_id": cid}),
+        envelope("intake", "CaseResolved", cid, 6, t0 + timedelta(hours=1), {"case_id": cid}),
+        envelope("visits", "CallbackScheduled", cb, 1, t0 + timedelta(hours=1), {
+            "callback_id": cb, "case_id": cid, "trigger": "case_resolved", "mode": "sms",
+            "due_at": iso(t0 + timedelta(hours=3)), "expires_at": iso(t0 + timedelta(days=7)),
+        }),
+        envelope("visits", "CallbackAnswered", cb, 2, t0 + timedelta(hours=2), {
+            "callback_id": cb, "satisfaction": "dissatisfied", "security": "safe",
+            "has_comment": False,
+        }),
+    ]  # fmt: skip
+
+
+def _dims(measure: str, station: str, at_us: int, **values: str) -> tuple[str, ...]:
+    defaults = {"station": station, "hour": str(local_hour(at_us))}
+    defaults.update({d: vs[0] for d, vs in VARYING.items()})
+    return tuple(values.get(d, defaults.get(d, "x")) for d in MEASURES[measure].dims)
+
+
+# For each family label, every value it can take (the worst case of the budget test).
+VARYING: dict[str, tuple[str, ...]] = {
+    "kind": KINDS,
+    "satisfaction": ("satisfied", "basically_satisfied", "dissatisfied"),
+    "security": ("safe", "basically_safe", "unsafe"),
+    "trigger": ("case_resolved", "service_recovery"),
+    "on_time": ("true", "false"),
+    "on_target": ("true", "false"),
+    "one_visit": ("true", "false"),
+    "outcome": ("reached", "completed", "refused", "nobody_home", "substantiated"),
+}
+
+
+def synthetic_observations(
+    bureaus: Iterable[str], stations: int, now: datetime, days: int = 3
+) -> list[Observation]:
+    """Every measure at every station, each label value present, over the last days."""
+    out: list[Observation] = []
+    for bureau in bureaus:
+        for n in range(1, stations + 1):
+            station = f"{bureau}{n:03d}"
+            for back in range(days):
+                at = parse_us((now - timedelta(days=back, minutes=5)).isoformat())
+                day = local_day(at)
+                for name, measure in MEASURES.items():
+                    value = 90_000 if measure.kind is Kind.HISTOGRAM else 1
+                    varying = [d for d in measure.dims if d in VARYING] or [""]
+                    for dim in varying:
+                        for v in VARYING.get(dim, ("",)):
+                            extra = {dim: v} if dim else {}
+                            dims = _dims(name, station, at, **extra)
+                            if measure.kind is Kind.GAUGE:
+                                dims = dims[: len(measure.dims)]
+                                out.append(Observation(name, bureau, None, dims, 1))
+                            else:
+                                out.append(Observation(name, bureau, day, dims, value))
+    return out
+
+
+def snapshot_records(
+    observations: list[Observation], partition: int = 0
+) -> list[tuple[str, bytes]]:
+    """Chunk records and a status record, as one processor owning one partition sends them."""
+    cells = Cells()
+    cells.apply(observations, +1)
+    records = [
+        (
+            snapshot.chunk_key(partition, bureau, day),
+            snapshot.encode_chunk(partition, 1, bureau, day, cells.chunk((bureau, day))),
+        )
+        for bureau, day in sorted(cells)
+    ]
+    records.append(
+        (snapshot.status_key(partition), snapshot.encode_status(partition, 1, 0, 0, 0.0))
+    )
+    return records
+
+
+def synthetic_view(
+    bureaus: list[str], stations: int, now: datetime, days: int = 3
+) -> snapshot.SnapshotView:
+    view = snapshot.SnapshotView()
+    for key, value in snapshot_records(synthetic_observations(bureaus, stations, now, days)):
+        view.accept(key, value)
+    return view
+
+
+def bureau_codes(n: int) -> list[str]:
+    """n county codes spread over provinces and cities, like a real deployment."""
+    provinces = ["11", "31", "32", "33", "35", "37", "42", "44", "51", "61"]
+    return [f"{provinces[i % 10]}{(i // 10) % 20 + 1:02d}{i % 90 + 1:02d}" for i in range(n)]
