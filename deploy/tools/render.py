@@ -723,14 +723,15 @@ def _metrics_streams(max_replicas: int) -> list[dict[str, Any]]:
         "metrics",
         "stream",
         replicas=2,
-        # ASSUMED (issue 5): the faust app's import path; the same as compose.yaml.
+        # One faust processor; --with-web keeps faust's web server (probes, /metrics).
         args=[
-            "faust",
-            "-A",
-            "jingmin_metrics.streams.app",
+            "python",
+            "-m",
+            "jingmin_metrics.stream",
             "worker",
             "--loglevel",
             "info",
+            "--with-web",
             "--web-host",
             "0.0.0.0",
             "--web-port",
@@ -750,11 +751,11 @@ def _metrics_streams(max_replicas: int) -> list[dict[str, Any]]:
         "metrics",
         "exporter",
         replicas=2,
-        # ASSUMED (issue 5): the exporter's entry point; the same as compose.yaml.
+        # The metrics service's app: the exporter's /metrics and the drill-down JSON API.
         args=[
             "uvicorn",
             "--factory",
-            "jingmin_metrics.exporter.app:create_app",
+            "jingmin_metrics.entrypoints.app:create_app",
             "--host",
             "0.0.0.0",
             "--port",
