@@ -20,8 +20,7 @@ from jingmin_metrics.adapters.snapshot_reader import SnapshotReader
 from jingmin_metrics.oracle.verify import verify, verify_once
 from jingmin_sim.api import DevTokens, RequestLog
 from jingmin_sim.simulate import Config, simulate
-
-from conftest import ProcessorProcess, platform
+from metricskit import ProcessorProcess, platform
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,268 @@
+"""Metrics test helpers (imported as `metricskit`, a name no other test folder uses): the
+platform in one process, processors as real OS processes (so a test can `kill -9` one)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import ConsumerRecord
+from eventkit import devstack, kafka
+from eventkit.consumer import IdempotentConsumer
+from eventkit.kafka import json_bytes, record_headers
+from eventkit.relay import OutboxRelay
+from eventkit.settings import KernelSettings
+from eventkit.testing import DatabaseFactory
+
+INTAKE_TOPIC = "intake.case.events.v1"
+CALLBACK_TOPIC = "visits.callback.events.v1"
+VISIT_TOPIC = "visits.visit.events.v1"
+COMPLAINT_TOPICS = ("complaints.complaint.events.v1", "complaints.supervision.events.v1")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class ProcessorProcess:
+    """One metrics processor (`python -m jingmin_metrics.stream worker`) as a child process."""
+
+    def __init__(self, bootstrap: str, app_id: str, home: Path, name: str) -> None:
+        self.bootstrap, self.app_id, self.home, self.name = bootstrap, app_id, home, name
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = home / f"{name}.log"
+
+    def start(self) -> ProcessorProcess:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "METRICS_APP_ID": self.app_id,
+            "METRICS_FAUST_DATADIR": str(self.home / f"{self.name}-{uuid.uuid4().hex[:6]}"),
+            "METRICS_PROCESSOR_PORT": "0",
+            "METRICS_PUBLISH_INTERVAL_SECONDS": "0.5",
+            "PYTHONUNBUFFERED": "1",
+            "METRICS_DEBUG_DUMP": str(self.home / f"{self.name}.dump.json"),
+        }
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jingmin_metrics.stream", "worker", "-l", "info"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        return self
+
+    def kill(self) -> None:
+        """`kill -9`: no shutdown, no final commit, no flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+
+@dataclass
+class Route:
+    source: str
+    topics: tuple[str, ...]
+    consumer: IdempotentConsumer
+    seen: set[int] = field(default_factory=set)
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(self, topic: str, **kw: Any) -> Any:
+        self.sent.append((topic, kw))
+
+        async def acked() -> None:
+            return None
+
+        return acked()
+
+
+@dataclass
+class Platform:
+    """intake, visits and complaints APIs on fresh databases; their consumers fed by an
+    in-process bridge; their relays publishing to the metrics broker."""
+
+    settings: KernelSettings
+    clients: dict[str, httpx.AsyncClient]
+    pools: dict[str, asyncpg.Pool]
+    dsns: dict[str, str]
+    routes: list[Route]
+    dead: DeadLetters
+    bootstrap: str
+
+    async def pump(self) -> int:
+        moved = 0
+        for route in self.routes:
+            rows = await self.pools[route.source].fetch(
+                """SELECT id, topic, aggregate_id, payload::text AS p, headers::text AS h
+                   FROM outbox WHERE topic = ANY($1::text[]) ORDER BY id""",
+                list(route.topics),
+            )
+            for row in rows:
+                if row["id"] in route.seen:
+                    continue
+                route.seen.add(row["id"])
+                value = json_bytes(json.loads(row["p"]))
+                key = row["aggregate_id"].encode()
+                record = ConsumerRecord(
+                    topic=row["topic"], partition=0, offset=row["id"], timestamp=0,
+                    timestamp_type=0, key=key, value=value, checksum=None,
+                    serialized_key_size=len(key), serialized_value_size=len(value),
+                    headers=record_headers(json.loads(row["h"])),
+                )  # fmt: skip
+                await route.consumer.handle(record)
+                moved += 1
+        return moved
+
+    async def bridge(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if not await self.pump():
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.05)
+                except TimeoutError:
+                    pass
+
+    async def pending(self) -> int:
+        """Outbox rows the relays have not published yet."""
+        total = 0
+        for pool in self.pools.values():
+            total += await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return int(total)
+
+    async def redeliver(self) -> int:
+        """Publish every outbox row again: what a relay that crashed before marking its rows,
+        or `jingmin replay`, sends (the same ce_id, body and key)."""
+        producer = kafka.producer(self.settings, self.bootstrap)
+        await producer.start()
+        sent = 0
+        try:
+            for pool in self.pools.values():
+                rows = await pool.fetch(
+                    """SELECT topic, aggregate_id, payload::text AS p, headers::text AS h
+                       FROM outbox ORDER BY id"""
+                )
+                futures = [
+                    await producer.send(
+                        row["topic"],
+                        value=json_bytes(json.loads(row["p"])),
+                        key=row["aggregate_id"].encode(),
+                        headers=record_headers(json.loads(row["h"])),
+                    )
+                    for row in rows
+                ]
+                await asyncio.gather(*futures)
+                sent += len(futures)
+        finally:
+            await producer.stop()
+        return sent
+
+
+@asynccontextmanager
+async def platform(
+    fresh_database: DatabaseFactory, home: Path, bootstrap: str
+) -> AsyncIterator[Platform]:
+    from eventkit.chain import chain_key
+    from eventkit.personal import Vault
+    from eventkit.topics import ensure_topics
+    from jingmin_complaints.application.consumers import SourceHandler
+    from jingmin_complaints.application.consumers import build_consumer as complaints_consumer
+    from jingmin_complaints.entrypoints.app import create_app as complaints_app
+    from jingmin_complaints.service import SERVICE as COMPLAINTS
+    from jingmin_intake.application.visits_consumer import build_consumer as intake_consumer
+    from jingmin_intake.entrypoints.app import create_app as intake_app
+    from jingmin_intake.service import SERVICE as INTAKE
+    from jingmin_metrics.service import SERVICE as METRICS
+    from jingmin_visits.application.complaints_consumer import (
+        build_consumer as visits_from_complaints,
+    )
+    from jingmin_visits.application.intake_consumer import build_consumer as visits_from_intake
+    from jingmin_visits.entrypoints.app import create_app as visits_app
+    from jingmin_visits.service import SERVICE as VISITS
+
+    settings = KernelSettings(
+        jingmin_home=home,
+        master_key=base64.b64encode(os.urandom(32)).decode(),
+        kafka_bootstrap_servers=bootstrap,
+    )
+    specs = {"intake": INTAKE, "visits": VISITS, "complaints": COMPLAINTS}
+    await ensure_topics(
+        bootstrap,
+        [t for s in (*specs.values(), METRICS) for t in devstack.service_topics(s)],
+    )
+    factories = {"intake": intake_app, "visits": visits_app, "complaints": complaints_app}
+    dsns = {name: await fresh_database([spec.migrations]) for name, spec in specs.items()}
+    async with AsyncExitStack() as stack:
+        pools: dict[str, asyncpg.Pool] = {}
+        for name, dsn in dsns.items():
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=6)
+            stack.push_async_callback(pool.close)
+            pools[name] = pool
+        clients: dict[str, httpx.AsyncClient] = {}
+        for name, factory in factories.items():
+            app = factory(settings, dsn=dsns[name])
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=f"http://{name}.test", timeout=60
+            )
+            await stack.enter_async_context(client)
+            clients[name] = client
+        dead = DeadLetters()
+        fast = {"retry_delay": 0.01}
+
+        def source_handler() -> Any:
+            return SourceHandler(chain_key(settings), Vault(pools["complaints"], settings))
+
+        routes = [
+            Route("intake", (INTAKE_TOPIC,), visits_from_intake(pools["visits"], dead, **fast)),
+            Route("complaints", COMPLAINT_TOPICS,
+                  visits_from_complaints(pools["visits"], dead, **fast)),
+            Route("visits", (VISIT_TOPIC,),
+                  intake_consumer(pools["intake"], dead, settings, **fast)),
+            Route("intake", (INTAKE_TOPIC,),
+                  complaints_consumer(pools["complaints"], dead, source_handler(), **fast)),
+            Route("visits", (CALLBACK_TOPIC,),
+                  complaints_consumer(pools["complaints"], dead, source_handler(), **fast)),
+        ]  # fmt: skip
+        plat = Platform(settings, clients, pools, dsns, routes, dead, bootstrap)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(plat.bridge(stop))]
+        for name, pool in pools.items():
+            relay = OutboxRelay(
+                pool,
+                lambda: kafka.producer(settings, bootstrap),
+                service=name,
+                poll_interval=0.2,
+            )
+            tasks.append(asyncio.create_task(relay.run(stop)))
+        try:
+            yield plat
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
