@@ -13,8 +13,16 @@ One run, one machine, one throw-away database `jingmin_bench_<ts>` (dropped at t
     server that falls behind is charged for the queueing (no coordinated omission).
 
 (b) and (c) run once per uvicorn worker count (1 and 2 by default); the headline uses
-the count with the higher (b) throughput. Prints a table and writes
-bench-results/bench-<UTC timestamp>.json and bench-results/latest.json.
+the count with the higher (b) throughput.
+
+(d)-(h), the event pipeline, run next on a private stack (tests/bench/pipeline.py): relay
+vs a raw producer, metrics processors vs a raw consumer, freshness (API call -> figure on
+the exporter's /metrics), `jingmin replay` and the metrics' convergence after it, and 1,
+10 and 100 bureaus at the same total rate. Every figure is also given as a ratio to a
+baseline measured in the same run (`ratios` in the JSON).
+
+Prints a table and writes bench-results/bench-<UTC timestamp>.json and
+bench-results/latest.json.
 
 This is a benchmark, not a test: pytest never collects it. Run `make bench`, or
 `uv run python tests/bench/run.py --help` for the knobs.
@@ -56,6 +64,7 @@ from jingmin_intake.service import SERVICE
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import pipeline  # noqa: E402
 from payloads import SCOPE, bodies  # noqa: E402
 
 ROOT = BENCH_DIR.parents[1]
@@ -890,7 +899,6 @@ def print_table(result: dict[str, Any], path: Path) -> None:
             f"{max(r['cpu']['other_cores'] for r in noisy):.2f} cores during {len(noisy)} "
             f"phase(s): the machine was shared, those numbers are too low"
         )
-    print(f"results: {path.relative_to(ROOT)} (and bench-results/latest.json)")
 
 
 def _phases(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -992,7 +1000,7 @@ async def main(args: argparse.Namespace) -> int:
             },
             "api": {},
         }
-        for n, workers in enumerate(args.workers):
+        for n, workers in enumerate([] if args.skip_ingest else args.workers):
             server = ApiServer(
                 workers,
                 env,
@@ -1024,16 +1032,25 @@ async def main(args: argparse.Namespace) -> int:
                 server, token, dsn, args, seed=3 * n
             )
             server.stop()
-        result["headline"] = headline(result, args)
+        if result["api"]:
+            result["headline"] = headline(result, args)
+        if not args.skip_pipeline:
+            print("pipeline phases on a private stack (tests/bench/pipeline.py)", flush=True)
+            result["pipeline"] = await pipeline.run_pipeline(args)
+        result["ratios"] = pipeline.ratios(result)
         result["wall_seconds"] = round(time.perf_counter() - t_start, 1)
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"bench-{ts}.json"
         text = json.dumps(result, ensure_ascii=False, indent=2) + "\n"
         path.write_text(text, encoding="utf-8")
         (RESULTS / "latest.json").write_text(text, encoding="utf-8")
-        print_table(result, path)
-        h = result["headline"]
-        return 1 if args.strict and not (h["ratio_pass"] and h["p99_pass"]) else 0
+        if result["api"]:
+            print_table(result, path)
+        if "pipeline" in result:
+            pipeline.print_table(result)
+        print(f"results: {path.relative_to(ROOT)} (and bench-results/latest.json)")
+        h = result.get("headline")
+        return 1 if args.strict and h and not (h["ratio_pass"] and h["p99_pass"]) else 0
     finally:
         for server in servers:
             server.stop()
@@ -1087,6 +1104,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment of the API, repeatable",
     )
+    p.add_argument("--skip-ingest", action="store_true", help="skip (a)-(c), the ingest phases")
+    p.add_argument("--skip-pipeline", action="store_true", help="skip (d)-(h), the pipeline phases")
+    p.add_argument(
+        "--relay-messages", type=int, default=20_000, help="(d) outbox backlog the relay drains"
+    )
+    p.add_argument("--templates", type=int, default=40, help="template cases made through the API")
+    p.add_argument("--fresh-rate", type=float, default=20.0, help="(f) cases/s while measuring")
+    p.add_argument("--fresh-seconds", type=float, default=20.0, help="(f) seconds of load")
+    p.add_argument(
+        "--fresh-poll", type=float, default=0.1, help="(f) seconds between /metrics scrapes"
+    )
+    p.add_argument(
+        "--replay-events",
+        type=int,
+        default=100_000,
+        help="(g) stored events replayed (the target is 1000000 in < 5 min; 0: skip)",
+    )
+    p.add_argument(
+        "--converge-timeout",
+        type=float,
+        default=900.0,
+        help="(g) seconds to wait for the processors to apply every replayed event",
+    )
+    p.add_argument(
+        "--verify-timeout",
+        type=float,
+        default=180.0,
+        help="(e), (g) seconds `jingmin verify metrics` may take (its SQL grows with the events)",
+    )
+    p.add_argument(
+        "--scale-bureaus",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1, 10, 100],
+        help="(h) bureau counts, comma-separated (empty: skip)",
+    )
+    p.add_argument("--scale-rate", type=float, default=20.0, help="(h) cases/s in all")
+    p.add_argument("--scale-seconds", type=float, default=15.0, help="(h) seconds per step")
     p.add_argument("--target-ratio", type=float, default=0.5)
     p.add_argument("--target-p99-ms", type=float, default=50.0)
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
