@@ -1130,7 +1130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--verify-timeout",
         type=float,
-        default=180.0,
+        default=90.0,
         help="(e), (g) seconds `jingmin verify metrics` may take (its SQL grows with the events)",
     )
     p.add_argument(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import time
@@ -193,6 +194,7 @@ class Scenario:
 
 
 async def broker_pause(s: Scene) -> None:
+    """Load, SIGSTOP the broker, load on while it is stopped, SIGCONT, load, recover."""
     o = s.opts
     before, pause, after = o.t(15, 4), o.t(30, 5), o.t(10, 3)
     s.start_load()
@@ -222,6 +224,8 @@ def _writes_went_on(n: int, how: str) -> Check:
 
 
 async def broker_restart(s: Scene) -> None:
+    """kill -9 of the (memory-only) broker, then the runbook: relays stopped, an empty
+    broker with its topics, `jingmin replay`, relays started; load the whole time."""
     o = s.opts
     before, after = o.t(15, 4), o.t(15, 4)
     s.start_load()
@@ -262,6 +266,7 @@ async def broker_restart(s: Scene) -> None:
 
 
 async def relay_kill(s: Scene) -> None:
+    """kill -9 of every relay every 2-4 s for 30 s under load; the supervisor restarts them."""
     o = s.opts
     before, chaos, after = o.t(10, 4), o.t(30, 8), o.t(10, 3)
     s.start_load()
@@ -317,6 +322,8 @@ async def _owned_partitions(url: str) -> float | None:
 
 
 async def metrics_workers(s: Scene) -> None:
+    """kill -9 of a faust processor (its worker restarts it), of the whole metrics worker,
+    of a processor again; then a second processor joins, takes partitions, and leaves."""
     o = s.opts
     s.start_load()
     await s.sleep(o.t(15, 4))
@@ -332,8 +339,6 @@ async def metrics_workers(s: Scene) -> None:
         elif pids:
             victim = pids[0]
             with contextlib.suppress(ProcessLookupError):
-                import os
-
                 os.kill(victim, signal.SIGKILL)
             s.did(f"kill -9 #{n + 1}: metrics processor pid {victim} (its worker restarts it)")
         else:
@@ -502,6 +507,8 @@ async def _one_effect(s: Scene, load: BuiltinLoad) -> Check:
 
 
 async def api_kill(s: Scene) -> None:
+    """kill -9 of intake-api three times under load (clients retry with their keys), then
+    the lost-answer probe."""
     o = s.opts
     before, chaos, after = o.t(8, 3), o.t(30, 10), o.t(6, 2)
     s.start_load(builtin_rate=4.0)
@@ -533,6 +540,7 @@ async def api_kill(s: Scene) -> None:
 
 
 async def postgres_restart(s: Scene) -> None:
+    """`pg_ctl stop -m fast` of the private PostgreSQL under load, 5 s down, started again."""
     o = s.opts
     before, down, after = o.t(15, 4), o.t(5, 2), o.t(20, 6)
     s.start_load()

@@ -55,7 +55,7 @@ _SCRUBBED = (
 Echo = Callable[[str], None]
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every process below `pid`, read from /proc."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -162,7 +162,7 @@ class Proc:
     def tree(self) -> list[int]:
         if not self.running() or self.pid is None:
             return []
-        return [self.pid, *_descendants(self.pid)]
+        return [self.pid, *descendants(self.pid)]
 
     def rss(self) -> int:
         return sum(rss_bytes(p) for p in self.tree())
