@@ -250,6 +250,23 @@ class Stored:
         )
         return [r["version"] for r in rows]
 
+    async def breaches(self, case_id: str) -> list[str]:
+        """The deadlines breached in a case's stream, in order."""
+        rows = await self.pool.fetch(
+            "SELECT data->>'deadline' AS d FROM events WHERE stream_id = $1 "
+            "AND type = 'DeadlineBreached' ORDER BY version",
+            case_id,
+        )
+        return [r["d"] for r in rows]
+
+    async def age_promises(self, minutes: float) -> None:
+        """As if every promise had been recorded `minutes` earlier (the sweeper waits the
+        bureau's grace after a promise is recorded, not only after it is due)."""
+        await self.pool.execute(
+            "UPDATE case_deadlines SET recorded_at = recorded_at - make_interval(mins => $1)",
+            minutes,
+        )
+
     async def outbox(self, case_id: str | None = None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             """SELECT type, payload::text AS payload, headers::text AS headers FROM outbox

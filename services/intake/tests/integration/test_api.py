@@ -601,28 +601,22 @@ async def test_sweeper_breaches_each_missed_dispatch_exactly_once(
     assert [e["type"] for e in answer["events"]] == ["DeadlineBreached", "CaseDispatched"]
 
     a, b = make_commands(), make_commands()
+    assert await sweep_once(a) == 0  # recorded just now: the next step may be on its way
+    await stored.age_promises(minutes=5)
     recorded = await asyncio.gather(sweep_once(a), sweep_once(b))
     assert sum(recorded) == 3
     assert await sweep_once(a) == 0
     assert await sweep_once(make_commands()) == 0  # a restarted sweeper
 
-    async def breaches(case_id: str) -> list[str]:
-        rows = await stored.pool.fetch(
-            "SELECT data->>'deadline' AS d FROM events WHERE stream_id = $1 "
-            "AND type = 'DeadlineBreached'",
-            case_id,
-        )
-        return [r["d"] for r in rows]
-
     for case_id in missed:
-        assert await breaches(case_id) == ["dispatch"]
+        assert await stored.breaches(case_id) == ["dispatch"]
         detail = await api.get(case_id)
         dispatch = detail["deadlines"]["dispatch"]
         assert dispatch["breached_at"] == dispatch["due_at"]
         assert dispatch["met_at"] is None
         assert detail["case"]["overdue"] is True
-    assert await breaches(late) == ["dispatch"]
-    assert await breaches(on_time) == []
+    assert await stored.breaches(late) == ["dispatch"]
+    assert await stored.breaches(on_time) == []
     outbox_breaches = [
         m for m in await stored.outbox() if m["type"] == "jingmin.intake.DeadlineBreached.v1"
     ]
@@ -630,7 +624,7 @@ async def test_sweeper_breaches_each_missed_dispatch_exactly_once(
 
     # Dispatching a swept case later meets the promise but records no second breach.
     await api.command(missed[0], "dispatch")
-    assert await breaches(missed[0]) == ["dispatch"]
+    assert await stored.breaches(missed[0]) == ["dispatch"]
     assert await sweep_once(make_commands()) == 0
 
 
@@ -642,6 +636,7 @@ async def test_sweeper_racing_late_dispatches_still_breaches_once(
     make_commands: Callable[[], CaseCommands],
 ) -> None:
     cases = [(await api.receive(occurred_at=api.ago(minutes=10)))["case_id"] for _ in range(6)]
+    await stored.age_promises(minutes=5)
     dispatches = [
         client.post(
             f"/v1/cases/{c}/dispatch", json=api.COMMAND_BODIES["dispatch"], headers=operator
@@ -656,6 +651,30 @@ async def test_sweeper_racing_late_dispatches_still_breaches_once(
         assert (await stored.event_types(case_id)).count("DeadlineBreached") == 1, case_id
         assert await stored.versions(case_id) == [1, 2, 3]
     assert await sweep_once(make_commands()) == 0
+
+
+async def test_a_case_entered_after_the_fact_is_not_breached_before_its_next_step(
+    api: Api, stored: Stored, make_commands: Callable[[], CaseCommands]
+) -> None:
+    """A backfilled case (received 10 minutes ago, entered now) has its dispatch promise due
+    already; the sweeper leaves it the bureau's grace, by the server's clock, for the
+    dispatch entered a moment later. Whether that dispatch was on time is then decided by
+    the event times alone, as if the sweeper had never run."""
+    on_time = await api.receive(occurred_at=api.ago(minutes=10))
+    never = (await api.receive(occurred_at=api.ago(minutes=10)))["case_id"]
+    assert await sweep_once(make_commands()) == 0
+    dispatched = await api.command(
+        on_time["case_id"], "dispatch", occurred_at=api.ago(minutes=10, seconds=-30)
+    )
+    assert [e["type"] for e in dispatched["events"]] == ["CaseDispatched"]
+    assert await stored.event_types(on_time["case_id"]) == ["CaseReceived", "CaseDispatched"]
+
+    await stored.age_promises(minutes=2)  # the grace (60 s by default) has passed
+    assert await sweep_once(make_commands()) >= 1
+
+    assert "dispatch" in await stored.breaches(never)
+    # Its arrival promise (set by the dispatch) may be breached by now; the dispatch was not.
+    assert "dispatch" not in await stored.breaches(on_time["case_id"])
 
 
 # ---- erasure -----------------------------------------------------------------------------

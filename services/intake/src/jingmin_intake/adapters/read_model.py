@@ -116,22 +116,26 @@ async def list_cases(
 
 async def due_for_sweep(
     conn: asyncpg.Connection, default_grace_seconds: int, limit: int
-) -> list[tuple[str, int]]:
-    """(case id, grace seconds) of cases with a promise due for longer than its bureau's grace.
+) -> list[tuple[str, int, frozenset[str]]]:
+    """(case id, grace seconds, deadline names) of promises due for longer than the grace.
 
-    The grace is applied in the scan itself, so a bureau with a long grace and many due
-    rows cannot fill the batch and hold back every other bureau's breaches.
+    A promise is judged no sooner than the grace after it was *recorded* too: a case entered
+    after the fact has its due times in the past already, and the step that meets them may
+    be a moment behind it (1003_deadline_recorded_at.sql). The grace is applied in the scan
+    itself, so a bureau with a long grace and many due rows cannot fill the batch and hold
+    back every other bureau's breaches.
     """
     rows = await conn.fetch(
-        """SELECT case_id, max(grace) AS grace FROM (
-               SELECT d.case_id, g.grace FROM case_deadlines d
+        """SELECT case_id, max(grace) AS grace, array_agg(deadline) AS deadlines FROM (
+               SELECT d.case_id, d.deadline, g.grace FROM case_deadlines d
                CROSS JOIN LATERAL (SELECT coalesce((SELECT (p.policy->>'sweep_grace_seconds')::int
                     FROM bureau_policies p WHERE p.bureau = d.bureau), $1) AS grace) g
                WHERE d.met_at IS NULL AND NOT d.cancelled AND d.breached_at IS NULL
                  AND d.due_at < clock_timestamp() - make_interval(secs => g.grace)
+                 AND d.recorded_at < clock_timestamp() - make_interval(secs => g.grace)
                ORDER BY d.due_at LIMIT $2) due
            GROUP BY case_id""",
         default_grace_seconds,
         limit,
     )
-    return [(r["case_id"], r["grace"]) for r in rows]
+    return [(r["case_id"], r["grace"], frozenset(r["deadlines"])) for r in rows]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,8 +137,13 @@ class CaseCommands:
             self.store, request, case_id, attempt, noun="case", expected_version=expected_version
         )
 
-    async def sweep(self, case_id: str, grace: timedelta) -> int:
-        """Append the breaches that are due for one case; returns how many were recorded."""
+    async def sweep(
+        self, case_id: str, grace: timedelta, deadlines: Collection[str] | None = None
+    ) -> int:
+        """Append the breaches that are due for one case; returns how many were recorded.
+
+        `deadlines`: only these promises (the ones the scan found ripe), None for all.
+        """
         for _attempt in range(CONFLICT_RETRIES):
             try:
                 async with self.store.transaction() as tx:
@@ -146,7 +151,7 @@ class CaseCommands:
                     case = Case.from_history(
                         case_id, ((e.type, e.data, e.occurred_at) for e in history)
                     )
-                    facts = case.sweep(self.clock(), grace)
+                    facts = case.sweep(self.clock(), grace, deadlines)
                     if not facts:
                         return 0
                     before = case.version

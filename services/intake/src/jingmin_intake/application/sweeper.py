@@ -26,8 +26,8 @@ async def sweep_once(commands: CaseCommands, *, limit: int = 500) -> int:
     async with commands.store.pool.acquire() as conn:
         due = await read_model.due_for_sweep(conn, DeadlinePolicy().sweep_grace_seconds, limit)
     recorded = 0
-    for case_id, grace in due:
-        recorded += await commands.sweep(case_id, timedelta(seconds=grace))
+    for case_id, grace, deadlines in due:
+        recorded += await commands.sweep(case_id, timedelta(seconds=grace), deadlines)
     return recorded
 
 

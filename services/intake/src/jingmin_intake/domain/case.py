@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -393,11 +393,17 @@ class Case:
         self._require(OUTCOMES, "close")
         return self._decide(Fact(CLOSED, {}, occurred_at), now)
 
-    def sweep(self, now: datetime, grace: timedelta) -> list[Fact]:
-        """Breaches that are due by the wall clock, for cases where nothing happens at all."""
+    def sweep(
+        self, now: datetime, grace: timedelta, only: Collection[str] | None = None
+    ) -> list[Fact]:
+        """Breaches that are due by the wall clock, for cases where nothing happens at all.
+
+        `only` limits them to the named promises (the sweeper's scan knows which are ripe).
+        """
         if self.status is None:
             return []
-        return self._breaches_before(now - grace)
+        found = self._breaches_before(now - grace)
+        return found if only is None else [f for f in found if f.data["deadline"] in only]
 
     def open_deadlines(self) -> dict[str, DeadlineState]:
         """Promises neither met nor cancelled (breached ones included)."""
