@@ -207,10 +207,9 @@ class Api:
         self.attempts = attempts
         self.backoff = backoff
         self.limit = asyncio.Semaphore(concurrency)
-        # Detail reads (GET /v1/cases/{id}, /v1/callbacks/{id}...) take a second pooled
-        # connection while holding one (PostgresEventStore.load inside pool.acquire): 20 of
-        # them at once exhaust a service's pool of 20 and wait on each other for ever. Fewer
-        # reads in flight per service keeps the platform out of that deadlock.
+        # Detail reads (GET /v1/cases/{id}, /v1/callbacks/{id}...) decrypt and replay a whole
+        # stream; a workload generator that polls for what consumers create should not let
+        # them crowd out the writes it measures, so at most 6 are in flight per service.
         self.read_limits = {name: asyncio.Semaphore(min(concurrency, 6)) for name in self.clients}
         self.stats = Stats()
         self.log = log if log is not None else RequestLog()

@@ -145,6 +145,8 @@ def simulate(
         )
     if result.stats.error_count or result.stories["crashed"]:
         raise typer.Exit(1)
+    if any(check.get("status") == "fail" for check in result.checks):
+        raise typer.Exit(1)
 
 
 async def _main(
@@ -160,7 +162,9 @@ async def _main(
     from eventkit.settings import kernel_settings, service_dsn
 
     from jingmin_sim.api import DevTokens, FileTokens, RequestLog, TokenSource
+    from jingmin_sim.checks import CheckContext
     from jingmin_sim.checks import run_checks as checks_of
+    from jingmin_sim.geography import pick_bureaus
     from jingmin_sim.simulate import simulate as run_simulation
     from jingmin_sim.sink import SmsSink
 
@@ -185,7 +189,12 @@ async def _main(
     try:
         result = await run_simulation(config, clients, tokens, sms_sink=sink, log=log)
         if run_checks:
-            result.checks = await checks_of(result, clients)
+            context = CheckContext(
+                bureaus=tuple(pick_bureaus(config.bureaus, config.bureau_codes)),
+                urls=dict(urls),
+                tokens=tokens,
+            )
+            result.checks = await checks_of(result, clients, context)
     finally:
         for client in clients.values():
             await client.aclose()
