@@ -31,14 +31,12 @@ from jingmin_metrics.figures import snapshot
 from jingmin_metrics.service import DEAD_LETTER_TOPIC, SERVICE, SNAPSHOT_TOPIC
 from jingmin_metrics.settings import metrics_settings
 from jingmin_metrics.stream.faustfix import MergingTable, install
-from jingmin_metrics.stream.highwaters import install as install_true_highwaters
 from jingmin_metrics.stream.processor import Processor
 from jingmin_metrics.stream.sources import SOURCES
 from jingmin_metrics.stream.telemetry import FACTS, OWNED, PUBLISHED, REBUILDS
 
 log = logging.getLogger(__name__)
 install()
-install_true_highwaters()
 
 settings = metrics_settings()
 PARTITIONS = settings.metrics_partitions
