@@ -180,9 +180,7 @@ async def _answered_on_topic(bootstrap: str, callback_id: str) -> list[Any]:
         topic = "visits.callback.events.v1"
         await consumer.topics()
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await topics.rewind(consumer, tps)
 
         async def drained() -> bool:
             batch = await consumer.getmany(timeout_ms=500)

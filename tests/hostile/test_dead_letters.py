@@ -209,9 +209,7 @@ async def _dead_letters(bootstrap: str, topic: str, marker: str) -> list[dict[st
             await consumer.topics()
             partitions = consumer.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
+        ends = await topics.rewind(consumer, assigned)
         found = []
 
         async def behind() -> bool:

@@ -111,6 +111,23 @@ async def end_offsets(
     return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in wanted}
 
 
+async def rewind(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Assign `partitions` to `consumer`, find their true ends, and seek to the beginning.
+
+    A reader that reads until every position reaches the returned end has read everything
+    the partitions held when it started (`consumer.end_offsets` alone stops short on Tansu:
+    see `end_offsets`).
+    """
+    wanted = list(partitions)
+    consumer.assign(wanted)
+    ends = await end_offsets(consumer, wanted)
+    if wanted:
+        await consumer.seek_to_beginning(*wanted)
+    return ends
+
+
 async def print_records(
     bootstrap: str,
     topic: str,

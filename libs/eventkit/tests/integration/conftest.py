@@ -117,9 +117,12 @@ def read_topic(kafka_bootstrap: str) -> ReadTopic:
             parts = consumer.partitions_for_topic(topic) or set()
             assert parts, f"topic {topic} has no partitions"
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps) if until is None else {}
+            if until is None:
+                ends = await topics.rewind(consumer, tps)
+            else:
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends = {}
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 records = [r for p in by_partition.values() for r in p]

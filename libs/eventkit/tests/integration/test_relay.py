@@ -418,10 +418,13 @@ async def test_the_relay_stands_again_after_its_database_session_dies(
         second = await write(pg_store, to_messages, topic, ["case-2"], per_stream=5)
         await wait_for(lambda: _zero(pool), timeout=30)
         assert not task.done()
-        # It holds the lock again.
+        # It holds the lock again (in this database: pg_locks lists the whole server's, and
+        # another stack's relays may share the server).
         await wait_for(
             lambda: pool.fetchval(
-                "SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                """SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                   AND database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database())"""
             ),
             timeout=15,
         )

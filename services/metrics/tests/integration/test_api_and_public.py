@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from eventkit import devstack
+from eventkit import devstack, topics
 from eventkit.auth import issue_token
 from eventkit.contracts import SchemaRegistry
 from eventkit.settings import KernelSettings
@@ -202,9 +202,7 @@ async def _read(bootstrap: str, topic: str) -> list[tuple[str, dict[str, str], A
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await topics.rewind(consumer, tps)
         out = []
         deadline = datetime.now(UTC) + timedelta(seconds=20)
         while any([await consumer.position(tp) < ends[tp] for tp in tps]):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventkit import devstack
+from eventkit import devstack, topics
 from eventkit.service import load_services
 from eventkit.testing import DatabaseFactory, wait_for
 from eventkit.topics import ensure_topics
@@ -176,9 +176,7 @@ async def _diagnose(p: Any, bootstrap: str, app_id: str, procs: list[ProcessorPr
     try:
         topic = f"{app_id}-items-changelog"
         tps = [TopicPartition(topic, i) for i in range(12)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await topics.rewind(consumer, tps)
         while any([await consumer.position(tp) < ends[tp] for tp in tps]):
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:

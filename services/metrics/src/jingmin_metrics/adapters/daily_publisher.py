@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from eventkit import kafka
+from eventkit import kafka, topics
 from eventkit.envelope import Envelope
 from eventkit.worker import WorkerContext
 
@@ -61,9 +61,7 @@ async def published(bootstrap: str) -> dict[str, str]:
         tps = [TopicPartition(DAILY_TOPIC, p) for p in sorted(partitions)]
         if not tps:
             return seen
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await topics.rewind(consumer, tps)
         while True:
             behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
             if not behind:

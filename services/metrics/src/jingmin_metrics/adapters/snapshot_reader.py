@@ -14,6 +14,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from eventkit import topics
 
 from jingmin_metrics.figures.snapshot import SnapshotView
 from jingmin_metrics.service import SNAPSHOT_TOPIC
@@ -35,8 +36,7 @@ class SnapshotReader:
         """Read the topic once to its current end (for one-shot readers such as the oracle)."""
         consumer = await self._consumer()
         try:
-            partitions = await self._assign(consumer, timeout)
-            ends = await consumer.end_offsets(partitions)
+            partitions, ends = await self._assign(consumer, timeout)
             deadline = time.monotonic() + timeout
             while await _behind(consumer, partitions, ends):
                 if time.monotonic() > deadline:
@@ -70,7 +70,10 @@ class SnapshotReader:
         await consumer.start()
         return consumer
 
-    async def _assign(self, consumer: AIOKafkaConsumer, wait: float) -> list[TopicPartition]:
+    async def _assign(
+        self, consumer: AIOKafkaConsumer, wait: float
+    ) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+        """Assign every partition from its beginning; with each partition's true end."""
         deadline = time.monotonic() + wait
         while True:
             partitions = consumer.partitions_for_topic(self.topic)
@@ -83,9 +86,7 @@ class SnapshotReader:
                 raise LookupError(f"no topic {self.topic} on {self.bootstrap}")
             await asyncio.sleep(0.5)
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        return assigned
+        return assigned, await topics.rewind(consumer, assigned)
 
     def _apply(self, batches: dict[TopicPartition, list]) -> int:  # type: ignore[type-arg]
         n = 0
@@ -106,8 +107,7 @@ class SnapshotReader:
             # A new pass starts from nothing: the topic is the only truth.
             self.view.reset()
             self._positions.clear()
-            partitions = await self._assign(consumer, 30.0)
-            ends = await consumer.end_offsets(partitions)
+            partitions, ends = await self._assign(consumer, 30.0)
             pending = {tp for tp in partitions if ends[tp] > 0}
             if not pending:
                 self.caught_up.set()
@@ -117,15 +117,26 @@ class SnapshotReader:
                     pending = {tp for tp in pending if await _behind(consumer, [tp], ends)}
                     if not pending:
                         self.caught_up.set()
-                else:
+                elif self._truncated(consumer, partitions):
                     # The log shrank under us: the broker lost it and it is being refilled.
-                    latest = await consumer.end_offsets(partitions)
-                    if any(latest[tp] < self._positions.get(tp.partition, 0) for tp in partitions):
-                        log.warning("snapshot topic was truncated; rebuilding the view")
-                        self.caught_up.clear()
-                        return
+                    log.warning("snapshot topic was truncated; rebuilding the view")
+                    self.caught_up.clear()
+                    return
         finally:
             await consumer.stop()
+
+    def _truncated(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+        """A partition's end is now below what was read from it.
+
+        Judged by the high watermark of the last fetch response, which is exact; Tansu's
+        ListOffsets answers short of the end after a batch of several records, and compared
+        with it every such batch looked like a truncation (the view was rebuilt over and over).
+        """
+        for tp in partitions:
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater < self._positions.get(tp.partition, 0):
+                return True
+        return False
 
 
 async def _behind(

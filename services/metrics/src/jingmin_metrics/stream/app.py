@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from eventkit import kafka
+from eventkit import kafka, topics
 from eventkit.contracts import SchemaRegistry
 from eventkit.devstack import service_topics
 from eventkit.envelope import Envelope, EnvelopeError
@@ -212,9 +212,7 @@ async def _existing_keys(partition: int) -> set[bytes]:
     await consumer.start()
     try:
         tp = TopicPartition(SNAPSHOT_TOPIC, partition)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
+        end = (await topics.rewind(consumer, [tp]))[tp]
         live: set[bytes] = set()
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000)
