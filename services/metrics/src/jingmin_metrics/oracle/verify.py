@@ -94,12 +94,17 @@ async def recompute(dsns: Mapping[str, str]) -> Recomputed:
         out.notes.append("no intake database: intake figures not recomputed")
     else:
         try:
-            for row in await intake.fetch(
-                _AGGREGATE.format(observations=sql.INTAKE_OBSERVATIONS), sql.INTAKE_TYPES, buckets
-            ):
-                out.add(*row)
-            case_dims = await intake.fetch(sql.CASE_DIMENSIONS)
-            await _count(intake, out, sql.INTAKE_TYPES)
+            # One snapshot per database: the figures and the count of events they come from
+            # must see the same events, or a live sweeper's breach lands between them.
+            async with intake.transaction(isolation="repeatable_read", readonly=True):
+                for row in await intake.fetch(
+                    _AGGREGATE.format(observations=sql.INTAKE_OBSERVATIONS),
+                    sql.INTAKE_TYPES,
+                    buckets,
+                ):
+                    out.add(*row)
+                case_dims = await intake.fetch(sql.CASE_DIMENSIONS)
+                await _count(intake, out, sql.INTAKE_TYPES)
         finally:
             await intake.close()
     visits = await _connect(dsns, "visits")
@@ -107,7 +112,7 @@ async def recompute(dsns: Mapping[str, str]) -> Recomputed:
         out.notes.append("no visits database: callback figures not recomputed")
     else:
         try:
-            async with visits.transaction():
+            async with visits.transaction(isolation="repeatable_read"):
                 await visits.execute(
                     """CREATE TEMPORARY TABLE case_dims (
                            case_id text PRIMARY KEY, bureau text, station text, channel text,
@@ -123,8 +128,8 @@ async def recompute(dsns: Mapping[str, str]) -> Recomputed:
                     buckets,
                 ):
                     out.add(*row)
-            await _gather(visits, out, sql.VISIT_OBSERVATIONS, sql.VISIT_TYPES)
-            await _count(visits, out, sql.CALLBACK_TYPES)
+                await _gather(visits, out, sql.VISIT_OBSERVATIONS, sql.VISIT_TYPES)
+                await _count(visits, out, sql.CALLBACK_TYPES)
         finally:
             await visits.close()
     complaints = await _connect(dsns, "complaints")
@@ -132,8 +137,9 @@ async def recompute(dsns: Mapping[str, str]) -> Recomputed:
         out.notes.append("no complaints database: complaint and supervision figures not recomputed")
     else:
         try:
-            await _gather(complaints, out, sql.COMPLAINT_OBSERVATIONS, sql.COMPLAINT_TYPES)
-            await _gather(complaints, out, sql.ORDER_OBSERVATIONS, sql.ORDER_TYPES)
+            async with complaints.transaction(isolation="repeatable_read", readonly=True):
+                await _gather(complaints, out, sql.COMPLAINT_OBSERVATIONS, sql.COMPLAINT_TYPES)
+                await _gather(complaints, out, sql.ORDER_OBSERVATIONS, sql.ORDER_TYPES)
         finally:
             await complaints.close()
     return out
@@ -237,7 +243,9 @@ async def verify(
     deadline = time.monotonic() + wait
     while True:
         report = await verify_once(dsns, bootstrap)
-        caught_up = report.streamed_facts >= report.stored_facts
+        # Equal, not only caught up: processors that applied more than the recomputation saw
+        # have events stored after its snapshot, and the differences may be theirs.
+        caught_up = report.streamed_facts == report.stored_facts
         if (not report.differences and caught_up) or time.monotonic() >= deadline:
             break
         await asyncio.sleep(1.0)
@@ -251,7 +259,12 @@ async def verify(
     echo(
         f"metrics: {report.cells} cells compared, {len(report.differences)} differences; "
         f"events applied {report.streamed_facts} of {report.stored_facts} stored"
-        + (f" ({behind} not yet applied)" if behind else "")
+        + (f" ({behind} not yet applied)" if behind > 0 else "")
+        + (
+            f" ({-behind} applied that were stored after the recomputation began: run again)"
+            if behind < 0
+            else ""
+        )
     )
     if report.missing_by_type:
         echo(f"stored minus applied, by type: {report.missing_by_type}")
