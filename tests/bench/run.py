@@ -1111,7 +1111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--templates", type=int, default=40, help="template cases made through the API")
     p.add_argument("--fresh-rate", type=float, default=20.0, help="(f) cases/s while measuring")
-    p.add_argument("--fresh-seconds", type=float, default=20.0, help="(f) seconds of load")
+    p.add_argument(
+        "--fresh-seconds", type=float, default=20.0, help="(f) seconds of load (0: skip)"
+    )
     p.add_argument(
         "--fresh-poll", type=float, default=0.1, help="(f) seconds between /metrics scrapes"
     )
