@@ -319,7 +319,18 @@ async def publish(partitions: Sequence[int] | None = None) -> int:
 async def publish_changes() -> None:
     # Only partitions still owned: a worker that lost one must not overwrite its new owner.
     owned = _active()
-    await publish([p for p in processor.partitions if p in owned])
+    partitions = [p for p in processor.partitions if p in owned]
+    try:
+        await publish(partitions)
+    except Exception as exc:
+        # A timer that raises crashes the whole faust app (and, with the broker away, its
+        # stop cannot flush). Publishing is idempotent: rewrite these partitions whole on
+        # the next tick, since the changes this attempt took may not have been sent.
+        log.warning("publishing figures failed (%s: %s); retrying", type(exc).__name__, exc)
+        for partition in partitions:
+            part = processor.partitions.get(partition)
+            if part is not None:
+                part.needs_refresh = True
 
 
 @app.timer(2.0)  # type: ignore[misc]
