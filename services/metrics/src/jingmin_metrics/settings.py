@@ -15,11 +15,6 @@ class MetricsSettings(KernelSettings):
     metrics_partitions: int = 12
     # Validate every consumed event against contracts/ (a bad one goes to metrics.dlq.v1).
     metrics_validate: bool = True
-    # Processors apply events in batches: each item a batch changed is written once, then
-    # the batch is acknowledged. A batch closes when it holds this many events or its first
-    # event has waited this long (which adds at most that much to freshness).
-    metrics_batch_size: int = 1000
-    metrics_batch_seconds: float = 0.2
     # How often processors publish changed figures to the snapshot topic (freshness).
     metrics_publish_interval_seconds: float = 1.0
     # Processors run by one `jingmin worker --service metrics` (each its own faust worker).

@@ -30,7 +30,6 @@ from jingmin_metrics.domain.facts import make_fact
 from jingmin_metrics.figures import snapshot
 from jingmin_metrics.service import DEAD_LETTER_TOPIC, SERVICE, SNAPSHOT_TOPIC
 from jingmin_metrics.settings import metrics_settings
-from jingmin_metrics.stream.batch import Batch, Outcome, apply_batch
 from jingmin_metrics.stream.faustfix import MergingTable, install
 from jingmin_metrics.stream.processor import Processor
 from jingmin_metrics.stream.sources import SOURCES
@@ -56,12 +55,6 @@ app = faust.App(
     topic_partitions=PARTITIONS,
     topic_replication_factor=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")),
     producer_acks=-1,
-    # One record per record batch. Tansu answers ListOffsets with the base offset of a
-    # partition's last batch plus one, and faust's recovery reads the changelog only that
-    # far: the tail of a multi-record batch was lost to a worker taking the partition over.
-    # A batch flush writes many changelog records at once, which the Kafka client would
-    # otherwise pack into batches (measured: 15 of 50 items recovered, 50 of 50 with this).
-    producer_max_batch_size=1,
     web_enabled=False,
     datadir=str(settings.metrics_faust_datadir),
     broker_session_timeout=settings.metrics_session_timeout_seconds,
@@ -83,10 +76,6 @@ table: Any = app.tables.add(
     MergingTable(app=app, name="items", partitions=PARTITIONS, merge=items.merge_bytes)
 )
 processor = Processor()
-# Events of `apply_facts` taken but not yet acknowledged, and the stream that acknowledges.
-batch = Batch(lambda: app.consumer_generation_id, settings.metrics_batch_size)
-_stream: Any = None
-_flushing = asyncio.Lock()
 _validator = FastValidation(SchemaRegistry.load()) if settings.metrics_validate else None
 _producer: AIOKafkaProducer | None = None
 
@@ -153,67 +142,47 @@ if regroup_topic is not None:
 async def apply_facts(stream: Any) -> None:
     """Apply each event to the state of its item, exactly once in effect.
 
-    In batches (`batch.py` says what makes that safe): an event is acknowledged by `flush`
-    only once its item's new state is in the table. A batch is flushed when full, or when
-    its first event has waited `metrics_batch_seconds` (here or, on a quiet stream, by
-    `flush_waiting`).
+    One event at a time, on purpose: faust's batching (`take_events`) acknowledges a
+    buffered batch when the stream stops mid-batch, and a batch may hold events of a
+    partition revoked while it filled. Measured here: batches lost events in a rebalance.
     """
-    global _stream
-    _stream = manual = stream.noack()
-    async for event in manual.events():
-        if batch.add(event) or batch.age() >= settings.metrics_batch_seconds:
-            await flush()
-
-
-async def flush() -> None:
-    """Apply the batch, then acknowledge its events (dead letters once sent)."""
-    async with _flushing:
-        events = batch.take() if _stream is not None else []
-        if not events:
-            return
-        applied = apply_batch(events, _outcome, processor, table, _rebuild)
-        for outcome, n in applied.counts.items():
-            FACTS.labels(outcome).inc(n)
-        for event in applied.done:
-            await _stream.ack(event)
-        for event, reason in applied.rejected:
-            await dead_letter(event.message, reason)
-            await _stream.ack(event)
-
-
-@app.timer(settings.metrics_batch_seconds / 2)  # type: ignore[misc]
-async def flush_waiting() -> None:
-    # A batch must not wait for the next event: on a quiet stream that may never come, and
-    # a rebalance waits for every event taken from the stream to be acknowledged.
-    if batch.age() >= settings.metrics_batch_seconds:
-        await flush()
-
-
-def _outcome(message: Any) -> Outcome:
-    """What one event applies (key, stream id, version, fact), None if nothing, or why the
-    event must be dead-lettered."""
-    try:
-        envelope = _envelope(message)
-        if envelope.streamversion is None:
-            raise EnvelopeError("no ce_streamversion: the event cannot be deduplicated")
-        fact = make_fact(
-            envelope.type,
-            envelope.data,
-            envelope.data.get("occurred_at") or envelope.attributes()["time"],
-            envelope.bureau or envelope.data.get("bureau", ""),
-            envelope.data.get("station", ""),
+    async for event in stream.events():
+        message = event.message
+        try:
+            envelope = _envelope(message)
+            if envelope.streamversion is None:
+                raise EnvelopeError("no ce_streamversion: the event cannot be deduplicated")
+            fact = make_fact(
+                envelope.type,
+                envelope.data,
+                envelope.data.get("occurred_at") or envelope.attributes()["time"],
+                envelope.bureau or envelope.data.get("bureau", ""),
+                envelope.data.get("station", ""),
+            )
+        except Exception as exc:
+            await dead_letter(message, f"{type(exc).__name__}: {exc}")
+            continue
+        if fact is None:
+            FACTS.labels("skipped").inc()
+            continue
+        key = message.key if message.topic == REGROUPED else (envelope.streamid or "").encode()
+        if not key:
+            await dead_letter(message, "no item key")
+            continue
+        partition = message.partition
+        if not processor.owns(partition):
+            _rebuild()
+        # Namespaced by context: a complaint opened from an intake case keeps the case's id.
+        context = envelope.type.split(".")[1] if envelope.type.count(".") >= 3 else "?"
+        stream_id = f"{context}:{envelope.streamid or envelope.subject}"
+        new = processor.apply(
+            partition, key, stream_id, envelope.streamversion, fact, table.get(key)
         )
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    if fact is None:
-        return None
-    key = message.key if message.topic == REGROUPED else (envelope.streamid or "").encode()
-    if not key:
-        return "no item key"
-    # Namespaced by context: a complaint opened from an intake case keeps the case's id.
-    context = envelope.type.split(".")[1] if envelope.type.count(".") >= 3 else "?"
-    stream_id = f"{context}:{envelope.streamid or envelope.subject}"
-    return key, stream_id, envelope.streamversion, fact
+        if new is None:
+            FACTS.labels("duplicate").inc()
+            continue
+        table[key] = new
+        FACTS.labels("applied").inc()
 
 
 def _active() -> set[int]:

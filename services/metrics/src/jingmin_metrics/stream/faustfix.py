@@ -93,12 +93,3 @@ class MergingTable(faust.Table):  # type: ignore[type-arg]
             current = data.get(key)
             data[key] = value if current is None else self._merge(current, value)
             partitions[key] = event.message.partition
-
-    def put(self, partition: int, key: bytes, value: bytes) -> None:
-        """`table[key] = value` for a key of source `partition`, outside its event.
-
-        A batch writes each item once after its events; `table[key] = ...` would take the
-        changelog partition from faust's *current* event, which there is the batch's last.
-        """
-        self.send_changelog(partition, key, value)
-        self.data[key] = value

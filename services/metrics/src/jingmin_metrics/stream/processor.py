@@ -86,25 +86,6 @@ class Processor:
 
         `stored` is the table's current value for the key (used when the item is not cached).
         """
-        if not self.add(partition, key, stream_id, version, fact, stored):
-            return None
-        return self.settle(partition, key)
-
-    def add(
-        self,
-        partition: int,
-        key: bytes,
-        stream_id: str,
-        version: int,
-        fact: Fact,
-        stored: bytes | None,
-    ) -> bool:
-        """Record one fact in its item's state; False if a duplicate (nothing changed).
-
-        The cells follow only at `settle`: a batch adds all its facts, then settles each
-        item it touched once, so an item with five events in a batch is recomputed once.
-        Until then the cells lag the states, which is why callers settle before any await.
-        """
         part = self.partitions[partition]
         state = self.states.get(key)
         if state is None:
@@ -120,15 +101,9 @@ class Processor:
                 part.facts += items.fact_count(state)
                 part.by_type.update(items.fact_types(state))
         if not items.add_fact(state, stream_id, version, fact):
-            return False
+            return None
         part.facts += 1
         part.by_type[fact["t"]] += 1
-        return True
-
-    def settle(self, partition: int, key: bytes) -> bytes:
-        """Bring the cells up to date with the item's state; its encoded state to store."""
-        part = self.partitions[partition]
-        state = self.states[key]
         new = items.observations(state)
         old = part.contributions.get(key, [])
         if new != old:
