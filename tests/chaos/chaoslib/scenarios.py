@@ -252,14 +252,6 @@ async def broker_restart(s: Scene) -> None:
         p.start()
     await s.stack.wait_ready(relays)
     s.did("relays started again")
-    # The runbook's last step: stream processors restart, since their changelogs and the
-    # offsets they remember belong to the lost cluster (they rebuild from the domain topics).
-    processors = [p for name, p in s.stack.procs.items() if name == "metrics-worker"]
-    if processors:
-        how = await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processors))
-        for p in processors:
-            p.start()
-        s.did(f"restarted the metrics processors, as the runbook says: {'; '.join(how)}")
     await s.finish_load(after)
     replay_ok = Check(
         "(e) jingmin replay refilled the broker",
