@@ -36,7 +36,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from eventkit import db, devstack, topics
-from eventkit.service import ServiceSpec, TopicSpec, load_services
+from eventkit.service import ServiceSpec, load_services
 from eventkit.settings import KernelSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,11 +53,6 @@ _SCRUBBED = (
 )
 
 Echo = Callable[[str], None]
-# What `jingmin_metrics.stream.app.internal_topics()` and faust create at a processor's start.
-METRICS_INTERNAL_TOPICS = [
-    TopicSpec("jingmin-metrics-regrouped", partitions=12),
-    TopicSpec("jingmin-metrics-items-changelog", partitions=12, compacted=True),
-]
 
 
 def descendants(pid: int) -> list[int]:
@@ -472,11 +467,6 @@ class Stack:
         self.kafka = await asyncio.to_thread(self._start_broker)
         for spec in self.specs.values():
             await topics.ensure_topics(self.bootstrap, devstack.service_topics(spec))
-        if "metrics" in self.specs:
-            # The processors' own topics (created when a processor starts, which it does not
-            # do here): left to Tansu's auto-creation they get its default partition count,
-            # and the processors, which expect 12 co-partitioned partitions, stop committing.
-            await topics.ensure_topics(self.bootstrap, METRICS_INTERNAL_TOPICS)
         return waited
 
     async def postgres_restart(self, down: float) -> None:
