@@ -14,38 +14,12 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from jingmin_sim.people import GIVEN, SURNAMES  # the simulator's common names
+
 BUREAU = "330106"  # 杭州市公安局西湖区分局 (a county-level bureau code)
 STATIONS = ("330106001", "330106002", "330106003", "330106004")
 SCOPE = "33"
 
-_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾"
-_GIVEN = (
-    "伟",
-    "芳",
-    "娜",
-    "秀英",
-    "敏",
-    "静",
-    "丽",
-    "强",
-    "磊",
-    "军",
-    "洋",
-    "勇",
-    "艳",
-    "杰",
-    "娟",
-    "涛",
-    "明",
-    "超",
-    "秀兰",
-    "霞",
-    "平",
-    "刚",
-    "桂英",
-    "建华",
-    "志强",
-)
 _STREETS = ("文三路", "天目山路", "古墩路", "学院路", "教工路", "莫干山路", "西溪路", "留下街")
 _DEMANDS = (
     "我的电动自行车昨天晚上停在小区楼下被盗了，车是绿色的雅迪，希望警察帮忙尽快找回。",
@@ -86,7 +60,7 @@ def bodies(seed: int = 0) -> Iterator[dict[str, Any]]:
             "party_category": rng.choice(("local", "non_local", "vulnerable")),
             "category": category,
             "person": {
-                "name": rng.choice(_SURNAMES) + rng.choice(_GIVEN),
+                "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
                 # 11 digits, unique per (seed < 10, n < 10**8): no two bodies share a person.
                 "phone": f"1{3 + seed % 7}{seed % 10}{n % 100_000_000:08d}",
                 "address": f"杭州市西湖区{rng.choice(_STREETS)}{rng.randint(1, 999)}号",
