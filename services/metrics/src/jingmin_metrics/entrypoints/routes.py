@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -63,6 +64,19 @@ def _envelope(request: Request, scope: str, first: str, last: str, body: Any) ->
     }
 
 
+def _answer(
+    request: Request,
+    code: str,
+    start: date | None,
+    end: date | None,
+    figures_of: Callable[[compute.Scope], Any],
+) -> dict[str, Any]:
+    """The figures `figures_of` computes for one scope and period, in the common envelope."""
+    first, last = _period(start, end)
+    s = compute.Scope(_figures(request).index(), [code], first, last)
+    return _envelope(request, code, first, last, figures_of(s))
+
+
 @router.get("/figures")
 async def figures(
     request: Request,
@@ -73,9 +87,7 @@ async def figures(
 ) -> dict[str, Any]:
     """Every figure of a scope (province, city, bureau or station) for a period."""
     code = _scope(principal, scope, READ_ROLES)
-    first, last = _period(start, end)
-    s = compute.Scope(_figures(request).index(), [code], first, last)
-    return _envelope(request, code, first, last, compute.summary(s))
+    return _answer(request, code, start, end, compute.summary)
 
 
 @router.get("/figures/breakdown")
@@ -89,9 +101,7 @@ async def breakdown(
 ) -> dict[str, Any]:
     """Volume, satisfaction and on-time rate per station, channel, kind, branch, area type."""
     code = _scope(principal, scope, READ_ROLES)
-    first, last = _period(start, end)
-    s = compute.Scope(_figures(request).index(), [code], first, last)
-    return _envelope(request, code, first, last, compute.breakdown(s, dimension))
+    return _answer(request, code, start, end, lambda s: compute.breakdown(s, dimension))
 
 
 @router.get("/stations/{station}/officers")
@@ -104,9 +114,7 @@ async def station_officers(
 ) -> dict[str, Any]:
     """Officer-level figures of one station (commanders and supervisors only)."""
     authorize(principal, station, OFFICER_ROLES)
-    first, last = _period(start, end)
-    s = compute.Scope(_figures(request).index(), [station], first, last)
-    return _envelope(request, station, first, last, compute.officers(s))
+    return _answer(request, station, start, end, compute.officers)
 
 
 @router.get("/top-issues")
@@ -120,9 +128,7 @@ async def top_issues(
 ) -> dict[str, Any]:
     """Case categories ranked by volume and by dissatisfaction."""
     code = _scope(principal, scope, READ_ROLES)
-    first, last = _period(start, end)
-    s = compute.Scope(_figures(request).index(), [code], first, last)
-    return _envelope(request, code, first, last, compute.top_issues(s, limit))
+    return _answer(request, code, start, end, lambda s: compute.top_issues(s, limit))
 
 
 @router.get("/equity")
@@ -135,6 +141,4 @@ async def equity(
 ) -> dict[str, Any]:
     """Satisfaction and complaint rate of local, non-local and vulnerable parties (the gap)."""
     code = _scope(principal, scope, READ_ROLES)
-    first, last = _period(start, end)
-    s = compute.Scope(_figures(request).index(), [code], first, last)
-    return _envelope(request, code, first, last, compute.equity(s))
+    return _answer(request, code, start, end, compute.equity)
