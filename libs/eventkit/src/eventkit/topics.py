@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
@@ -126,6 +126,46 @@ async def rewind(
     if wanted:
         await consumer.seek_to_beginning(*wanted)
     return ends
+
+
+class Truncated(RuntimeError):
+    """A partition's log shrank while it was read: the broker lost it and it is refilled."""
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    ends: Mapping[TopicPartition, int],
+    *,
+    stall: float = 30.0,
+) -> AsyncIterator[ConsumerRecord]:
+    """The records of the assigned partitions until each position reaches its end in `ends`
+    (what `rewind` returned).
+
+    Raises `Truncated` when a partition's high watermark falls below its end, and
+    `TimeoutError` when nothing arrives for `stall` seconds (the broker is away). A plain
+    "read while position < end" loop waits for ever in both cases: a lost and refilled log
+    never reaches the old end again, and that hung the processors' publisher.
+    """
+    moved = time.monotonic()
+    while True:
+        behind = []
+        for tp, end in ends.items():
+            if await asyncio.wait_for(consumer.position(tp), stall) < end:
+                behind.append(tp)
+        if not behind:
+            return
+        for tp in behind:
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater < ends[tp]:
+                raise Truncated(f"{tp.topic}[{tp.partition}] ends at {highwater}, not {ends[tp]}")
+        batches = await consumer.getmany(*behind, timeout_ms=500)
+        if any(batches.values()):
+            moved = time.monotonic()
+        elif time.monotonic() - moved > stall:
+            raise TimeoutError(f"nothing read for {stall:.0f} s from {len(behind)} partitions")
+        for records in batches.values():
+            for record in records:
+                yield record
 
 
 async def print_records(

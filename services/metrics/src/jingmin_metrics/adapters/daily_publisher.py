@@ -62,15 +62,10 @@ async def published(bootstrap: str) -> dict[str, str]:
         if not tps:
             return seen
         ends = await topics.rewind(consumer, tps)
-        while True:
-            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            if not behind:
-                return seen
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for r in records:
-                    ce_id = dict(r.headers or []).get("ce_id", b"").decode()
-                    if r.key is not None:
-                        seen[r.key.decode()] = ce_id
+        async for r in topics.read_to_end(consumer, ends):
+            if r.key is not None:
+                seen[r.key.decode()] = dict(r.headers or []).get("ce_id", b"").decode()
+        return seen
     finally:
         await consumer.stop()
 

@@ -113,20 +113,32 @@ class SnapshotReader:
                 self.caught_up.set()
             while not stop.is_set():
                 self._apply(await consumer.getmany(timeout_ms=500, max_records=5000))
+                if self._truncated(consumer, partitions, {tp: ends[tp] for tp in pending}):
+                    # The log shrank under us: the broker lost it and it is being refilled.
+                    # (Also while catching up: the old ends would never be reached.)
+                    log.warning("snapshot topic was truncated; rebuilding the view")
+                    self.caught_up.clear()
+                    return
+                if len(consumer.partitions_for_topic(self.topic) or partitions) != len(partitions):
+                    # Recreated with other partitions (a lost broker's topics made again).
+                    log.warning("snapshot topic changed its partitions; rebuilding the view")
+                    self.caught_up.clear()
+                    return
                 if pending:
                     pending = {tp for tp in pending if await _behind(consumer, [tp], ends)}
                     if not pending:
                         self.caught_up.set()
-                elif self._truncated(consumer, partitions):
-                    # The log shrank under us: the broker lost it and it is being refilled.
-                    log.warning("snapshot topic was truncated; rebuilding the view")
-                    self.caught_up.clear()
-                    return
         finally:
             await consumer.stop()
 
-    def _truncated(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
-        """A partition's end is now below what was read from it.
+    def _truncated(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: list[TopicPartition],
+        pending: dict[TopicPartition, int],
+    ) -> bool:
+        """A partition's end is now below what was read from it, or below the end a
+        catch-up still waits for (`pending`).
 
         Judged by the high watermark of the last fetch response, which is exact; Tansu's
         ListOffsets answers short of the end after a batch of several records, and compared
@@ -134,7 +146,8 @@ class SnapshotReader:
         """
         for tp in partitions:
             highwater = consumer.highwater(tp)
-            if highwater is not None and highwater < self._positions.get(tp.partition, 0):
+            floor = max(self._positions.get(tp.partition, 0), pending.get(tp, 0))
+            if highwater is not None and highwater < floor:
                 return True
         return False
 

@@ -213,17 +213,15 @@ async def _existing_keys(partition: int) -> set[bytes]:
     await consumer.start()
     try:
         tp = TopicPartition(SNAPSHOT_TOPIC, partition)
-        end = (await topics.rewind(consumer, [tp]))[tp]
+        ends = await topics.rewind(consumer, [tp])
         live: set[bytes] = set()
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            for record in batch.get(tp, []):
-                if record.key is None:
-                    continue
-                if record.value is None:
-                    live.discard(record.key)
-                else:
-                    live.add(record.key)
+        async for record in topics.read_to_end(consumer, ends):
+            if record.key is None:
+                continue
+            if record.value is None:
+                live.discard(record.key)
+            else:
+                live.add(record.key)
         return live
     finally:
         await consumer.stop()
