@@ -36,7 +36,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from eventkit import db, devstack, topics
-from eventkit.service import ServiceSpec, load_services
+from eventkit.service import ServiceSpec, TopicSpec, load_services
 from eventkit.settings import KernelSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,6 +53,12 @@ _SCRUBBED = (
 )
 
 Echo = Callable[[str], None]
+# The metrics processors' own topics (`jingmin_metrics.stream.app.internal_topics()` for the
+# default app id): they recreate them themselves, but Tansu may auto-create them first.
+METRICS_INTERNAL_TOPICS = [
+    TopicSpec("jingmin-metrics-regrouped", partitions=12),
+    TopicSpec("jingmin-metrics-items-changelog", partitions=12, compacted=True),
+]
 
 
 def descendants(pid: int) -> list[int]:
@@ -465,9 +471,34 @@ class Stack:
             await asyncio.sleep(0.5)
         waited = time.monotonic() - t0
         self.kafka = await asyncio.to_thread(self._start_broker)
-        for spec in self.specs.values():
-            await topics.ensure_topics(self.bootstrap, devstack.service_topics(spec))
+        await self._declared_topics()
         return waited
+
+    async def _declared_topics(self, attempts: int = 10) -> None:
+        """Create every declared topic, and recreate the ones created wrong.
+
+        Tansu creates a topic on the first metadata request naming it, with 4 partitions;
+        the running services ask for theirs as soon as the broker is back, before anyone
+        can create them. The compose and k8s brokers have auto-creation off, so there a
+        client waits for the operator instead. Here the operator deletes what was created
+        wrong (nothing was written that counts: the relays are stopped until the replay).
+        """
+        wanted = [t for spec in self.specs.values() for t in devstack.service_topics(spec)]
+        if "metrics" in self.specs:
+            wanted += METRICS_INTERNAL_TOPICS
+        for _ in range(attempts):
+            await topics.ensure_topics(self.bootstrap, wanted)
+            have = await topics.list_topics(self.bootstrap)
+            wrong = [t.name for t in wanted if have.get(t.name) != t.partitions]
+            if not wrong:
+                return
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                await admin.delete_topics(wrong)
+            finally:
+                await admin.close()
+        raise RuntimeError(f"topics still with the wrong partition count: {wrong}")
 
     async def postgres_restart(self, down: float) -> None:
         """`pg_ctl stop -m fast` (every session cut), `down` seconds, then start again."""

@@ -343,24 +343,45 @@ async def serve_metrics() -> None:
 def internal_topics() -> list[TopicSpec]:
     """Topics this app needs beyond the services' own, with the domain topics' partitions.
 
-    Created up front: a broker that auto-creates topics on first use (Tansu does) would give
-    the regroup topic its default partition count, and the table would refuse to start.
+    Created up front: a broker that auto-creates topics on first use would give the regroup
+    topic its default partition count, and the table would refuse to start.
     """
     return [
         TopicSpec(REGROUPED, partitions=PARTITIONS, description="Callbacks keyed by item."),
+        TopicSpec(
+            table.changelog_topic.get_topic_name(),
+            partitions=PARTITIONS,
+            compacted=True,
+            description="The items table's changelog.",
+        ),
         *service_topics(SERVICE),
     ]
+
+
+@app.timer(10.0)  # type: ignore[misc]
+async def keep_topics() -> None:
+    """Recreate this app's topics when a lost cluster comes back without them.
+
+    The runbook refills a lost cluster with the services' topics and `jingmin replay`; a
+    processor that lived through the loss would otherwise wait on sends to the regroup
+    topic and fail every offset commit (UnknownTopicOrPartition), its group never caught up.
+    """
+    try:
+        created = await topics.ensure_topics(settings.kafka_bootstrap_servers, internal_topics())
+    except Exception as exc:  # the broker may be away; the next tick tries again
+        log.debug("cannot check topics: %s: %s", type(exc).__name__, exc)
+        return
+    if created:
+        log.warning("created missing topics %s (was the cluster lost?)", created)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of one processor process (`python -m jingmin_metrics.stream worker`)."""
     import sys
 
-    from eventkit.topics import ensure_topics
-
     # faust creates its data directory but not the parents.
     settings.metrics_faust_datadir.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, internal_topics()))
+    asyncio.run(topics.ensure_topics(settings.kafka_bootstrap_servers, internal_topics()))
     args = list(argv if argv is not None else sys.argv[1:])
     # faust's CLI starts its web server unless told not to, whatever the app's settings say;
     # processors serve /metrics with prometheus_client instead (METRICS_PROCESSOR_PORT).
