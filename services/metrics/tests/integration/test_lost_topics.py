@@ -1,0 +1,59 @@
+"""A processor that lives through the loss of its broker makes its own topics again.
+
+The runbook refills a lost cluster with the services' topics and `jingmin replay`; nobody
+else creates the processors' regroup topic and table changelog. Without them every offset
+commit failed with UnknownTopicOrPartition and the group never caught up (`make chaos`
+broker-restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from eventkit import devstack, topics
+from eventkit.service import load_services
+from eventkit.testing import wait_for
+from metricskit import ProcessorProcess
+
+pytestmark = pytest.mark.integration
+
+
+async def _start_on(port: int, log: Path, within: float = 120.0) -> devstack.Endpoint:
+    """A new, empty Tansu on `port` (a killed one leaves it busy for a while)."""
+    t0 = time.monotonic()
+    while not devstack.port_is_free(port):
+        assert time.monotonic() - t0 < within, f"port {port} still busy"
+        await asyncio.sleep(0.5)
+    return await asyncio.to_thread(devstack.start_tansu, port, log)
+
+
+async def test_a_processor_makes_its_topics_again_on_a_new_empty_broker(tmp_path: Path) -> None:
+    port = devstack.free_port()
+    broker = devstack.start_tansu(port, log_path=tmp_path / "tansu-1.log")
+    services = [t for s in load_services().values() for t in devstack.service_topics(s)]
+    await topics.ensure_topics(broker.address, services)
+    app_id = f"metrics-lost-{uuid.uuid4().hex[:8]}"
+    own = [f"{app_id}-regrouped", f"{app_id}-items-changelog"]
+
+    async def present() -> bool:
+        have = await topics.list_topics(broker.address)
+        return all(have.get(name) == 12 for name in own)
+
+    proc = ProcessorProcess(broker.address, app_id, tmp_path, "survivor").start()
+    try:
+        await wait_for(present, 60, 1.0, "the processor did not create its topics")
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGKILL)
+        broker.stop()
+        broker = await _start_on(port, tmp_path / "tansu-2.log")
+        await topics.ensure_topics(broker.address, services)  # the runbook's first step
+        assert not set(own) & set(await topics.list_topics(broker.address))
+        await wait_for(present, 60, 1.0, "the processor did not make its topics again")
+    finally:
+        proc.stop()
+        broker.stop()
