@@ -55,6 +55,12 @@ app = faust.App(
     topic_partitions=PARTITIONS,
     topic_replication_factor=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")),
     producer_acks=-1,
+    # One record per batch (the Kafka client's batch limit is in bytes, and a batch always
+    # takes its first record). Tansu answers ListOffsets with the base offset of the last
+    # batch plus one, and faust recovers a changelog partition only up to that answer: with
+    # several records to a batch, a worker taking a partition over missed the tail of the
+    # last one, and the facts in it were never counted.
+    producer_max_batch_size=1,
     web_enabled=False,
     datadir=str(settings.metrics_faust_datadir),
     broker_session_timeout=settings.metrics_session_timeout_seconds,
