@@ -238,10 +238,16 @@ async def broker_restart(s: Scene) -> None:
     relays = s.stack.procs_of("relay")
     how = await asyncio.gather(*(asyncio.to_thread(p.stop) for p in relays))
     s.did(f"stopped the relays, as the runbook says: {'; '.join(how)}")
-    waited = await s.stack.broker_start_empty()
+    waited, recreated = await s.stack.broker_start_empty()
     s.did(
         f"started an empty broker on the same port (waited {waited:.0f} s for the port to "
-        "leave TIME_WAIT) and created every service's topics"
+        "leave TIME_WAIT) and created every service's topics and the processors' own"
+        + (
+            f"; recreated {len(recreated)} that Tansu had auto-created with the wrong partition count: "
+            f"{', '.join(recreated)}"
+            if recreated
+            else ""
+        )
     )
     during = s.accepted_count() - n0
     t0 = time.monotonic()

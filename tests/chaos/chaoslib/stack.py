@@ -461,9 +461,10 @@ class Stack:
         self.broker_signal(signal.SIGKILL)
         self.kafka.stop()  # reaps it
 
-    async def broker_start_empty(self, within: float = 120.0) -> float:
-        """A new, empty broker on the same port, with every service's topics; seconds
-        waited for the port (a killed Tansu leaves it in TIME_WAIT for about a minute)."""
+    async def broker_start_empty(self, within: float = 120.0) -> tuple[float, list[str]]:
+        """A new, empty broker on the same port, with every declared topic; seconds waited
+        for the port (a killed Tansu leaves it in TIME_WAIT for about a minute), and the
+        topics that had to be recreated."""
         t0 = time.monotonic()
         while not devstack.port_is_free(self.kafka_port):
             if time.monotonic() - t0 > within:
@@ -471,10 +472,9 @@ class Stack:
             await asyncio.sleep(0.5)
         waited = time.monotonic() - t0
         self.kafka = await asyncio.to_thread(self._start_broker)
-        await self._declared_topics()
-        return waited
+        return waited, await self._declared_topics()
 
-    async def _declared_topics(self, attempts: int = 10) -> None:
+    async def _declared_topics(self, attempts: int = 10) -> list[str]:
         """Create every declared topic, and recreate the ones created wrong.
 
         Tansu creates a topic on the first metadata request naming it, with 4 partitions;
@@ -486,12 +486,14 @@ class Stack:
         wanted = [t for spec in self.specs.values() for t in devstack.service_topics(spec)]
         if "metrics" in self.specs:
             wanted += METRICS_INTERNAL_TOPICS
+        recreated: list[str] = []
         for _ in range(attempts):
             await topics.ensure_topics(self.bootstrap, wanted)
             have = await topics.list_topics(self.bootstrap)
             wrong = [t.name for t in wanted if have.get(t.name) != t.partitions]
             if not wrong:
-                return
+                return sorted(set(recreated))
+            recreated += wrong
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
             await admin.start()
             try:
