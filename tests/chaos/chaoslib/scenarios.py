@@ -243,8 +243,8 @@ async def broker_restart(s: Scene) -> None:
         f"started an empty broker on the same port (waited {waited:.0f} s for the port to "
         "leave TIME_WAIT) and created every service's topics and the processors' own"
         + (
-            f"; recreated {len(recreated)} that Tansu had auto-created with the wrong partition count: "
-            f"{', '.join(recreated)}"
+            f"; recreated {len(recreated)} that Tansu had auto-created with the wrong "
+            f"partition count: {', '.join(recreated)}"
             if recreated
             else ""
         )

@@ -494,12 +494,7 @@ class Stack:
             if not wrong:
                 return sorted(set(recreated))
             recreated += wrong
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            await admin.start()
-            try:
-                await admin.delete_topics(wrong)
-            finally:
-                await admin.close()
+            await topics.recreate_topics(self.bootstrap, [t for t in wanted if t.name in wrong])
         raise RuntimeError(f"topics still with the wrong partition count: {wrong}")
 
     async def postgres_restart(self, down: float) -> None:

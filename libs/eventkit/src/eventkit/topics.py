@@ -70,6 +70,25 @@ async def ensure_topics(
     return created
 
 
+async def recreate_topics(
+    bootstrap: str, topics: Sequence[TopicSpec], replicas: int | None = None
+) -> None:
+    """Delete `topics` and create them again at once, on one admin connection.
+
+    For an operator, never at startup: on a broker that creates a topic on the first
+    metadata request naming it (the Tansu dev broker always does), a running client can
+    re-create it with the broker's default partition count in the moment between the two.
+    """
+    if not topics:
+        return
+    admin = await _admin(bootstrap)
+    try:
+        await admin.delete_topics([t.name for t in topics])
+        await admin.create_topics([_new_topic(t, replicas or replication_factor()) for t in topics])
+    finally:
+        await admin.close()
+
+
 async def list_topics(bootstrap: str) -> dict[str, int]:
     """Every topic on the cluster, by name, with its partition count."""
     admin = await _admin(bootstrap)
