@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -37,3 +38,17 @@ def json_bytes(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(
         payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str
     ).encode()
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a long-running loop should log `exc` and try again, rather than stop.
+
+    Every Exception is; a CancelledError is only when it does not cancel the current task.
+    Such one comes from inside the Kafka client (a request whose connection closed when the
+    broker was lost). faust ends a timer on CancelledError for good, so let through it
+    stopped the metrics publisher: `make chaos` broker-restart read 0 of 3,008 events applied.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return isinstance(exc, Exception)
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()

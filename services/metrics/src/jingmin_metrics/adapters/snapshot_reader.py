@@ -13,8 +13,7 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-from eventkit import topics
+from eventkit import kafka, topics
 
 from jingmin_metrics.figures.snapshot import SnapshotView
 from jingmin_metrics.service import SNAPSHOT_TOPIC
@@ -52,8 +51,10 @@ class SnapshotReader:
         while not stop.is_set():
             try:
                 await self._follow(stop)
-            except (KafkaError, OSError, TimeoutError, LookupError) as exc:
-                log.warning("snapshot reader: %s; retrying", exc)
+            except (Exception, asyncio.CancelledError) as exc:
+                if not kafka.transient(exc):
+                    raise
+                log.warning("snapshot reader: %s: %s; retrying", type(exc).__name__, exc)
                 try:
                     await asyncio.wait_for(stop.wait(), 2.0)
                 except TimeoutError:

@@ -288,20 +288,6 @@ async def publish(partitions: Sequence[int] | None = None) -> int:
     return sent
 
 
-def _failed(exc: BaseException) -> bool:
-    """An error to retry on the next tick, rather than this timer being stopped.
-
-    A CancelledError that does not cancel this task came from inside the Kafka client (a
-    request whose connection closed when the broker was lost). Let through, it ended the
-    timer for good (faust: "Terminating cancelled task"), and the processor never
-    published again: `make chaos` broker-restart read 0 of 3,008 events applied.
-    """
-    if not isinstance(exc, asyncio.CancelledError):
-        return True
-    task = asyncio.current_task()
-    return task is not None and not task.cancelling()
-
-
 @app.timer(settings.metrics_publish_interval_seconds)  # type: ignore[misc]
 async def publish_changes() -> None:
     # Only partitions still owned: a worker that lost one must not overwrite its new owner.
@@ -310,7 +296,7 @@ async def publish_changes() -> None:
     try:
         await publish(partitions)
     except (Exception, asyncio.CancelledError) as exc:
-        if not _failed(exc):
+        if not kafka.transient(exc):
             raise
         # A timer that raises crashes the whole faust app (and, with the broker away, its
         # stop cannot flush). Publishing is idempotent: rewrite these partitions whole on
@@ -391,7 +377,7 @@ async def keep_topics() -> None:
     try:
         created = await topics.ensure_topics(settings.kafka_bootstrap_servers, internal_topics())
     except (Exception, asyncio.CancelledError) as exc:  # the broker may be away
-        if not _failed(exc):
+        if not kafka.transient(exc):
             raise
         log.debug("cannot check topics: %s: %s", type(exc).__name__, exc)
         return

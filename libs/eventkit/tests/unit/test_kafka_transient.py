@@ -1,16 +1,16 @@
-"""The processors' timers retry after a failure, and stop only when they are stopped.
+"""Long-running loops retry after a failure, and stop only when they are stopped.
 
 A request inside the Kafka client whose connection closes (the broker was lost) can raise
-CancelledError in the timer that awaited it. faust ends a timer on CancelledError for good,
-so the publisher stopped and no figure was ever published again (`make chaos`
-broker-restart). Only a cancellation of the timer's own task may stop it.
+CancelledError in the loop that awaited it. faust ends a timer on CancelledError for good,
+so the metrics publisher stopped and no figure was published again (`make chaos`
+broker-restart). Only a cancellation of the loop's own task may stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from jingmin_metrics.stream.app import _failed
+from eventkit.kafka import transient
 
 
 async def test_a_cancelled_future_inside_the_client_is_a_failure_to_retry() -> None:
@@ -19,8 +19,9 @@ async def test_a_cancelled_future_inside_the_client_is_a_failure_to_retry() -> N
     try:
         await request
     except asyncio.CancelledError as exc:
-        assert _failed(exc)
-    assert _failed(TimeoutError("no high watermark"))
+        assert transient(exc)
+    assert transient(TimeoutError("no high watermark"))
+    assert not transient(KeyboardInterrupt())
 
 
 async def test_cancelling_the_timer_itself_stops_it() -> None:
@@ -31,7 +32,7 @@ async def test_cancelling_the_timer_itself_stops_it() -> None:
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError as exc:
-            return _failed(exc)
+            return transient(exc)
         return True
 
     task = asyncio.create_task(timer())
