@@ -243,8 +243,8 @@ async def broker_restart(s: Scene) -> None:
         f"started an empty broker on the same port (waited {waited:.0f} s for the port to "
         "leave TIME_WAIT) and created every service's topics and the processors' own"
         + (
-            f"; recreated {len(recreated)} that Tansu had auto-created with the wrong "
-            f"partition count: {', '.join(recreated)}"
+            f"; recreated {len(recreated)} that Tansu made wrong (auto-created with 4 "
+            f"partitions, or holding records sent before they existed): {', '.join(recreated)}"
             if recreated
             else ""
         )

@@ -479,9 +479,12 @@ class Stack:
 
         Tansu creates a topic on the first metadata request naming it, with 4 partitions;
         the running services ask for theirs as soon as the broker is back, before anyone
-        can create them. The compose and k8s brokers have auto-creation off, so there a
-        client waits for the operator instead. Here the operator deletes what was created
-        wrong (nothing was written that counts: the relays are stopped until the replay).
+        can create them. It also takes records for a topic that does not exist (a producer
+        with the old broker's metadata): they are counted but never fetched, and later
+        writes to that partition fail. The compose and k8s brokers have auto-creation off
+        and refuse such writes, so there a client waits for the operator instead. Here the
+        operator recreates what came out wrong (nothing was written that counts: the relays
+        are stopped until the replay, and the metrics processors republish).
         """
         wanted = [t for spec in self.specs.values() for t in devstack.service_topics(spec)]
         if "metrics" in self.specs:
@@ -491,11 +494,25 @@ class Stack:
             await topics.ensure_topics(self.bootstrap, wanted)
             have = await topics.list_topics(self.bootstrap)
             wrong = [t.name for t in wanted if have.get(t.name) != t.partitions]
+            wrong += await self._orphaned([t.name for t in wanted if t.name not in wrong])
             if not wrong:
                 return sorted(set(recreated))
             recreated += wrong
             await topics.recreate_topics(self.bootstrap, [t for t in wanted if t.name in wrong])
         raise RuntimeError(f"topics still with the wrong partition count: {wrong}")
+
+    async def _orphaned(self, names: list[str]) -> list[str]:
+        """Topics with a partition whose ListOffsets answer is past what fetches see."""
+        tps = await partitions_of(self.bootstrap, names)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            listed = await consumer.end_offsets(tps)
+            readable = await topics.end_offsets(consumer, tps)
+        finally:
+            await consumer.stop()
+        return sorted({tp.topic for tp in tps if listed[tp] > readable[tp]})
 
     async def postgres_restart(self, down: float) -> None:
         """`pg_ctl stop -m fast` (every session cut), `down` seconds, then start again."""

@@ -274,7 +274,7 @@ async def publish(partitions: Sequence[int] | None = None) -> int:
                 time.time(),
                 part.by_type,
             )
-            await (
+            sent_status = await (
                 await p.send(
                     SNAPSHOT_TOPIC,
                     key=snapshot.status_key(partition).encode(),
@@ -282,8 +282,13 @@ async def publish(partitions: Sequence[int] | None = None) -> int:
                     partition=partition,
                 )
             )
-            part.needs_refresh = False
+            # A log that went back (a lost broker's topic made again) lost what was
+            # published before: publish the whole partition again on the next tick.
+            part.needs_refresh = sent_status.offset < part.status_offset
+            part.status_offset = sent_status.offset
             part.published_facts = part.facts
+            if part.needs_refresh:
+                log.warning("snapshot partition %d went back; publishing it again", partition)
     PUBLISHED.inc(sent)
     return sent
 

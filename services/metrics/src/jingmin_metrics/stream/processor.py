@@ -33,6 +33,9 @@ class PartitionState:
     # The fact count last published in the partition's status record: a fact that changes
     # no cell (a visit scheduled, a callback expired) must still be reported as applied.
     published_facts: int = -1
+    # Offset of the last status record published: a lower one next time means the topic
+    # was lost and made again, and whatever was published before is gone.
+    status_offset: int = -1
     # Facts applied by type (short name), so the oracle can say what has not arrived.
     by_type: Counter[str] = field(default_factory=Counter)
 
