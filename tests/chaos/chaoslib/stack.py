@@ -36,7 +36,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from eventkit import db, devstack, topics
-from eventkit.service import ServiceSpec, TopicSpec, load_services
+from eventkit.service import ServiceSpec, load_services
 from eventkit.settings import KernelSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,12 +53,6 @@ _SCRUBBED = (
 )
 
 Echo = Callable[[str], None]
-# The metrics processors' own topics (`jingmin_metrics.stream.app.internal_topics()` for the
-# default app id): they recreate them themselves, but Tansu may auto-create them first.
-METRICS_INTERNAL_TOPICS = [
-    TopicSpec("jingmin-metrics-regrouped", partitions=12),
-    TopicSpec("jingmin-metrics-items-changelog", partitions=12, compacted=True),
-]
 
 
 def descendants(pid: int) -> list[int]:
@@ -488,7 +482,10 @@ class Stack:
         """
         wanted = [t for spec in self.specs.values() for t in devstack.service_topics(spec)]
         if "metrics" in self.specs:
-            wanted += METRICS_INTERNAL_TOPICS
+            # The processors (default app id) recreate them too, but Tansu may be first.
+            from jingmin_metrics.service import processor_topics
+
+            wanted += processor_topics("jingmin-metrics", 12)
         recreated: list[str] = []
         for _ in range(attempts):
             await topics.ensure_topics(self.bootstrap, wanted)

@@ -18,6 +18,7 @@ import pytest
 from eventkit import devstack, topics
 from eventkit.service import load_services
 from eventkit.testing import wait_for
+from jingmin_metrics.service import processor_topics
 from metricskit import ProcessorProcess
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ async def test_a_processor_makes_its_topics_again_on_a_new_empty_broker(tmp_path
     services = [t for s in load_services().values() for t in devstack.service_topics(s)]
     await topics.ensure_topics(broker.address, services)
     app_id = f"metrics-lost-{uuid.uuid4().hex[:8]}"
-    own = [f"{app_id}-regrouped", f"{app_id}-items-changelog"]
+    own = [t.name for t in processor_topics(app_id, 12)]
 
     async def present() -> bool:
         have = await topics.list_topics(broker.address)

@@ -28,7 +28,12 @@ from eventkit.service import TopicSpec
 from jingmin_metrics.domain import item as items
 from jingmin_metrics.domain.facts import make_fact
 from jingmin_metrics.figures import snapshot
-from jingmin_metrics.service import DEAD_LETTER_TOPIC, SERVICE, SNAPSHOT_TOPIC
+from jingmin_metrics.service import (
+    DEAD_LETTER_TOPIC,
+    SERVICE,
+    SNAPSHOT_TOPIC,
+    processor_topics,
+)
 from jingmin_metrics.settings import metrics_settings
 from jingmin_metrics.stream.faustfix import MergingTable, install
 from jingmin_metrics.stream.processor import Processor
@@ -41,7 +46,7 @@ install()
 
 settings = metrics_settings()
 PARTITIONS = settings.metrics_partitions
-REGROUPED = f"{settings.metrics_app_id}-regrouped"
+REGROUPED = processor_topics(settings.metrics_app_id, PARTITIONS)[0].name
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -359,16 +364,7 @@ def internal_topics() -> list[TopicSpec]:
     Created up front: a broker that auto-creates topics on first use would give the regroup
     topic its default partition count, and the table would refuse to start.
     """
-    return [
-        TopicSpec(REGROUPED, partitions=PARTITIONS, description="Callbacks keyed by item."),
-        TopicSpec(
-            table.changelog_topic.get_topic_name(),
-            partitions=PARTITIONS,
-            compacted=True,
-            description="The items table's changelog.",
-        ),
-        *service_topics(SERVICE),
-    ]
+    return [*processor_topics(settings.metrics_app_id, PARTITIONS), *service_topics(SERVICE)]
 
 
 @app.timer(10.0)  # type: ignore[misc]
