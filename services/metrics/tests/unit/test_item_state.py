@@ -61,6 +61,39 @@ def test_merge_is_a_join() -> None:
     assert item.observations(whole) == item.observations(item.merge(c, item.merge(b, a)))
 
 
+def test_read_offsets_merge_by_maximum_and_a_rebuild_takes_the_furthest() -> None:
+    facts = list(_deliveries(case_events(T0)))
+    proc = Processor()
+    proc.rebuild([0], [])
+    table: dict[bytes, bytes] = {}
+    for offset, (key, stream, version, fact) in enumerate(facts):
+        topic = "regrouped" if stream.startswith("visits:") else "intake"
+        new = proc.apply(0, key, stream, version, dict(fact), table.get(key), (topic, offset))
+        assert new is not None
+        table[key] = new
+    assert proc.partitions[0].read == {"intake": 6, "regrouped": 8}
+    # A duplicate writes nothing, so it moves nothing.
+    key, stream, version, fact = facts[0]
+    assert proc.apply(0, key, stream, version, dict(fact), table[key], ("intake", 40)) is None
+    assert proc.partitions[0].read["intake"] == 6
+
+    older, newer = item.new_state(0), item.new_state(0)
+    item.note_offset(older, "intake", 3)
+    item.note_offset(newer, "intake", 9)
+    item.note_offset(newer, "regrouped", 1)
+    assert item.merge(older, newer) == item.merge(newer, older)
+    assert item.read_offsets(item.merge(newer, older)) == {"intake": 10, "regrouped": 2}
+    # An older record merged after a newer one takes nothing back.
+    item.note_offset(newer, "intake", 2)
+    assert item.read_offsets(newer)["intake"] == 10
+
+    rebuilt = Processor()
+    rebuilt.rebuild([0], [*table.items(), (b"other", item.encode(older))])
+    assert rebuilt.partitions[0].read == {"intake": 6, "regrouped": 8}
+    cells = [{k: v for k, v in p.partitions[0].cells.chunks.items() if v} for p in (proc, rebuilt)]
+    assert cells[0] == cells[1]
+
+
 def test_a_late_dispatch_breach_counts_as_not_on_time_and_the_callback_joins_the_case() -> None:
     cells = _cells(list(_deliveries(case_events(T0, party="vulnerable"))))
     flat = {m: v for chunk in cells.values() for (m, d), v in chunk.items()}

@@ -4,12 +4,17 @@ An *item* is what the public brought to the police: an intake case (or, later, a
 together with the streams that follow it (its callbacks). Its state maps each stream to the
 facts applied, by stream version:
 
-    {"p": <source partition>, "s": {<stream id>: {"<version>": <fact>, ...}, ...}}
+    {"p": <source partition>, "s": {<stream id>: {"<version>": <fact>, ...}, ...},
+     "o": {<source topic>: <offset after the last event of it that changed the item>}}
 
 That map only grows, and merging two states is a union, so the state is a join-semilattice:
 applying an event twice, replaying a topic, or merging a changelog record written by a
 worker that lost its partition mid-flight all give the same state. Every figure is a
 function of the state (`observations`), never of the order or the number of deliveries.
+
+`o` (merged by maximum, also a join) says how far into each source partition the item's
+changelog record reaches: a worker that recovers the table resumes reading there, not at
+the group's committed offset, when the changelog holds less than the commit claims.
 """
 
 from __future__ import annotations
@@ -71,6 +76,19 @@ def add_fact(state: State, stream_id: str, version: int, fact: Fact) -> bool:
     return True
 
 
+def note_offset(state: State, topic: str, offset: int) -> None:
+    """Record that this state includes the event at `offset` of `topic` (and all before it
+    on its partition that changed the item)."""
+    read = state.setdefault("o", {})
+    if read.get(topic, 0) <= offset:
+        read[topic] = offset + 1
+
+
+def read_offsets(state: State) -> dict[str, int]:
+    """Per source topic: the offset after the last event the state includes."""
+    return dict(state.get("o", {}))
+
+
 def merge(a: State, b: State) -> State:
     """The union of two states of one item (commutative, associative, idempotent)."""
     streams: dict[str, dict[str, Fact]] = {}
@@ -81,7 +99,13 @@ def merge(a: State, b: State) -> State:
                 # Equal by construction (an event never changes); keep the first for
                 # determinism if a producer ever broke that rule.
                 target.setdefault(version, fact)
-    return {"p": max(a.get("p", 0), b.get("p", 0)), "s": streams}
+    merged: State = {"p": max(a.get("p", 0), b.get("p", 0)), "s": streams}
+    read = dict(a.get("o", {}))
+    for topic, offset in b.get("o", {}).items():
+        read[topic] = max(read.get(topic, 0), offset)
+    if read:
+        merged["o"] = read
+    return merged
 
 
 def merge_bytes(a: bytes, b: bytes) -> bytes:

@@ -24,6 +24,7 @@ from eventkit.contracts import SchemaRegistry
 from eventkit.devstack import service_topics
 from eventkit.envelope import Envelope, EnvelopeError
 from eventkit.service import TopicSpec
+from faust.types import TP
 
 from jingmin_metrics.domain import item as items
 from jingmin_metrics.domain.facts import make_fact
@@ -81,6 +82,7 @@ regrouped = app.topic(
 direct = [s.topic for s in SOURCES if s.regroup is None]
 regrouping = {s.topic: s for s in SOURCES if s.regroup is not None}
 item_topic = app.topic(*direct, REGROUPED, key_type=bytes, value_type=bytes)
+ITEM_TOPICS = frozenset([*direct, REGROUPED])
 regroup_topic = app.topic(*regrouping, key_type=bytes, value_type=bytes) if regrouping else None
 
 table: Any = app.tables.add(
@@ -187,7 +189,13 @@ async def apply_facts(stream: Any) -> None:
         context = envelope.type.split(".")[1] if envelope.type.count(".") >= 3 else "?"
         stream_id = f"{context}:{envelope.streamid or envelope.subject}"
         new = processor.apply(
-            partition, key, stream_id, envelope.streamversion, fact, table.get(key)
+            partition,
+            key,
+            stream_id,
+            envelope.streamversion,
+            fact,
+            table.get(key),
+            position=(message.topic, message.offset),
         )
         if new is None:
             FACTS.labels("duplicate").inc()
@@ -208,6 +216,24 @@ def _rebuild() -> None:
     REBUILDS.inc()
     OWNED.set(len(active))
     log.info("rebuilt cells of partitions %s from %d stored items", sorted(active), len(data))
+
+
+def resume_points(assigned: set[TP]) -> dict[TP, int]:
+    """Per owned item-source partition: the offset after the last event the table holds.
+
+    Called by faust after each recovery, once the recover callback has rebuilt the cells.
+    """
+    if set(processor.partitions) != _active():
+        _rebuild()
+    points: dict[TP, int] = {}
+    for tp in assigned:
+        part = processor.partitions.get(tp.partition)
+        if tp.topic in ITEM_TOPICS and part is not None:
+            points[tp] = part.read.get(tp.topic, 0)
+    return points
+
+
+install(resume=resume_points)
 
 
 @table.on_recover  # type: ignore[misc]

@@ -38,6 +38,9 @@ class PartitionState:
     status_offset: int = -1
     # Facts applied by type (short name), so the oracle can say what has not arrived.
     by_type: Counter[str] = field(default_factory=Counter)
+    # Per source topic, the offset after the last event the item table holds for this
+    # partition: where reading resumes if the changelog holds less than the commit says.
+    read: dict[str, int] = field(default_factory=dict)
 
 
 class Processor:
@@ -70,6 +73,9 @@ class Processor:
             part.cells.apply(contribution, +1)
             part.facts += items.fact_count(state)
             part.by_type.update(items.fact_types(state))
+            for topic, offset in items.read_offsets(state).items():
+                if part.read.get(topic, 0) < offset:
+                    part.read[topic] = offset
 
     def owns(self, partition: int) -> bool:
         return partition in self.partitions
@@ -84,10 +90,12 @@ class Processor:
         version: int,
         fact: Fact,
         stored: bytes | None,
+        position: tuple[str, int] | None = None,
     ) -> bytes | None:
         """Apply one fact to one item; the item's new encoded state, or None if a duplicate.
 
-        `stored` is the table's current value for the key (used when the item is not cached).
+        `stored` is the table's current value for the key (used when the item is not cached);
+        `position` the source topic and offset of the event, recorded in the new state.
         """
         part = self.partitions[partition]
         state = self.states.get(key)
@@ -107,6 +115,10 @@ class Processor:
             return None
         part.facts += 1
         part.by_type[fact["t"]] += 1
+        if position is not None:
+            topic, offset = position
+            items.note_offset(state, topic, offset)
+            part.read[topic] = max(part.read.get(topic, 0), offset + 1)
         new = items.observations(state)
         old = part.contributions.get(key, [])
         if new != old:
