@@ -37,8 +37,16 @@ ROOT = Path(__file__).resolve().parents[3]
 class ProcessorProcess:
     """One metrics processor (`python -m jingmin_metrics.stream worker`) as a child process."""
 
-    def __init__(self, bootstrap: str, app_id: str, home: Path, name: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        app_id: str,
+        home: Path,
+        name: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.bootstrap, self.app_id, self.home, self.name = bootstrap, app_id, home, name
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = home / f"{name}.log"
 
@@ -52,6 +60,7 @@ class ProcessorProcess:
             "METRICS_PUBLISH_INTERVAL_SECONDS": "0.5",
             "PYTHONUNBUFFERED": "1",
             "METRICS_DEBUG_DUMP": str(self.home / f"{self.name}.dump.json"),
+            **self.env,
         }
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(

@@ -25,7 +25,8 @@
    partition the recovered table holds less of. A changelog partition is written and
    recovered in order, so whatever recovery read is a prefix, and the events after its
    furthest offset are read again: duplicates are free (applying is idempotent), a lost
-   record is not.
+   record is not. The seek also tells the agent where each partition starts, so that it
+   can notice records the consumer skipped (`gaps.py`).
 """
 
 from __future__ import annotations
@@ -45,16 +46,22 @@ log = logging.getLogger(__name__)
 # Given the consumer's assignment: where reading of each source partition should resume
 # at the latest, judged by what the recovered table holds.
 Resume = Callable[[set[TP]], Mapping[TP, int]]
+# Told where every assigned partition's reading starts after a seek (None: not known).
+Sought = Callable[[Mapping[TP, int | None]], None]
 _resume: Resume | None = None
+_sought: Sought | None = None
 _installed = False
 
 
-def install(resume: Resume | None = None) -> None:
+def install(resume: Resume | None = None, sought: Sought | None = None) -> None:
     """Patch faust's producer buffer so flush() really drains it, and its seek to committed
-    offsets so it goes no further than `resume` says the table holds (idempotent)."""
-    global _installed, _resume
+    offsets so it goes no further than `resume` says the table holds, then tells `sought`
+    where each partition starts (idempotent)."""
+    global _installed, _resume, _sought
     if resume is not None:
         _resume = resume
+    if sought is not None:
+        _sought = sought
     if _installed:
         return
     original_send = ProducerBuffer._send_pending
@@ -83,11 +90,12 @@ def install(resume: Resume | None = None) -> None:
 
     async def perform_seek(self: Any) -> None:
         await original_perform_seek(self)
-        if _resume is None:
-            return
-        for tp, offset in sorted(_resume(set(self.assignment())).items()):
-            committed = self._committed_offset.get(tp)
+        assigned = set(self.assignment())
+        starts: dict[TP, int | None] = {tp: self._committed_offset.get(tp) for tp in assigned}
+        for tp, offset in sorted((_resume(assigned) if _resume else {}).items()):
+            committed = starts.get(tp)
             if committed is not None and offset < committed:
+                starts[tp] = offset
                 log.warning(
                     "%s[%d]: the recovered table holds events up to offset %d, the group "
                     "committed %d; reading the %d after it again",
@@ -98,6 +106,8 @@ def install(resume: Resume | None = None) -> None:
                     committed - offset,
                 )
                 await self.seek(tp, offset)
+        if _sought is not None:
+            _sought(starts)
 
     ProducerBuffer._send_pending = send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = flush  # type: ignore[method-assign]

@@ -16,3 +16,7 @@ REBUILDS = Counter(
 )
 OWNED = Gauge("jingmin_metrics_owned_partitions", "Source partitions this processor owns.")
 PUBLISHED = Counter("jingmin_metrics_snapshot_records", "Snapshot records published.")
+GAP_RECORDS = Counter(
+    "jingmin_metrics_gap_records",
+    "Records the consumer skipped that a processor then read directly (stream/gaps.py).",
+)

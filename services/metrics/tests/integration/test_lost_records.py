@@ -1,0 +1,177 @@
+"""A processor applies every record, whatever the changelog or the consumer lost.
+
+`make chaos` (metrics-workers: kill -9 three times, a second processor joining and leaving)
+found records whose offsets were committed but that no processor's table held at the end,
+lost two ways. Each is made here on purpose.
+
+1. The changelog lost what a commit covered: a processor applies two batches and stops
+   cleanly (committing every offset), then the changelog is cut back to what it held after
+   the first batch. The next processor must apply the second batch again.
+2. The consumer never handed a record to faust (faust counts the jump in offsets as
+   acknowledged): a processor started with the `faults` folder on PYTHONPATH loses chosen
+   records between the Kafka client and faust, and must still apply them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from eventkit import devstack, topics
+from eventkit.envelope import Envelope
+from eventkit.service import load_services
+from eventkit.testing import wait_for
+from jingmin_metrics.domain.facts import callback_root
+from jingmin_metrics.service import processor_topics
+from metricskit import ProcessorProcess
+from support import case_events
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+PARTITIONS = 12
+FAULTS = Path(__file__).resolve().parents[1] / "faults"
+INTAKE = "intake.case.events.v1"
+
+
+def _fact_id(e: Envelope) -> str:
+    return f"{e.type.split('.')[1]}:{e.streamid}#{e.streamversion}"
+
+
+async def _produce(bootstrap: str, events: list[Envelope]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for e in events:
+            topic = INTAKE if ".intake." in e.type else "visits.callback.events.v1"
+            await producer.send_and_wait(
+                topic, key=e.streamid.encode(), value=e.kafka_value(), headers=e.kafka_headers()
+            )
+    finally:
+        await producer.stop()
+
+
+def _held(dump: Path, events: list[Envelope]) -> bool:
+    """Whether the processor's debug dump shows every event applied to its item."""
+    try:
+        items = json.loads(dump.read_text())["items"]
+    except (OSError, ValueError):
+        return False
+    for e in events:
+        root = e.streamid if ".intake." in e.type else callback_root(e.streamid, e.data)
+        if _fact_id(e) not in items.get(root, []):
+            return False
+    return True
+
+
+async def _partitions(bootstrap: str, topic: str) -> dict[int, int]:
+    """Records per partition of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        return {tp.partition: n for tp, n in (await topics.end_offsets(consumer, tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def _changelog(bootstrap: str, name: str) -> list[tuple[int, int, bytes, bytes | None]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await topics.rewind(consumer, [TopicPartition(name, p) for p in range(PARTITIONS)])
+        return [
+            (r.partition, r.offset, r.key, r.value)
+            async for r in topics.read_to_end(consumer, ends)
+            if r.key is not None
+        ]
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def bootstrap(tmp_path: Path) -> AsyncIterator[str]:
+    """A broker of the test's own (a changelog is cut and records dropped on purpose)."""
+    broker = devstack.start_tansu(devstack.free_port(), log_path=tmp_path / "tansu.log")
+    try:
+        services = [t for s in load_services().values() for t in devstack.service_topics(s)]
+        await topics.ensure_topics(broker.address, services)
+        yield broker.address
+    finally:
+        broker.stop()
+
+
+async def test_a_processor_reads_again_what_its_changelog_lost(
+    tmp_path: Path, bootstrap: str
+) -> None:
+    app_id = f"metrics-loss-{uuid.uuid4().hex[:8]}"
+    changelog = processor_topics(app_id, PARTITIONS)[1]
+    first = [e for i in range(8) for e in case_events(T0 + timedelta(hours=i))]
+    second = [e for i in range(8, 16) for e in case_events(T0 + timedelta(hours=i))]
+
+    before = ProcessorProcess(bootstrap, app_id, tmp_path, "before").start()
+    try:
+        await _produce(bootstrap, first)
+        await wait_for(lambda: _held(tmp_path / "before.dump.json", first), 120, 0.5,
+                       "the first processor did not apply the first batch")  # fmt: skip
+        kept = await _changelog(bootstrap, changelog.name)
+        await _produce(bootstrap, second)
+        await wait_for(lambda: _held(tmp_path / "before.dump.json", first + second), 60, 0.5,
+                       "the first processor did not apply the second batch")  # fmt: skip
+    finally:
+        before.stop()  # a clean stop: every offset of both batches is committed
+    assert before.proc is not None and before.proc.returncode == 0, before.tail()
+
+    # The changelog loses its tail: only what it held after the first batch is left.
+    assert len(await _changelog(bootstrap, changelog.name)) > len(kept)
+    await topics.recreate_topics(bootstrap, [changelog])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition, _offset, key, value in kept:
+            await producer.send_and_wait(changelog.name, key=key, value=value,
+                                         partition=partition)  # fmt: skip
+    finally:
+        await producer.stop()
+
+    after = ProcessorProcess(bootstrap, app_id, tmp_path, "after").start()
+    try:
+        await wait_for(lambda: _held(tmp_path / "after.dump.json", first + second), 120, 0.5,
+                       "the next processor did not apply the second batch again")  # fmt: skip
+        assert "reading the" in after.tail(200_000)
+    finally:
+        after.stop()
+
+
+async def test_a_processor_reads_records_its_consumer_skipped(
+    tmp_path: Path, bootstrap: str
+) -> None:
+    events = [e for i in range(16) for e in case_events(T0 + timedelta(hours=i))]
+    await _produce(bootstrap, events)
+    sizes = await _partitions(bootstrap, INTAKE)
+    # Mid-partition records (offset 1, then 3 of the fullest partition): faust counts
+    # the jump as acknowledged and commits past them.
+    fullest = max(sizes, key=lambda p: sizes[p])
+    assert sizes[fullest] >= 5
+    drops = [f"{INTAKE}:{fullest}:1", f"{INTAKE}:{fullest}:3"]
+    env = {
+        "METRICS_TEST_DROP": ",".join(drops),
+        "PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    app_id = f"metrics-skip-{uuid.uuid4().hex[:8]}"
+    proc = ProcessorProcess(bootstrap, app_id, tmp_path, "skipping", env).start()
+    try:
+        await wait_for(lambda: "METRICS_TEST_DROP dropped" in proc.tail(200_000), 120, 0.5,
+                       "the fault was not injected")  # fmt: skip
+        await wait_for(lambda: _held(tmp_path / "skipping.dump.json", events), 120, 0.5,
+                       "the processor did not apply the records it never received")  # fmt: skip
+        assert "never arrived; reading them directly" in proc.tail(200_000)
+    finally:
+        proc.stop()
