@@ -135,22 +135,45 @@ def _envelope(message: Any) -> Envelope:
     return envelope
 
 
+async def _skipped_before(message: Any) -> list[Any]:
+    """The records of the message's partition the consumer skipped just before it, read
+    directly (see `gaps`): usually none."""
+    tp = message.tp
+    skipped_from = expected.take(tp, message.offset)
+    if skipped_from is None:
+        return []
+    log.warning(
+        "%s[%d]: offsets %d to %d never arrived; reading them directly",
+        tp.topic,
+        tp.partition,
+        skipped_from,
+        message.offset - 1,
+    )
+    GAP_RECORDS.inc(message.offset - skipped_from)
+    bootstrap = settings.kafka_bootstrap_servers
+    return await gaps.read_range(bootstrap, tp, skipped_from, message.offset)
+
+
 if regroup_topic is not None:
 
     @app.agent(regroup_topic)
     async def regroup(stream: Any) -> None:
         """Re-key follow-up streams (callbacks) by the item they follow."""
         async for event in stream.events():
-            message = event.message
-            try:
-                envelope = _envelope(message)
-                stream_id = envelope.streamid or envelope.subject
-                root = regrouping[message.topic].regroup(stream_id, envelope.data)  # type: ignore[misc]
-            except Exception as exc:
-                await dead_letter(message, f"{type(exc).__name__}: {exc}")
-                continue
-            headers = [(k, v or b"") for k, v in _headers(message.headers)]
-            await regrouped.send(key=root.encode(), value=message.value, headers=headers)
+            for record in [*await _skipped_before(event.message), event.message]:
+                await _regroup(record)
+
+
+async def _regroup(message: Any) -> None:
+    try:
+        envelope = _envelope(message)
+        stream_id = envelope.streamid or envelope.subject
+        root = regrouping[message.topic].regroup(stream_id, envelope.data)  # type: ignore[misc]
+    except Exception as exc:
+        await dead_letter(message, f"{type(exc).__name__}: {exc}")
+        return
+    headers = [(k, v or b"") for k, v in _headers(message.headers)]
+    await regrouped.send(key=root.encode(), value=message.value, headers=headers)
 
 
 @app.agent(item_topic)
@@ -160,25 +183,11 @@ async def apply_facts(stream: Any) -> None:
     One event at a time, on purpose: faust's batching (`take_events`) acknowledges a
     buffered batch when the stream stops mid-batch, and a batch may hold events of a
     partition revoked while it filled. Measured here: batches lost events in a rebalance.
-    Records faust skipped (see `gaps`) are read directly and applied first, in order.
+    Records the consumer skipped (see `gaps`) are read directly and applied first, in order.
     """
     async for event in stream.events():
-        message = event.message
-        tp = message.tp
-        skipped_from = expected.take(tp, message.offset)
-        if skipped_from is not None:
-            log.warning(
-                "%s[%d]: offsets %d to %d never arrived; reading them directly",
-                tp.topic,
-                tp.partition,
-                skipped_from,
-                message.offset - 1,
-            )
-            GAP_RECORDS.inc(message.offset - skipped_from)
-            bootstrap = settings.kafka_bootstrap_servers
-            for record in await gaps.read_range(bootstrap, tp, skipped_from, message.offset):
-                await _apply(record)
-        await _apply(message)
+        for record in [*await _skipped_before(event.message), event.message]:
+            await _apply(record)
 
 
 async def _apply(message: Any) -> None:
