@@ -150,8 +150,17 @@ async def _skipped_before(message: Any) -> list[Any]:
         message.offset - 1,
     )
     GAP_RECORDS.inc(message.offset - skipped_from)
-    bootstrap = settings.kafka_bootstrap_servers
-    return await gaps.read_range(bootstrap, tp, skipped_from, message.offset)
+    while True:
+        try:
+            return await gaps.read_range(
+                settings.kafka_bootstrap_servers, tp, skipped_from, message.offset
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            # Never move on without them: faust has already counted them as done.
+            if not kafka.transient(exc):
+                raise
+            log.warning("cannot read them yet (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(1.0)
 
 
 if regroup_topic is not None:
