@@ -53,11 +53,11 @@ async def run_once(
         finally:
             stop.set()
             await bridge
-        stored = await _stored(p)
+        stored = await _stored(p, cfg.end or END)
     return result, p, stored
 
 
-async def _stored(p: Platform) -> dict[str, Any]:
+async def _stored(p: Platform, end: datetime) -> dict[str, Any]:
     intake, visits, complaints = p.pools["intake"], p.pools["visits"], p.pools["complaints"]
     return {
         "intake_types": {
@@ -76,7 +76,7 @@ async def _stored(p: Platform) -> dict[str, Any]:
         },
         "future_events": sum(
             [
-                await pool.fetchval("SELECT count(*) FROM events WHERE occurred_at > $1", END)
+                await pool.fetchval("SELECT count(*) FROM events WHERE occurred_at > $1", end)
                 for pool in (intake, visits, complaints)
             ]
         ),
@@ -126,6 +126,20 @@ async def test_same_seed_same_requests_and_the_stores_hold_them(
     filed = sum(v for k, v in t.items() if k.startswith("complaints.filed."))
     assert stored["complaints_types"].get("ComplaintReceived", 0) == filed
     assert stored["future_events"] == 0
+
+
+async def test_no_event_time_lies_beyond_the_window(
+    fresh_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    # A window ending at 03:30 in Shanghai. Visits planned for the next morning were once
+    # scheduled with a second, shorter lead: hours after the window's end, which in a
+    # backfill up to now the visits API refuses ("more than 5 minutes in the future").
+    end = END.replace(hour=19, minute=30) - timedelta(days=1)
+    cfg = config(end=end, days=0.5, bureaus=2, stations=3, include=frozenset({"visits"}))
+    result, _, stored = await run_once(fresh_database, tmp_path, cfg)
+    assert stored["visits_types"].get("VisitScheduled", 0) > 10
+    assert stored["future_events"] == 0
+    assert not result.stats.errors
 
 
 def _arrivals(cfg: Config) -> list[tuple[str, str]]:

@@ -113,10 +113,11 @@ def arrivals(run: Run) -> list[Start]:
                     lead = seconds(rng.uniform(0.5, 3.0) * m.DAY)
                     if planned < o.start:
                         continue  # planned before the window: not part of this run
+                    scheduled = max(planned - lead, o.start)
                     add(
-                        max(planned - lead, o.start),
+                        scheduled,
                         f"visit/{station.code}/{day}/{i}",
-                        _bind(visit_story, station, planned),
+                        _bind(visit_story, station, planned, scheduled),
                     )
             if "engagements" in o.include and work:
                 for i in range(m.poisson(rng, m.ENGAGEMENTS_PER_STATION_WORKDAY * o.rate)):
@@ -1315,7 +1316,7 @@ def _issue(rng: random.Random, area_type: str) -> dict[str, Any]:
     }
 
 
-async def visit_story(s: Story, station: Station, planned: datetime) -> None:
+async def visit_story(s: Story, station: Station, planned: datetime, scheduled: datetime) -> None:
     """走访: planned, then done, nobody home or refused; issues raised become field cases."""
     rng, run = s.rng, s.run
     bureau = run.bureaus[station.bureau]
@@ -1328,7 +1329,6 @@ async def visit_story(s: Story, station: Station, planned: datetime) -> None:
         rank = officer.rank
     mode = m.choose(rng, m.VISIT_MODES)
     target = "vulnerable_household" if programme == "vulnerable" else m.choose(rng, m.TARGETS)
-    scheduled = max(s.run.options.start, planned - timedelta(days=rng.uniform(0.5, 3.0)))
     body: dict[str, Any] = {
         "bureau": bureau.code,
         "station": station.code,
@@ -1371,13 +1371,16 @@ async def visit_story(s: Story, station: Station, planned: datetime) -> None:
             if round_ == 2 or outcome == "refused" or rng.random() > m.P_RESCHEDULE:
                 return
             again = m.next_office_time(t + timedelta(days=rng.uniform(1, 3)), rng)
+            moved = t + seconds(rng.uniform(60, 600))
+            if not await s.at(moved):
+                return  # the window ends first (an event time beyond it would be refused)
             await s.post(
                 "visits",
                 "/v1/visits/{visit}/reschedule",
                 ids,
                 {"planned_for": iso(again), "reason": "nobody_home"},
                 actor,
-                t + seconds(rng.uniform(60, 600)),
+                moved,
             )
             t = again
             continue
