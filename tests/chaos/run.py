@@ -7,7 +7,7 @@ the platform recover and checks (chaoslib/checks.py):
 
   (a) every command an API accepted is in its store;
   (b) the topics hold exactly the messages the stores imply (duplicates allowed);
-  (c) `jingmin verify metrics` shows zero differences (when metrics runs);
+  (c) `jingmin verify metrics` shows zero differences, every event applied (when metrics runs);
   (d) every outbox drained and every consumer group caught up;
   (e), (f) the scenario's own promise (writes during a broker outage, one effect per
       Idempotency-Key, reconnection after a database restart, ...).

@@ -8,7 +8,8 @@
     on the broker: none missing, none unexpected, and every copy carries the same key and
     bytes. Duplicates on the wire are allowed and counted; dead-letter topics are counted,
     not compared; compacted topics (metrics' derived figures) are not compared.
-(c) metrics: `jingmin verify metrics` shows zero differences (when metrics runs).
+(c) metrics: `jingmin verify metrics` shows zero differences and every stored event
+    applied (when metrics runs).
 (d) recovered: every outbox published and every consumer group caught up (lag 0).
 """
 

@@ -239,7 +239,11 @@ async def verify(
     echo: Callable[[str], None] = print,
     limit: int = 50,
 ) -> int:
-    """Print the differences (0 when there are none); with `wait`, retry while converging."""
+    """Print the differences; 0 when there are none and every stored event is applied.
+
+    With `wait`, retry while converging. An event never applied may change no figure yet
+    (a visit scheduled, a callback attempted) and still be lost: it counts as a failure.
+    """
     deadline = time.monotonic() + wait
     while True:
         report = await verify_once(dsns, bootstrap)
@@ -268,7 +272,7 @@ async def verify(
     )
     if report.missing_by_type:
         echo(f"stored minus applied, by type: {report.missing_by_type}")
-    return 0 if not report.differences else 1
+    return 0 if not report.differences and behind <= 0 else 1
 
 
 def main(wait: float = 0.0, bootstrap: str | None = None) -> int:
