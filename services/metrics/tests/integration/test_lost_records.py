@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -159,11 +160,37 @@ async def test_a_processor_reads_again_what_its_changelog_lost(
         after.stop()
 
 
+async def _caught_up(bootstrap: str, group: str) -> bool:
+    """Whether `group` committed every record of the two topics the test writes."""
+    member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await member.start()
+    try:
+        for topic in (INTAKE, CALLBACKS):
+            for partition, end in (await _partitions(bootstrap, topic)).items():
+                done = await member.committed(TopicPartition(topic, partition))
+                if end and done != end:
+                    return False
+        return True
+    finally:
+        await member.stop()
+
+
+def _skipping(bootstrap: str, app_id: str, home: Path, name: str, drops: list[str]) -> Any:
+    env = {
+        "METRICS_TEST_DROP": ",".join(drops),
+        "PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    return ProcessorProcess(bootstrap, app_id, home, name, env).start()
+
+
 async def test_a_processor_reads_records_its_consumer_skipped(
     tmp_path: Path, bootstrap: str
 ) -> None:
-    events = [e for i in range(16) for e in case_events(T0 + timedelta(hours=i))]
-    await _produce(bootstrap, events)
+    app_id = f"metrics-skip-{uuid.uuid4().hex[:8]}"
+    first = [e for i in range(8) for e in case_events(T0 + timedelta(hours=i))]
+    second = [e for i in range(8, 20) for e in case_events(T0 + timedelta(hours=i))]
+    await _produce(bootstrap, first)
+    before = await _partitions(bootstrap, INTAKE)
     # Records of the fullest partitions: faust counts a jump as acknowledged and commits
     # past it. Offset 0 of a partition the group never committed: nothing said where it
     # starts but the log. Callbacks go through the regroup agent first.
@@ -173,17 +200,33 @@ async def test_a_processor_reads_records_its_consumer_skipped(
         fullest = max(sizes, key=lambda p: sizes[p])
         assert sizes[fullest] > max(offsets) + 1
         drops += [f"{topic}:{fullest}:{offset}" for offset in offsets]
-    env = {
-        "METRICS_TEST_DROP": ",".join(drops),
-        "PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    app_id = f"metrics-skip-{uuid.uuid4().hex[:8]}"
-    proc = ProcessorProcess(bootstrap, app_id, tmp_path, "skipping", env).start()
+    proc = _skipping(bootstrap, app_id, tmp_path, "first", drops)
     try:
         await wait_for(lambda: _all_dropped(proc.tail(200_000), drops), 120, 0.5,
                        "the fault was not injected")  # fmt: skip
-        await wait_for(lambda: _held(tmp_path / "skipping.dump.json", events), 120, 0.5,
+        await wait_for(lambda: _held(tmp_path / "first.dump.json", first), 120, 0.5,
                        "the processor did not apply the records it never received")  # fmt: skip
         assert "never arrived; reading them directly" in proc.tail(200_000)
+        # faust never saw those records: its commits must still go past them.
+        await wait_for(lambda: _caught_up(bootstrap, app_id), 60, 1.0,
+                       "the group did not commit past the skipped records")  # fmt: skip
+    finally:
+        proc.stop()
+
+    # The first two records after a committed offset: right after its seek faust saw no
+    # jump, and it would not commit past offsets it never acknowledged.
+    await _produce(bootstrap, second)
+    after = await _partitions(bootstrap, INTAKE)
+    grown = max(after, key=lambda p: after[p] - before[p])
+    assert after[grown] - before[grown] >= 3
+    drops = [f"{INTAKE}:{grown}:{before[grown]}", f"{INTAKE}:{grown}:{before[grown] + 1}"]
+    proc = _skipping(bootstrap, app_id, tmp_path, "second", drops)
+    try:
+        await wait_for(lambda: _all_dropped(proc.tail(200_000), drops), 120, 0.5,
+                       "the fault was not injected")  # fmt: skip
+        await wait_for(lambda: _held(tmp_path / "second.dump.json", first + second), 120, 0.5,
+                       "the next processor did not apply the records it never got")  # fmt: skip
+        await wait_for(lambda: _caught_up(bootstrap, app_id), 60, 1.0,
+                       "the group did not commit past the skipped records")  # fmt: skip
     finally:
         proc.stop()

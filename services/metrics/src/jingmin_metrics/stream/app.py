@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from jingmin_metrics.service import (
 )
 from jingmin_metrics.settings import metrics_settings
 from jingmin_metrics.stream import gaps
-from jingmin_metrics.stream.faustfix import MergingTable, install
+from jingmin_metrics.stream.faustfix import MergingTable, acknowledge, install
 from jingmin_metrics.stream.processor import Processor
 from jingmin_metrics.stream.sources import SOURCES
 from jingmin_metrics.stream.telemetry import FACTS, GAP_RECORDS, OWNED, PUBLISHED, REBUILDS
@@ -135,26 +135,31 @@ def _envelope(message: Any) -> Envelope:
     return envelope
 
 
-async def _skipped_before(message: Any) -> list[Any]:
-    """The records of the message's partition the consumer skipped just before it, read
-    directly (see `gaps`): usually none."""
+async def _take(message: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
+    """Handle `message`, after any records of its partition the consumer skipped just
+    before it (see `gaps`), read directly: usually there are none."""
     tp = message.tp
     skipped_from = expected.take(tp, message.offset)
-    if skipped_from is None:
-        return []
-    log.warning(
-        "%s[%d]: offsets %d to %d never arrived; reading them directly",
-        tp.topic,
-        tp.partition,
-        skipped_from,
-        message.offset - 1,
-    )
-    GAP_RECORDS.inc(message.offset - skipped_from)
+    if skipped_from is not None:
+        log.warning(
+            "%s[%d]: offsets %d to %d never arrived; reading them directly",
+            tp.topic,
+            tp.partition,
+            skipped_from,
+            message.offset - 1,
+        )
+        GAP_RECORDS.inc(message.offset - skipped_from)
+        for record in await _read_skipped(tp, skipped_from, message.offset):
+            await handle(record)
+        # faust never saw them: mark them done, or its commits stop short of the first one.
+        await acknowledge(app.consumer, tp, skipped_from, message.offset)
+    await handle(message)
+
+
+async def _read_skipped(tp: TP, start: int, end: int) -> list[Any]:
     while True:
         try:
-            return await gaps.read_range(
-                settings.kafka_bootstrap_servers, tp, skipped_from, message.offset
-            )
+            return await gaps.read_range(settings.kafka_bootstrap_servers, tp, start, end)
         except (Exception, asyncio.CancelledError) as exc:
             # Never move on without them: faust has already counted them as done.
             if not kafka.transient(exc):
@@ -169,8 +174,7 @@ if regroup_topic is not None:
     async def regroup(stream: Any) -> None:
         """Re-key follow-up streams (callbacks) by the item they follow."""
         async for event in stream.events():
-            for record in [*await _skipped_before(event.message), event.message]:
-                await _regroup(record)
+            await _take(event.message, _regroup)
 
 
 async def _regroup(message: Any) -> None:
@@ -195,8 +199,7 @@ async def apply_facts(stream: Any) -> None:
     Records the consumer skipped (see `gaps`) are read directly and applied first, in order.
     """
     async for event in stream.events():
-        for record in [*await _skipped_before(event.message), event.message]:
-            await _apply(record)
+        await _take(event.message, _apply)
 
 
 async def _apply(message: Any) -> None:

@@ -127,6 +127,12 @@ def install(resume: Resume | None = None, sought: Sought | None = None) -> None:
     _installed = True
 
 
+async def acknowledge(consumer: Any, tp: TP, start: int, end: int) -> None:
+    """Count offsets `start` to `end` - 1 of `tp` as handled: records the agent read itself
+    (`gaps.py`). faust commits a partition only up to its first offset not acknowledged."""
+    await consumer._add_gap(tp, start, end - 1)
+
+
 Merge = Callable[[bytes, bytes], bytes]
 
 
