@@ -109,16 +109,14 @@ def install(resume: Resume | None = None, sought: Sought | None = None) -> None:
         # A partition the group never committed is not sought at all, and records fetched
         # for it while it was paused (during recovery) were dropped with the client's
         # position already past them: seen in test_lost_records, 4 cases never applied.
-        # Read it from its log start again (applying is idempotent).
-        unknown = [
-            tp
-            for tp, offset in starts.items()
-            if offset is None and tp.topic not in self.app.tables.changelog_topics
-        ]
-        if unknown:
-            for tp, offset in (await self.earliest_offsets(*unknown)).items():
-                await self.seek(tp, offset)
-                starts[tp] = offset
+        # Read it from the start again (applying is idempotent). Offset 0, not a ListOffsets
+        # answer: seeking asks the broker nothing (a log starting later resets to its start),
+        # and asking about a topic a refilled broker lacks would make Tansu create it with
+        # its default partition count.
+        for tp, start in starts.items():
+            if start is None and tp.topic not in self.app.tables.changelog_topics:
+                await self.seek(tp, 0)
+                starts[tp] = 0
         if _sought is not None:
             _sought(starts)
 
