@@ -156,6 +156,35 @@ async def _take(message: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
     await handle(message)
 
 
+@app.timer(2.0)  # type: ignore[misc]
+async def reclaim_skipped() -> None:
+    """Seek back a quiet partition whose client position ran past records never handed over.
+
+    faust drops records it fetched for a partition it still counts as paused (around a
+    rebalance), with the client's position already past them; no later record comes to
+    reveal the jump when the partition goes quiet. Seeking to the offset due makes the
+    client fetch them again (a false alarm costs duplicates only).
+    """
+    consumer: Any = app.consumer
+    if not consumer.flow_active:
+        return  # a rebalance: its seek sets every position anyway
+    assigned = consumer.assignment()
+    for tp, due in expected.idle():
+        if tp not in assigned:
+            continue
+        position = await consumer.position(tp)
+        if position is not None and position > due:
+            log.warning(
+                "%s[%d]: the client is at %d, records from %d never arrived; fetching again",
+                tp.topic,
+                tp.partition,
+                position,
+                due,
+            )
+            GAP_RECORDS.inc(position - due)
+            await consumer.seek(tp, due)
+
+
 async def _read_skipped(tp: TP, start: int, end: int) -> list[Any]:
     while True:
         try:

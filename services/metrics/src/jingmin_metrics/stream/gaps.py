@@ -27,6 +27,7 @@ class Expected:
 
     def __init__(self) -> None:
         self._next: dict[TP, int] = {}
+        self._seen: dict[TP, int] = {}
 
     def reset(self, positions: Mapping[TP, int | None]) -> None:
         """Where faust sought each assigned partition (None: not known, nothing checked)."""
@@ -37,6 +38,16 @@ class Expected:
         due = self._next.get(tp)
         self._next[tp] = offset + 1 if due is None else max(due, offset + 1)
         return due if due is not None and offset > due else None
+
+    def idle(self) -> list[tuple[TP, int]]:
+        """Partitions whose due offset has not moved since the last call, with that offset.
+
+        A skipped record shows as a jump only when a later one arrives; the records at the
+        end of a partition that then goes quiet need this look instead.
+        """
+        idle = [(tp, due) for tp, due in self._next.items() if self._seen.get(tp) == due]
+        self._seen = dict(self._next)
+        return idle
 
 
 async def read_range(
