@@ -46,9 +46,13 @@ def envelope(
     )
 
 
-def case_events(t0: datetime, *, kind: str = "alarm", party: str = "local") -> list[Envelope]:
-    """A case received, dispatched late (a breach), arrived, resolved, closed; a callback."""
-    cid = uuid.uuid4().hex
+def case_events(
+    t0: datetime, *, kind: str = "alarm", party: str = "local", cid: str | None = None
+) -> list[Envelope]:
+    """A case received, dispatched late (a breach), arrived, resolved, closed; a callback.
+
+    Pass `cid` when the test means a partition: the key decides where the records land."""
+    cid = cid or uuid.uuid4().hex
     iso = lambda t: t.astimezone(UTC).isoformat()  # noqa: E731
     cb = f"cb-{cid}-case_resolved"
     return [

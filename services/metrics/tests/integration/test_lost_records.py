@@ -42,6 +42,17 @@ INTAKE = "intake.case.events.v1"
 CALLBACKS = "visits.callback.events.v1"
 
 
+def _cases(first: int, last: int) -> list[Envelope]:
+    """Cases `first`..`last - 1`, an hour apart, with fixed ids: the ids are the Kafka keys,
+    so which partition each record lands on (what the drops below pick from) is the same
+    on every run."""
+    return [
+        e
+        for i in range(first, last)
+        for e in case_events(T0 + timedelta(hours=i), cid=uuid.UUID(int=i + 1).hex)
+    ]
+
+
 def _fact_id(e: Envelope) -> str:
     return f"{e.type.split('.')[1]}:{e.streamid}#{e.streamversion}"
 
@@ -123,8 +134,7 @@ async def test_a_processor_reads_again_what_its_changelog_lost(
 ) -> None:
     app_id = f"metrics-loss-{uuid.uuid4().hex[:8]}"
     changelog = processor_topics(app_id, PARTITIONS)[1]
-    first = [e for i in range(8) for e in case_events(T0 + timedelta(hours=i))]
-    second = [e for i in range(8, 16) for e in case_events(T0 + timedelta(hours=i))]
+    first, second = _cases(0, 8), _cases(8, 16)
 
     before = ProcessorProcess(bootstrap, app_id, tmp_path, "before").start()
     try:
@@ -187,8 +197,7 @@ async def test_a_processor_reads_records_its_consumer_skipped(
     tmp_path: Path, bootstrap: str
 ) -> None:
     app_id = f"metrics-skip-{uuid.uuid4().hex[:8]}"
-    first = [e for i in range(8) for e in case_events(T0 + timedelta(hours=i))]
-    second = [e for i in range(8, 20) for e in case_events(T0 + timedelta(hours=i))]
+    first, second = _cases(0, 8), _cases(8, 20)
     await _produce(bootstrap, first)
     before = await _partitions(bootstrap, INTAKE)
     # Records of the fullest partitions: faust counts a jump as acknowledged and commits
