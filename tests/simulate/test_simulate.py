@@ -21,8 +21,9 @@ from simkit import Platform, platform
 
 pytestmark = pytest.mark.integration
 
-# A fixed window in the past (a Thursday evening into Friday): both runs simulate exactly it.
-END = (datetime.now(UTC) - timedelta(days=2)).replace(hour=4, minute=0, second=0, microsecond=0)
+# A fixed window in the past (Thursday 2026-11-19 00:00 to Friday 12:00 Beijing): both runs
+# simulate exactly it, and so does every run of the suite, whatever day it runs.
+END = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 
 
 def config(**overrides: Any) -> Config:
