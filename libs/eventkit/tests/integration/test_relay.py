@@ -175,7 +175,8 @@ async def test_relay_keeps_retrying_until_the_broker_is_reachable(
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
-        await asyncio.sleep(1.0)  # several attempts against the dead address
+        # Several attempts against the dead address, each recorded on the rows.
+        await wait_for(lambda: relay.stats.failures >= 3, timeout=30)
         assert await pending(pool) == 10
         target["bootstrap"] = kafka_bootstrap  # the broker comes back
         await wait_for(lambda: _zero(pool), timeout=30)
