@@ -32,6 +32,10 @@ setup:
 		|| pip install "uv==$(UV_VERSION)"; \
 	fi
 	$(UV) sync --frozen
+	@if ! command -v uv >/dev/null 2>&1; then \
+		echo "note: uv is not on PATH in this shell (pip put it in $$(python3 -m site --user-base)/bin);"; \
+		echo "      the README's commands use .venv/bin/jingmin, which works without it"; \
+	fi
 
 dev: setup
 	$(UV) run jingmin dev

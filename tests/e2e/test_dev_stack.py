@@ -24,6 +24,7 @@ from kafka import KafkaConsumer, TopicPartition
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 TOPIC = "intake.case.events.v1"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class DevStack:
@@ -142,6 +143,35 @@ def _read_topic(bootstrap: str, want: int, timeout: float = 30) -> list[object]:
     return records
 
 
+def _quick_start_block() -> str:
+    """The README's shell block that talks to the running platform (the one with curl)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    (block,) = [b for b in blocks if "curl" in b and "jingmin token" in b]
+    return block
+
+
+def _run_quick_start(stack: DevStack) -> str:
+    script = _quick_start_block().replace("localhost:8101", f"localhost:{stack.port}")
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "JINGMIN_HOME": str(stack.home),
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+    }
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def test_case_goes_from_http_to_the_topic_and_survives_a_broker_loss(stack: DevStack) -> None:
     stack.start()
     settings = KernelSettings(jingmin_home=stack.home)
@@ -194,6 +224,13 @@ def test_case_goes_from_http_to_the_topic_and_survives_a_broker_loss(stack: DevS
         check=True,
     ).stdout
     assert f"{case_id} " in shown and "ce_type=jingmin.intake.CaseReceived.v1" in shown
+
+    # The README's quick start, as typed, in a fresh shell with neither uv nor the venv
+    # on PATH (only the stack's port and broker differ from `make dev`'s defaults).
+    said = _run_quick_start(stack)
+    answer, _end = json.JSONDecoder().raw_decode(said)  # curl's body, then tail's lines
+    made = answer["case_id"]
+    assert f"{made} " in said and "ce_type=jingmin.intake.CaseReceived.v1" in said
 
     assert stack.stop() in (0, 130, -2)
     assert "stopping tansu" in "".join(stack.lines)
