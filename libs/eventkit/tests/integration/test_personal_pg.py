@@ -14,6 +14,7 @@ import pytest
 from eventkit import db
 from eventkit.personal import ERASED, PersonalDataError, SubjectErased, Vault
 from eventkit.settings import KernelSettings
+from eventkit.testing import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,16 @@ async def test_a_rolled_back_first_write_loses_nothing_later(
     assert await vault.decrypt(pool, blob) == "second try"
 
 
+async def _waiting_on_a_lock(pool: asyncpg.Pool) -> bool:
+    """Whether a session of this database waits for a lock another transaction holds."""
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
+
+
 async def test_concurrent_first_writes_agree_on_one_key(
     pool: asyncpg.Pool, settings: KernelSettings
 ) -> None:
@@ -114,7 +125,7 @@ async def test_a_writer_waits_for_an_open_first_write_and_reuses_its_key(
                 return await Vault(pool, settings).encrypt(conn, subject, "b")
 
         pending = asyncio.create_task(second())
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: _waiting_on_a_lock(pool), 30, message="the second never blocked")
         assert not pending.done()  # blocked until the first writer decides
         await tx.commit()
         b = await pending
@@ -169,7 +180,7 @@ async def test_an_erasure_in_flight_blocks_a_first_write(
         await tx.start()
         await Vault(pool, settings).erase(eraser, subject, by="admin", reason=None)
         writer = asyncio.create_task(Vault(pool, settings).encrypt(None, subject, "x"))
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: _waiting_on_a_lock(pool), 30, message="the writer never blocked")
         assert not writer.done()
         await tx.commit()
         with pytest.raises(SubjectErased):
