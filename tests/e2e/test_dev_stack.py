@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ class DevStack:
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
+        self.reader: threading.Thread | None = None
         self.bootstrap = ""
 
     def start(self) -> None:
@@ -60,15 +62,16 @@ class DevStack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # Read the output all the time: an undrained pipe fills up and blocks `jingmin dev`
+        # and, behind it, every service writing a log line.
+        self.reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self.reader.start()
         deadline = time.monotonic() + 90
-        assert self.proc.stdout is not None
-        os.set_blocking(self.proc.stdout.fileno(), False)
         while time.monotonic() < deadline:
-            self._drain()
             match = next(
                 (
                     re.search(r"kafka:\s*(\S+)", ln)
-                    for ln in self.lines
+                    for ln in list(self.lines)
                     if re.search(r"kafka:\s*\S+", ln)
                 ),
                 None,
@@ -79,15 +82,12 @@ class DevStack:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.3)
-        self._drain()
+        self.reader.join(timeout=5)
         raise AssertionError("jingmin dev did not come up:\n" + "".join(self.lines[-60:]))
 
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                return
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             self.lines.append(line)
 
     def _ready(self) -> bool:
@@ -102,10 +102,18 @@ class DevStack:
         try:
             return self.proc.wait(timeout=30)
         finally:
-            self._drain()
+            if self.reader is not None:
+                self.reader.join(timeout=5)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """Stop whatever is left. honcho runs each process in a group of its own, so killing
+        `jingmin dev`'s group would leave the services running: ask it to stop them first."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
