@@ -18,6 +18,7 @@ import argparse
 import re
 import shlex
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,7 +502,12 @@ EXTRA_EGRESS: dict[str, list[dict[str, Any]]] = {
         }
     ],
 }
-IMAGE_REGISTRY = "registry.example.gov.cn/jingmin"  # the overlay pins tags (and may move it)
+IMAGE_REGISTRY = "registry.example.gov.cn/jingmin"  # an overlay may move it
+# Images are tagged with the release version (the root pyproject's); an overlay's `images`
+# pins its own release. Never `latest`: a restarted pod must run what was deployed.
+IMAGE_TAG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+    "version"
+]
 PLATFORM_CONFIG = "jingmin-platform"  # ConfigMap with the settings every process shares
 MASTER_KEY_SECRET = "jingmin-master-key"  # created out of band (docs/operations)
 KAFKA_TLS_PORT = 9093  # the brokers' internal listener `tls` (kafka/kafka.yaml)
@@ -562,7 +568,7 @@ def _deployment(
     labels = _labels(service, component)
     container: dict[str, Any] = {
         "name": component,
-        "image": f"{IMAGE_REGISTRY}/{service}:latest",
+        "image": f"{IMAGE_REGISTRY}/{service}:{IMAGE_TAG}",
         "ports": [{"name": port_name, "containerPort": port}],
         "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIG}}],
         "env": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,10 +74,12 @@ def test_the_crd_schemas_catch_mistakes() -> None:
     assert list(jsonschema.Draft202012Validator(schema).iter_errors(topic))
 
 
-def test_production_pins_image_tags(rendered: dict[str, Objects]) -> None:
-    for name, container in _containers(rendered["production"]):
-        image = container["image"]
-        assert not image.endswith(":latest") and ":" in image, f"{name}: {image}"
+def test_every_image_tag_is_pinned(rendered: dict[str, Objects]) -> None:
+    for overlay, objects in rendered.items():
+        for name, container in _containers(objects):
+            image = container["image"]
+            tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+            assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"{overlay} {name}: {image}"
 
 
 def test_every_container_has_probes_requests_and_limits(rendered: dict[str, Objects]) -> None:
