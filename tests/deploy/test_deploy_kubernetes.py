@@ -465,11 +465,14 @@ def test_prometheus_may_scrape_what_the_monitors_select(rendered: dict[str, Obje
 def test_the_ingress_serves_the_public_pages_and_nothing_else(
     rendered: dict[str, Objects],
 ) -> None:
+    from eventkit.published_schemas import schema_router
     from jingmin_complaints.entrypoints import public
     from jingmin_visits.entrypoints import survey_page
 
-    public_paths = {r.path for r in public.router.routes} | {
-        r.path for r in survey_page.router.routes
+    public_paths = {
+        r.path  # type: ignore[attr-defined]
+        for router in (public.router, survey_page.router, schema_router())
+        for r in router.routes
     }
     for overlay, objects in rendered.items():
         (ingress,) = _of(objects, "Ingress")
@@ -490,7 +493,7 @@ def test_the_ingress_serves_the_public_pages_and_nothing_else(
                 for p in public_paths
             ), prefix
             assert not prefix.startswith(("/v1", "/metrics", "/healthz", "/readyz"))
-        for page in ("/complain", "/track/{code}", "/s/{token}"):
+        for page in ("/complain", "/track/{code}", "/s/{token}", "/schemas/{name}"):
             assert any(
                 page == p or (k == "Prefix" and page.startswith(p + "/")) for p, k in exposed
             ), page
