@@ -33,6 +33,10 @@ setup:
 		|| pip install "uv==$(UV_VERSION)"; \
 	fi
 	$(UV) sync --frozen
+	@# The Prometheus Operator's CRD validators for `make deploy-check` (npm registry).
+	@if [ ! -d tests/deploy/crd-validate/node_modules ]; then \
+		npm ci --prefix tests/deploy/crd-validate --no-audit --no-fund; \
+	fi
 
 dev: setup
 	$(UV) run jingmin dev

@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import pytest
 import yaml
 from deploy_support import SCHEMAS, known_variables
 
@@ -512,3 +513,37 @@ def test_the_apis_trust_forwarded_headers_from_the_ingress_only(
         for entry in trusted:
             network = ipaddress.ip_network(entry)
             assert network.is_private, entry
+
+
+CRD_VALIDATE = SCHEMAS.parent / "crd-validate"
+
+
+def test_prometheus_operator_objects_pass_the_operators_crd_validators(
+    rendered: dict[str, Objects],
+) -> None:
+    """Validators compiled from the Prometheus Operator's CRDs (npm package
+    @kubernetes-models/prometheus-operator; `npm ci --prefix tests/deploy/crd-validate`,
+    which `make setup` and .ci/run do): types, enums and required fields as the API server
+    checks them. The hand-written schemas above add what it would prune silently (typos)."""
+    import json
+    import subprocess
+
+    from deploy_support import tool
+
+    if not (CRD_VALIDATE / "node_modules" / "@kubernetes-models").is_dir():
+        pytest.fail("run `npm ci --prefix tests/deploy/crd-validate` (make setup does)")
+    for overlay, objects in rendered.items():
+        result = subprocess.run(
+            [tool("node"), str(CRD_VALIDATE / "validate.mjs")],
+            input=json.dumps(objects),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=CRD_VALIDATE,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        kinds = {name.split("/")[0] for name in report["checked"]}
+        assert kinds == {"PodMonitor", "PrometheusRule", "AlertmanagerConfig"}, overlay
+        assert not report["errors"], f"{overlay}: " + "\n".join(report["errors"])
