@@ -35,7 +35,9 @@ setup:
 	$(UV) sync --frozen
 	@# The Prometheus Operator's CRD validators for `make deploy-check` (npm registry).
 	@if [ ! -d tests/deploy/crd-validate/node_modules ]; then \
-		npm ci --prefix tests/deploy/crd-validate --no-audit --no-fund; \
+		if command -v npm >/dev/null 2>&1; then \
+			npm ci --prefix tests/deploy/crd-validate --no-audit --no-fund; \
+		else echo "npm not found: install nodejs and npm for make deploy-check (see .ci/run)"; fi; \
 	fi
 
 dev: setup
