@@ -33,12 +33,15 @@ setup:
 		|| pip install "uv==$(UV_VERSION)"; \
 	fi
 	$(UV) sync --frozen
-	@# The Prometheus Operator's CRD validators for `make deploy-check` (npm registry).
-	@if [ ! -d tests/deploy/crd-validate/node_modules ]; then \
-		if command -v npm >/dev/null 2>&1; then \
-			npm ci --prefix tests/deploy/crd-validate --no-audit --no-fund; \
-		else echo "npm not found: install nodejs and npm for make deploy-check (see .ci/run)"; fi; \
-	fi
+	@# npm packages: the Prometheus Operator's CRD validators (make deploy-check) and the
+	@# Node.js partner example (tests/partners).
+	@for dir in tests/deploy/crd-validate examples/partner_subscriber/node; do \
+		if [ ! -d $$dir/node_modules ]; then \
+			if command -v npm >/dev/null 2>&1; then \
+				npm ci --prefix $$dir --no-audit --no-fund; \
+			else echo "npm not found: install nodejs and npm for $$dir (see .ci/run)"; fi; \
+		fi; \
+	done
 
 dev: setup
 	$(UV) run jingmin dev

@@ -288,14 +288,16 @@ async def test_subscriber_receives_and_validates_every_event_and_no_personal_dat
 
 
 CONFLUENT_SUBSCRIBER = ROOT / "examples" / "partner_subscriber" / "confluent_subscriber.py"
+NODE_SUBSCRIBER = ROOT / "examples" / "partner_subscriber" / "node"
 
 
-async def test_confluent_kafka_subscriber_validates_against_the_schema_its_dataschema_names(
-    platform: dict[str, Any],
-) -> None:
-    """The librdkafka client most agencies use, on the dev broker: each record decoded with
-    the CloudEvents SDK and validated against the schema fetched from the platform at
-    `<schema base URL><ce_dataschema>` (GET /schemas/..., what the public Ingress serves)."""
+async def _subscribe_with_fetched_schemas(
+    platform: dict[str, Any], command: list[str]
+) -> list[dict[str, Any]]:
+    """Cases through the API, then `command` (a subscriber taking the confluent example's
+    options) on the partner topics, schemas fetched at `<base URL><ce_dataschema>` from the
+    intake API served on a real port (GET /schemas/..., what the public Ingress serves).
+    Every record must be received and valid; returns the events it printed."""
     import uvicorn
     from eventkit.devstack import free_port
 
@@ -308,7 +310,6 @@ async def test_confluent_kafka_subscriber_validates_against_the_schema_its_datas
     wanted = _partner_topics(platform["topics"])
     expected = sum(len(_raw_records(platform["bootstrap"], t)) for t in wanted)
     assert expected >= 1
-    # The intake API on a real port, as a partner's HTTP client reaches the schemas.
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(platform["app"], host="127.0.0.1", port=port, lifespan="off", ws="none")
@@ -316,12 +317,10 @@ async def test_confluent_kafka_subscriber_validates_against_the_schema_its_datas
     serving = asyncio.create_task(server.serve())
     try:
         await wait_for(lambda: server.started, timeout=20)
-        args = [arg for t in wanted for arg in ("--topic", t)]
         result = await asyncio.to_thread(
             subprocess.run,
             [
-                sys.executable,
-                str(CONFLUENT_SUBSCRIBER),
+                *command,
                 "--bootstrap",
                 platform["bootstrap"],
                 "--security-protocol",
@@ -329,12 +328,12 @@ async def test_confluent_kafka_subscriber_validates_against_the_schema_its_datas
                 "--schema-base-url",
                 f"http://127.0.0.1:{port}/schemas/",
                 "--group",
-                f"partner.example-{uuid.uuid4().hex[:8]}.confluent",
+                f"partner.example-{uuid.uuid4().hex[:8]}.subscriber",
                 "--max-messages",
                 str(expected),
                 "--idle-timeout",
                 "60",
-                *args,
+                *[arg for t in wanted for arg in ("--topic", t)],
             ],
             capture_output=True,
             text=True,
@@ -353,6 +352,28 @@ async def test_confluent_kafka_subscriber_validates_against_the_schema_its_datas
         assert event["dataschema"] == f"urn:jingmin:schema:{event['type']}"
     ours = [e for e in events if e["bureau"] == BUREAU and e["data"]["station"] == STATION]
     assert {e["type"] for e in ours} == {"jingmin.intake.HotlineCaseStatusChanged.v1"}
+    return events
+
+
+async def test_confluent_kafka_subscriber_validates_against_the_schema_its_dataschema_names(
+    platform: dict[str, Any],
+) -> None:
+    """The librdkafka client most agencies use, on the dev broker: each record decoded with
+    the CloudEvents SDK and validated against the schema fetched from its ce_dataschema."""
+    await _subscribe_with_fetched_schemas(platform, [sys.executable, str(CONFLUENT_SUBSCRIBER)])
+
+
+async def test_node_subscriber_validates_against_the_schema_its_dataschema_names(
+    platform: dict[str, Any],
+) -> None:
+    """The same in Node.js (kafkajs, the CloudEvents SDK for JavaScript, Ajv); its packages
+    come from `npm ci --prefix examples/partner_subscriber/node` (make setup, .ci/run)."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None or not (NODE_SUBSCRIBER / "node_modules" / "kafkajs").is_dir():
+        pytest.fail("needs node and `npm ci --prefix examples/partner_subscriber/node`")
+    await _subscribe_with_fetched_schemas(platform, [node, str(NODE_SUBSCRIBER / "subscriber.mjs")])
 
 
 def test_subscriber_refuses_an_event_that_breaks_its_schema(kafka_bootstrap: str) -> None:
