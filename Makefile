@@ -16,6 +16,7 @@ help:
 	@echo "make setup            install uv $(UV_VERSION) if missing, then the locked environment"
 	@echo "make dev              run every service on local Postgres and Kafka (Ctrl-C stops all)"
 	@echo "make test             run the whole test suite (PYTEST_FLAGS=... to change flags)"
+	@echo "make test-newest      the test suite on Python 3.13 (NEWEST_TESTS=paths to narrow it)"
 	@echo "make lint             ruff check, ruff format --check, mypy"
 	@echo "make bench            run the benchmarks (results in bench-results/)"
 	@echo "make chaos            break a private platform six ways, check nothing is lost"
@@ -36,12 +37,37 @@ setup:
 		echo "note: uv is not on PATH in this shell (pip put it in $$(python3 -m site --user-base)/bin);"; \
 		echo "      the README's commands use .venv/bin/jingmin, which works without it"; \
 	fi
+	@# npm packages: the Prometheus Operator's CRD validators (make deploy-check) and the
+	@# Node.js partner example (tests/partners).
+	@for dir in tests/deploy/crd-validate examples/partner_subscriber/node; do \
+		if [ ! -d $$dir/node_modules ]; then \
+			if command -v npm >/dev/null 2>&1; then \
+				npm ci --prefix $$dir --no-audit --no-fund; \
+			else echo "npm not found: install nodejs and npm for $$dir (see .ci/run)"; fi; \
+		fi; \
+	done
 
 dev: setup
 	$(UV) run jingmin dev
 
 test: setup
 	$(UV) run pytest $(PYTEST_FLAGS)
+
+# The newest Python the dependencies support (requires-python is ">=3.11"; CI runs `make
+# test` on 3.11 and this on the newest). uv cannot download interpreters here: it uses one
+# on PATH or pyenv's (PYTHON_NEWEST=/path/to/python3.13 to choose). Its own environment,
+# .venv-newest, so the 3.11 one stays as it is. NEWEST_TESTS=... narrows the run.
+PYTHON_NEWEST ?= $(shell ls -d $$HOME/.pyenv/versions/3.13*/bin/python 2>/dev/null | tail -1 || true)
+ifeq ($(strip $(PYTHON_NEWEST)),)
+PYTHON_NEWEST := $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null)
+endif
+NEWEST_TESTS ?=
+.PHONY: test-newest
+test-newest:
+	@if [ -z "$(PYTHON_NEWEST)" ]; then echo "no Python 3.13 found (set PYTHON_NEWEST)"; exit 1; fi
+	UV_PROJECT_ENVIRONMENT=.venv-newest $(UV) sync --frozen --python $(PYTHON_NEWEST)
+	UV_PROJECT_ENVIRONMENT=.venv-newest $(UV) run --frozen --python $(PYTHON_NEWEST) \
+		pytest $(PYTEST_FLAGS) $(NEWEST_TESTS)
 
 lint: setup
 	$(UV) run ruff check .
@@ -63,7 +89,7 @@ contracts-check: setup
 
 clean:
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
-	rm -rf .pytest_cache .mypy_cache .ruff_cache bench-results chaos-results
+	rm -rf .pytest_cache .mypy_cache .ruff_cache bench-results chaos-results .venv-newest
 
 # Deploy files (deploy/, docs/operations/): regenerate from deploy/topics.yaml and
 # deploy/partners.yaml; validate compose, kustomize, Prometheus rules and the partner example.

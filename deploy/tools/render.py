@@ -15,8 +15,10 @@ partner grant or a build step cannot drift between compose and Kubernetes.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,8 +300,162 @@ def kafka_users(plan: Plan) -> str:
     return _dump_all(docs, "partners.yaml")
 
 
+class _Dumper(yaml.SafeDumper):
+    """No anchors and aliases (kubectl and reviewers read each object whole); multi-line
+    strings (PromQL) as literal blocks, as in the rule files they come from."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+# What each service's Kafka user may do beyond writing its own topics (`<service>.`):
+# the topics its consumers read (each checked against the code by tests/deploy) and the
+# prefix of its consumer group ids. `create` are the prefixes of topics the service makes
+# itself (the faust processors' regroup and changelog topics, `<app id>-`).
+@dataclass(frozen=True)
+class KafkaAccess:
+    reads: tuple[str, ...]
+    groups: tuple[str, ...]
+    create: tuple[str, ...] = ()
+
+
+KAFKA_ACCESS: dict[str, KafkaAccess] = {
+    "intake": KafkaAccess(reads=("visits.visit.events.v1",), groups=("intake.",)),
+    "visits": KafkaAccess(
+        reads=(
+            "intake.case.events.v1",
+            "complaints.complaint.events.v1",
+            "complaints.supervision.events.v1",
+        ),
+        groups=("visits.",),
+    ),
+    "complaints": KafkaAccess(
+        reads=("intake.case.events.v1", "visits.callback.events.v1"), groups=("complaints",)
+    ),
+    "metrics": KafkaAccess(
+        reads=(
+            "intake.case.events.v1",
+            "complaints.complaint.events.v1",
+            "complaints.supervision.events.v1",
+            "visits.visit.events.v1",
+            "visits.callback.events.v1",
+            # Its own: the exporter reads the figures snapshot, the publisher what it sent.
+            "metrics.",
+        ),
+        groups=("jingmin-metrics",),
+        create=("jingmin-metrics-",),
+    ),
+}
+OPERATOR_USER = "jingmin-operator"
+
+
+def _acl(kind: str, name: str, pattern: str, *operations: str) -> dict[str, Any]:
+    return {
+        "resource": {"type": kind, "name": name, "patternType": pattern},
+        "operations": list(operations),
+    }
+
+
+def kafka_user_name(service: str) -> str:
+    """The service's KafkaUser; Strimzi writes its password to the Secret of that name."""
+    return f"jingmin-{service}"
+
+
+def service_users(plan: Plan) -> str:
+    """One SCRAM-SHA-512 KafkaUser per service with least-privilege ACLs, and the operator's.
+
+    The User Operator generates each password into a Secret named after the user (key
+    `password`), which the service's pods read as KAFKA_SASL_PASSWORD.
+    """
+    docs: list[dict[str, Any]] = []
+    for service, _, _ in SERVICES:
+        access = KAFKA_ACCESS[service]
+        acls = [_acl("topic", f"{service}.", "prefix", "Write", "Describe")]
+        for topic in access.reads:
+            pattern = "prefix" if topic.endswith(".") else "literal"
+            acls.append(_acl("topic", topic, pattern, "Read", "Describe"))
+        for prefix in access.create:
+            acls.append(
+                _acl(
+                    "topic",
+                    prefix,
+                    "prefix",
+                    "Create",
+                    "Read",
+                    "Write",
+                    "Describe",
+                    "DescribeConfigs",
+                )
+            )
+        for group in access.groups:
+            acls.append(_acl("group", group, "prefix", "Read"))
+        docs.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaUser",
+                "metadata": {
+                    "name": kafka_user_name(service),
+                    "labels": {
+                        "strimzi.io/cluster": CLUSTER,
+                        "app.kubernetes.io/part-of": "jingmin",
+                        "jingmin.io/service": service,
+                    },
+                },
+                "spec": {
+                    "authentication": {"type": "scram-sha-512"},
+                    "authorization": {"type": "simple", "acls": acls},
+                },
+            }
+        )
+    # The toolbox (`jingmin replay`, `topics --create`, `tail`; docs/operations): the one
+    # principal that may create, reconfigure and delete topics, run by an operator on demand.
+    docs.append(
+        {
+            "apiVersion": "kafka.strimzi.io/v1beta2",
+            "kind": "KafkaUser",
+            "metadata": {
+                "name": OPERATOR_USER,
+                "labels": {"strimzi.io/cluster": CLUSTER, "app.kubernetes.io/part-of": "jingmin"},
+                "annotations": {
+                    "jingmin.io/description": "The operations toolbox: replay, topic creation, tail."
+                },
+            },
+            "spec": {
+                "authentication": {"type": "scram-sha-512"},
+                "authorization": {
+                    "type": "simple",
+                    "acls": [
+                        _acl(
+                            "topic",
+                            "*",
+                            "literal",
+                            "Read",
+                            "Write",
+                            "Describe",
+                            "Create",
+                            "Delete",
+                            "DescribeConfigs",
+                            "AlterConfigs",
+                        ),
+                        _acl("group", "jingmin-operator", "prefix", "Read"),
+                    ],
+                },
+            },
+        }
+    )
+    return _dump_all(docs, "topics.yaml and tools/render.py (KAFKA_ACCESS)")
+
+
 def _dump_all(docs: Sequence[Mapping[str, Any]], source: str) -> str:
-    body = yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     return HEADER.format(source=source) + body
 
 
@@ -346,9 +502,16 @@ EXTRA_EGRESS: dict[str, list[dict[str, Any]]] = {
         }
     ],
 }
-IMAGE_REGISTRY = "registry.example.gov.cn/jingmin"  # the overlay pins tags (and may move it)
+IMAGE_REGISTRY = "registry.example.gov.cn/jingmin"  # an overlay may move it
+# Images are tagged with the release version (the root pyproject's); an overlay's `images`
+# pins its own release. Never `latest`: a restarted pod must run what was deployed.
+IMAGE_TAG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+    "version"
+]
 PLATFORM_CONFIG = "jingmin-platform"  # ConfigMap with the settings every process shares
 MASTER_KEY_SECRET = "jingmin-master-key"  # created out of band (docs/operations)
+KAFKA_TLS_PORT = 9093  # the brokers' internal listener `tls` (kafka/kafka.yaml)
+KAFKA_CA_DIR = "/etc/jingmin/kafka-ca"  # KAFKA_SSL_CAFILE's folder (config/platform.yaml)
 METRICS_STREAM_PORT = 6066
 METRICS_EXPORTER_PORT = 9104
 
@@ -401,12 +564,11 @@ def _deployment(
     port: int,
     readiness: str,
     resources: dict[str, Any],
-    scrape_path: str = "/metrics",
 ) -> dict[str, Any]:
     labels = _labels(service, component)
     container: dict[str, Any] = {
         "name": component,
-        "image": f"{IMAGE_REGISTRY}/{service}:latest",
+        "image": f"{IMAGE_REGISTRY}/{service}:{IMAGE_TAG}",
         "ports": [{"name": port_name, "containerPort": port}],
         "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIG}}],
         "env": [
@@ -420,6 +582,10 @@ def _deployment(
                 "valueFrom": {"secretKeyRef": {"name": MASTER_KEY_SECRET, "key": "master-key"}},
             },
             {"name": "HEALTH_PORT", "value": str(port)},
+            # Kafka over TLS with SCRAM-SHA-512 as the service's own KafkaUser
+            # (kafka/service-users.yaml); protocol, mechanism and CA path: the ConfigMap.
+            {"name": "KAFKA_SASL_USERNAME", "value": kafka_user_name(service)},
+            _secret_env("KAFKA_SASL_PASSWORD", kafka_user_name(service), "password"),
             *SERVICE_ENV.get(service, []),
         ],
         "startupProbe": _probe("/healthz", port_name, period=5, failures=24),
@@ -430,6 +596,7 @@ def _deployment(
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "home", "mountPath": "/var/lib/jingmin"},
+            {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
         ],
     }
     if args is not None:
@@ -447,14 +614,9 @@ def _deployment(
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "template": {
-                "metadata": {
-                    "labels": {**labels, "jingmin.io/kafka-client": "true"},
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(port),
-                        "prometheus.io/path": scrape_path,
-                    },
-                },
+                # Scraped at /metrics on its named port by the PodMonitor
+                # jingmin-processes (monitoring/monitors.yaml).
+                "metadata": {"labels": {**labels, "jingmin.io/kafka-client": "true"}},
                 "spec": {
                     "serviceAccountName": f"jingmin-{service}",
                     "automountServiceAccountToken": False,
@@ -472,6 +634,15 @@ def _deployment(
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
                         {"name": "home", "emptyDir": {"sizeLimit": "16Mi"}},
+                        {
+                            # The CA that signed the brokers' certificates, kept current
+                            # by the Strimzi Cluster Operator (KAFKA_SSL_CAFILE).
+                            "name": "kafka-ca",
+                            "secret": {
+                                "secretName": f"{CLUSTER}-cluster-ca-cert",
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            },
+                        },
                     ],
                 },
             },
@@ -518,7 +689,7 @@ def _network_policy(service: str, port: int, extra_ports: Sequence[int]) -> dict
                     }
                 }
             ],
-            "ports": [{"protocol": "TCP", "port": 9092}],
+            "ports": [{"protocol": "TCP", "port": KAFKA_TLS_PORT}],
         },
         {
             "to": [
@@ -643,6 +814,17 @@ def _database(service: str) -> list[dict[str, Any]]:
                     # Replication between the cluster's own instances.
                     "from": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": name}}}],
                     "ports": [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 8000}],
+                },
+                {
+                    # Prometheus scrapes the instance exporter (monitoring/monitors.yaml).
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                            }
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 9187}],
                 },
                 {
                     # The CloudNativePG operator's status checks.
@@ -814,6 +996,224 @@ def _metrics_streams(max_replicas: int) -> list[dict[str, Any]]:
     ]
 
 
+# ----------------------------------------------------------------------------- monitoring
+
+RULES_DIR = DEPLOY / "prometheus" / "rules"
+RULE_TESTS_DIR = DEPLOY / "prometheus" / "tests"
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+_RUNBOOK_LINE = re.compile(r"^(\s*runbook_url:\s*)(\S+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    runbook_base_url: str
+    labels: dict[str, str]
+    receiver_secrets: dict[str, str]
+
+
+def load_monitoring(deploy: Path = DEPLOY) -> Monitoring:
+    raw = yaml.safe_load((deploy / "monitoring.yaml").read_text(encoding="utf-8"))
+    base = str(raw["runbook_base_url"])
+    if not re.match(r"^https?://[^/\s]+/\S*$", base) or "#" in base:
+        raise ValueError(f"monitoring.yaml: runbook_base_url {base!r} is not an absolute URL")
+    return Monitoring(
+        runbook_base_url=base,
+        labels={str(k): str(v) for k, v in raw["monitoring_labels"].items()},
+        receiver_secrets={str(k): str(v) for k, v in raw["receiver_secrets"].items()},
+    )
+
+
+def with_runbook_base(text: str, base: str) -> str:
+    """Every `runbook_url: <anything>#<anchor>` line pointed at `base#<anchor>`."""
+
+    def replace(match: re.Match[str]) -> str:
+        anchor = match.group(2).strip("'\"").split("#", 1)[-1]
+        return f"{match.group(1)}{base}#{anchor}"
+
+    return _RUNBOOK_LINE.sub(replace, text)
+
+
+def _monitoring_metadata(name: str, monitoring: Monitoring) -> dict[str, Any]:
+    return {"name": name, "labels": {"app.kubernetes.io/part-of": "jingmin", **monitoring.labels}}
+
+
+# The Jingmin processes: one named port each (deploy/k8s/base/services), /metrics on it.
+PROCESS_PORTS = ("http", "metrics", "web")
+PROCESS_COMPONENTS = ("api", "relay", "worker", "stream", "exporter")
+
+
+def pod_monitors(monitoring: Monitoring) -> str:
+    """PodMonitors for every Jingmin process, Strimzi's Kafka Exporter and the databases.
+
+    honorLabels keeps the `service` label the kernel's metrics carry (a ServiceMonitor
+    would otherwise move it to `exported_service`); `service` and `process` are set from
+    the pod labels as the compose scrape sets them from DNS names, and the rules use
+    nothing else to tell processes apart (deploy/prometheus/rules).
+    """
+    relabelings = [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_jingmin_io_service"],
+            "targetLabel": "service",
+        },
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+            "targetLabel": "process",
+        },
+    ]
+    processes = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _monitoring_metadata("jingmin-processes", monitoring),
+        "spec": {
+            "selector": {
+                "matchLabels": {"app.kubernetes.io/part-of": "jingmin"},
+                "matchExpressions": [
+                    {
+                        "key": "app.kubernetes.io/component",
+                        "operator": "In",
+                        "values": list(PROCESS_COMPONENTS),
+                    },
+                    {"key": "jingmin.io/service", "operator": "Exists"},
+                ],
+            },
+            # A pod has one of these ports; the others give it no target.
+            "podMetricsEndpoints": [
+                {
+                    "port": port,
+                    "path": "/metrics",
+                    "interval": "15s",
+                    "honorLabels": True,
+                    "relabelings": relabelings,
+                }
+                for port in PROCESS_PORTS
+            ],
+        },
+    }
+    kafka_exporter = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _monitoring_metadata("jingmin-kafka-exporter", monitoring),
+        "spec": {
+            # Strimzi's Kafka Exporter (Kafka spec.kafkaExporter): consumer group lag, topic
+            # offsets, brokers, under-replicated partitions, the metric names the rules use.
+            "selector": {
+                "matchLabels": {
+                    "strimzi.io/cluster": CLUSTER,
+                    "strimzi.io/name": f"{CLUSTER}-kafka-exporter",
+                }
+            },
+            "podMetricsEndpoints": [
+                {"port": "tcp-prometheus", "path": "/metrics", "interval": "30s"}
+            ],
+        },
+    }
+    databases = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _monitoring_metadata("jingmin-databases", monitoring),
+        "spec": {
+            # CloudNativePG's instance exporter (port `metrics`, 9187) on every database
+            # pod; the Cluster's own enablePodMonitor stays off so the labels here apply.
+            "selector": {
+                "matchLabels": {"cnpg.io/podRole": "instance"},
+                "matchExpressions": [{"key": "cnpg.io/cluster", "operator": "Exists"}],
+            },
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+        },
+    }
+    return _dump_all([processes, kafka_exporter, databases], "monitoring.yaml and tools/render.py")
+
+
+def prometheus_rules(monitoring: Monitoring, rules_dir: Path = RULES_DIR) -> str:
+    """One PrometheusRule per rule file, the very groups Prometheus loads in compose."""
+    docs = []
+    for path in sorted(rules_dir.glob("*.yml")):
+        text = with_runbook_base(path.read_text(encoding="utf-8"), monitoring.runbook_base_url)
+        groups = yaml.safe_load(text)["groups"]
+        name = "jingmin-" + path.name.split(".", 1)[0]
+        docs.append(
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "PrometheusRule",
+                "metadata": _monitoring_metadata(name, monitoring),
+                "spec": {"groups": groups},
+            }
+        )
+    return _dump_all(docs, "prometheus/rules/*.yml")
+
+
+def _matchers(strings: Sequence[str]) -> list[dict[str, str]]:
+    out = []
+    for s in strings:
+        match = re.fullmatch(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"(.*)"\s*', s)
+        if match is None:
+            raise ValueError(f'alertmanager.yml: matcher {s!r} is not name<op>"value"')
+        matcher = {"name": match.group(1), "value": match.group(3)}
+        if match.group(2) != "=":  # equality is the default (and a bare `=` reads as a YAML tag)
+            matcher["matchType"] = match.group(2)
+        out.append(matcher)
+    return out
+
+
+def _am_route(route: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"receiver": route["receiver"]}
+    for key, camel in (
+        ("group_by", "groupBy"),
+        ("group_wait", "groupWait"),
+        ("group_interval", "groupInterval"),
+        ("repeat_interval", "repeatInterval"),
+    ):
+        if key in route:
+            out[camel] = route[key]
+    if "matchers" in route:
+        out["matchers"] = _matchers(route["matchers"])
+    if route.get("routes"):
+        out["routes"] = [_am_route(r) for r in route["routes"]]
+    return out
+
+
+def alertmanager_config(monitoring: Monitoring, source: Path = ALERTMANAGER_CONFIG) -> str:
+    """The compose stack's route tree as an AlertmanagerConfig, the webhooks' URLs from
+    Secrets (monitoring.yaml receiver_secrets). The Prometheus Operator scopes its routes
+    to this namespace's alerts (a `namespace` matcher it adds)."""
+    config = yaml.safe_load(source.read_text(encoding="utf-8"))
+    receivers = []
+    for receiver in config["receivers"]:
+        name = receiver["name"]
+        secret = monitoring.receiver_secrets[name]
+        receivers.append(
+            {
+                "name": name,
+                "webhookConfigs": [
+                    {
+                        "urlSecret": {"name": secret, "key": "url"},
+                        "sendResolved": bool(hook.get("send_resolved", True)),
+                    }
+                    for hook in receiver["webhook_configs"]
+                ],
+            }
+        )
+    inhibit = [
+        {
+            "sourceMatch": _matchers(rule["source_matchers"]),
+            "targetMatch": _matchers(rule["target_matchers"]),
+            "equal": rule.get("equal", []),
+        }
+        for rule in config.get("inhibit_rules", [])
+    ]
+    doc = {
+        "apiVersion": "monitoring.coreos.com/v1alpha1",
+        "kind": "AlertmanagerConfig",
+        "metadata": _monitoring_metadata("jingmin", monitoring),
+        "spec": {
+            "route": _am_route(config["route"]),
+            "receivers": receivers,
+            "inhibitRules": inhibit,
+        },
+    }
+    return _dump_all([doc], "alertmanager/alertmanager.yml and monitoring.yaml")
+
+
 # ----------------------------------------------------------------------------- Dockerfiles
 
 
@@ -917,6 +1317,7 @@ def render_all(deploy: Path = DEPLOY) -> dict[Path, str]:
         deploy / "compose" / "kafka" / "provision.sh": provision_script(plan),
         deploy / "k8s" / "base" / "kafka" / "topics.yaml": kafka_topics(plan),
         deploy / "k8s" / "base" / "kafka" / "partner-users.yaml": kafka_users(plan),
+        deploy / "k8s" / "base" / "kafka" / "service-users.yaml": service_users(plan),
     }
     # The metrics processors consume the domain topics: their replicas are bounded by the
     # smallest partition count among them.
@@ -930,6 +1331,21 @@ def render_all(deploy: Path = DEPLOY) -> dict[Path, str]:
         files[deploy / "docker" / f"{service}.Dockerfile.dockerignore"] = DOCKERIGNORE
     files[deploy / "docker" / "toolbox.Dockerfile"] = toolbox_dockerfile()
     files[deploy / "docker" / "toolbox.Dockerfile.dockerignore"] = DOCKERIGNORE
+    monitoring = load_monitoring(deploy)
+    # The rule files and their tests are edited by hand; only their runbook links follow
+    # monitoring.yaml.
+    for folder in ("rules", "tests"):
+        for path in sorted((deploy / "prometheus" / folder).glob("*.yml")):
+            text = path.read_text(encoding="utf-8")
+            files[path] = with_runbook_base(text, monitoring.runbook_base_url)
+    k8s_monitoring = deploy / "k8s" / "base" / "monitoring"
+    files[k8s_monitoring / "monitors.yaml"] = pod_monitors(monitoring)
+    files[k8s_monitoring / "rules.yaml"] = prometheus_rules(
+        monitoring, deploy / "prometheus" / "rules"
+    )
+    files[k8s_monitoring / "alertmanager.yaml"] = alertmanager_config(
+        monitoring, deploy / "alertmanager" / "alertmanager.yml"
+    )
     return files
 
 

@@ -17,12 +17,15 @@ import typer
 from deploy_support import ROOT
 
 DOCS = sorted(
-    {
+    path
+    for path in {
         ROOT / "README.md",
         *(ROOT / "docs").rglob("*.md"),
         *(ROOT / "deploy").rglob("*.md"),
         *(ROOT / "examples").rglob("*.md"),
     }
+    # The examples' installed npm packages are not our documents.
+    if "node_modules" not in path.parts
 )
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 INLINE = re.compile(r"`([^`\n]+)`")

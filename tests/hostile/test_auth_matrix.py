@@ -30,9 +30,10 @@ from world import ALL_ROLES, BUREAU, OTHER_BUREAU, STATION, World, route_table
 
 pytestmark = pytest.mark.integration
 
-# Reachable without a token, on purpose: probes, metrics, API docs, and the citizen pages
+# Reachable without a token, on purpose: probes, metrics, API docs, the citizen pages
 # (the SMS survey link is its own credential; the complaint form and tracking page are
-# public by design, with their own rate limits and single-use form tokens).
+# public by design, with their own rate limits and single-use form tokens), and the
+# published message schemas partners resolve ce_dataschema with (eventkit.published_schemas).
 PUBLIC = frozenset(
     {
         ("GET", "/healthz"),
@@ -50,6 +51,7 @@ PUBLIC = frozenset(
         ("GET", "/track"),
         ("GET", "/track/{code}"),
         ("GET", "/assets/complaints.css"),
+        ("GET", "/schemas/{name}"),
     }
 )
 

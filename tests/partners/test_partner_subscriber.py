@@ -132,6 +132,7 @@ async def platform(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://intake.test") as c:
                 yield {
+                    "app": app,
                     "client": c,
                     "settings": settings,
                     "pool": pool,
@@ -284,6 +285,95 @@ async def test_subscriber_receives_and_validates_every_event_and_no_personal_dat
     assert not [s for s in secrets if s in result.stdout]
     for event in ours:
         assert not {"name", "phone", "id_number", "address", "demand", "reply"} & set(event["data"])
+
+
+CONFLUENT_SUBSCRIBER = ROOT / "examples" / "partner_subscriber" / "confluent_subscriber.py"
+NODE_SUBSCRIBER = ROOT / "examples" / "partner_subscriber" / "node"
+
+
+async def _subscribe_with_fetched_schemas(
+    platform: dict[str, Any], command: list[str]
+) -> list[dict[str, Any]]:
+    """Cases through the API, then `command` (a subscriber taking the confluent example's
+    options) on the partner topics, schemas fetched at `<base URL><ce_dataschema>` from the
+    intake API served on a real port (GET /schemas/..., what the public Ingress serves).
+    Every record must be received and valid; returns the events it printed."""
+    import uvicorn
+    from eventkit.devstack import free_port
+
+    await _simulate(platform)
+
+    async def published() -> bool:
+        return await _published(platform)
+
+    await wait_for(published, timeout=30, message="relay did not publish")
+    wanted = _partner_topics(platform["topics"])
+    expected = sum(len(_raw_records(platform["bootstrap"], t)) for t in wanted)
+    assert expected >= 1
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(platform["app"], host="127.0.0.1", port=port, lifespan="off", ws="none")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        await wait_for(lambda: server.started, timeout=20)
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [
+                *command,
+                "--bootstrap",
+                platform["bootstrap"],
+                "--security-protocol",
+                "PLAINTEXT",
+                "--schema-base-url",
+                f"http://127.0.0.1:{port}/schemas/",
+                "--group",
+                f"partner.example-{uuid.uuid4().hex[:8]}.subscriber",
+                "--max-messages",
+                str(expected),
+                "--idle-timeout",
+                "60",
+                *[arg for t in wanted for arg in ("--topic", t)],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 20)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stderr.strip().splitlines()[-1])["summary"]
+    assert summary == {"received": expected, "valid": expected, "invalid": 0, "duplicates": 0}
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) == expected == len({e["id"] for e in events})
+    for event in events:
+        assert event["dataschema"] == f"urn:jingmin:schema:{event['type']}"
+    ours = [e for e in events if e["bureau"] == BUREAU and e["data"]["station"] == STATION]
+    assert {e["type"] for e in ours} == {"jingmin.intake.HotlineCaseStatusChanged.v1"}
+    return events
+
+
+async def test_confluent_kafka_subscriber_validates_against_the_schema_its_dataschema_names(
+    platform: dict[str, Any],
+) -> None:
+    """The librdkafka client most agencies use, on the dev broker: each record decoded with
+    the CloudEvents SDK and validated against the schema fetched from its ce_dataschema."""
+    await _subscribe_with_fetched_schemas(platform, [sys.executable, str(CONFLUENT_SUBSCRIBER)])
+
+
+async def test_node_subscriber_validates_against_the_schema_its_dataschema_names(
+    platform: dict[str, Any],
+) -> None:
+    """The same in Node.js (kafkajs, the CloudEvents SDK for JavaScript, Ajv); its packages
+    come from `npm ci --prefix examples/partner_subscriber/node` (make setup, .ci/run)."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None or not (NODE_SUBSCRIBER / "node_modules" / "kafkajs").is_dir():
+        pytest.fail("needs node and `npm ci --prefix examples/partner_subscriber/node`")
+    await _subscribe_with_fetched_schemas(platform, [node, str(NODE_SUBSCRIBER / "subscriber.mjs")])
 
 
 def test_subscriber_refuses_an_event_that_breaks_its_schema(kafka_bootstrap: str) -> None:

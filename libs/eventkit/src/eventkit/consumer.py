@@ -173,17 +173,20 @@ def make_consumer(
     group_id: str,
     topics: Sequence[str] = (),
     partitions: Sequence[TopicPartition] = (),
+    settings: KernelSettings | None = None,
     **overrides: Any,
 ) -> AIOKafkaConsumer:
-    """A consumer with manual commits and short group timeouts (the dev broker is slow to join)."""
+    """A consumer with manual commits, the TLS/SASL settings every client shares, and short
+    group timeouts only on the dev broker (kafka.group_timeouts). Without `settings` the
+    process's environment decides."""
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
-        "session_timeout_ms": 10000,
-        "heartbeat_interval_ms": 1000,
+        **kafka.group_timeouts(settings),
         "max_poll_interval_ms": 300000,
+        **kafka.security_options(settings),
     }
     options.update(overrides)
     consumer = AIOKafkaConsumer(*topics, **options)
@@ -206,7 +209,9 @@ async def consume_until_stopped(
     producer = kafka.producer(settings)
     await producer.start()
     try:
-        source = make_consumer(settings.kafka_bootstrap_servers, group_id, topics=topics)
+        source = make_consumer(
+            settings.kafka_bootstrap_servers, group_id, topics=topics, settings=settings
+        )
         await source.start()
         try:
             await build(producer).run(source, stop)

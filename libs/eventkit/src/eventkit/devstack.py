@@ -293,10 +293,25 @@ _TANSU_ENV = (
 )
 
 
+# What every Kafka client of a process that started Tansu (and of the processes it starts)
+# must know (eventkit.settings): Tansu rejects aiokafka's idempotent producer, offers no
+# TLS or SASL, and is slow to form consumer groups. Apache Kafka gets none of this.
+DEV_BROKER_ENV = {
+    "KAFKA_DEV_BROKER": "true",
+    "KAFKA_IDEMPOTENCE": "false",
+    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+}
+
+
 def start_tansu(
     port: int | None = None, log_path: Path | None = None, timeout: float = 15.0
 ) -> Endpoint:
-    """Start an in-memory Tansu broker on 127.0.0.1 and wait until it serves metadata."""
+    """Start an in-memory Tansu broker on 127.0.0.1 and wait until it serves metadata.
+
+    Sets DEV_BROKER_ENV in this process's environment, so the clients it builds from
+    KernelSettings, and the child processes it starts, are configured for the dev broker.
+    """
+    os.environ.update(DEV_BROKER_ENV)
     port = port or free_port()
     address = f"127.0.0.1:{port}"
     url = f"tcp://{address}"

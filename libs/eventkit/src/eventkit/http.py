@@ -19,8 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from eventkit.problems import PROBLEM_JSON, Problem
+from eventkit.published_schemas import schema_router
 from eventkit.settings import KernelSettings
 from eventkit.telemetry import HTTP_REQUEST_SECONDS, setup_telemetry
 
@@ -81,7 +83,11 @@ def create_app(
     app.add_middleware(_NulByteMiddleware)
     app.add_middleware(_UnhandledErrorMiddleware)
     app.add_middleware(_MetricsMiddleware, service=service_name, routes=app.router.routes)
+    # Outermost: everything inside sees the citizen's address, taken from X-Forwarded-For
+    # only when the connection comes from a trusted proxy (FORWARDED_ALLOW_IPS).
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     _add_ops_routes(app, readiness)
+    app.include_router(schema_router())
     FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(f"{p}$" for p in _OPS_PATHS))
     _document_problems(app)
     return app

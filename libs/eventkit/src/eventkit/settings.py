@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,9 +23,27 @@ class KernelSettings(BaseSettings):
     # stack can share one PostgreSQL server without touching the dev databases.
     database_suffix: str = ""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    # Apache Kafka supports the idempotent producer; the Tansu dev broker rejects it from aiokafka.
-    kafka_idempotence: bool = False
+    # The idempotent producer (Apache Kafka supports it). The Tansu dev broker rejects it
+    # from aiokafka: the dev stack turns it off (devstack.start_tansu sets KAFKA_IDEMPOTENCE).
+    kafka_idempotence: bool = True
     kafka_client_id: str = "jingmin"
+    # The broker is the dev stack's Tansu (devstack.start_tansu sets KAFKA_DEV_BROKER):
+    # only then do clients take its workarounds (short group timeouts, one record per
+    # batch in faust). Never set it against Apache Kafka.
+    kafka_dev_broker: bool = False
+    # How every Kafka client (producers, consumers, faust, the admin calls) reaches the
+    # brokers. Production (deploy/k8s): SASL_SSL with SCRAM-SHA-512, one KafkaUser per
+    # service, the cluster CA from the Strimzi secret. SSL alone is TLS without SASL; a
+    # client certificate and key (mutual TLS) may be given with it.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # PEM file of the CA that signed the brokers' certificates (None: the system's CAs).
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_check_hostname: bool = True
 
     # Auth: production sets issuer, audience and a JWKS URL; dev signs with a local key.
     jwt_issuer: str = "jingmin-dev"
@@ -42,6 +61,11 @@ class KernelSettings(BaseSettings):
     relay_batch_size: int = 500
     relay_poll_interval_seconds: float = 0.5
     max_body_bytes: int = 64 * 1024
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto the APIs believe (uvicorn's own
+    # variable and syntax: comma-separated addresses or CIDR networks, "*" for any).
+    # Behind an ingress, its controllers' addresses; never "*" where clients can reach the
+    # API directly, or anyone could pick the address the complaint form's limit counts.
+    forwarded_allow_ips: str = "127.0.0.1"
     # Where relays and workers serve /metrics: loopback for the dev stack; a container
     # sets 0.0.0.0 so Prometheus (another container or pod) can scrape it.
     metrics_bind_address: str = "127.0.0.1"

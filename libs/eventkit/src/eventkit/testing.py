@@ -45,6 +45,15 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Without KAFKA_BOOTSTRAP_SERVERS the session's broker is the dev broker (the
+    `kafka_bootstrap` fixture, and tests that start their own Tansu): mark the environment
+    for it (devstack.DEV_BROKER_ENV) before any test module builds a Kafka client's settings
+    at import time, as jingmin_metrics.stream.app builds its faust app."""
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        os.environ.update(devstack.DEV_BROKER_ENV)
+
+
 class DatabaseFactory(Protocol):
     async def __call__(self, migrations_dirs: Sequence[Path] = ()) -> str: ...
 

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from eventkit import kafka
 from eventkit.service import TopicSpec
 
 
@@ -30,7 +31,10 @@ def _new_topic(spec: TopicSpec, replicas: int) -> NewTopic:
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="jingmin-admin", request_timeout_ms=15000
+        bootstrap_servers=bootstrap,
+        client_id="jingmin-admin",
+        request_timeout_ms=15000,
+        **kafka.security_options(),
     )
     await admin.start()
     return admin
@@ -204,7 +208,9 @@ async def print_records(
     Reads by explicit partition assignment (no consumer group, nothing committed), so it
     can look at any topic without disturbing its consumers. Returns how many it printed.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka.security_options()
+    )
     await consumer.start()
     printed = 0
     try:

@@ -3,8 +3,9 @@
 Why in-process: the pages are the only unauthenticated writes, the limits only need to
 blunt a flood or a script from one address, and a shared store (Redis) would be one more
 thing to run. With N API replicas an address gets at most N times the budget, which is
-still bounded. Behind a reverse proxy, run uvicorn with --proxy-headers and
---forwarded-allow-ips so `request.client` is the real client, not the proxy.
+still bounded. Behind a reverse proxy, FORWARDED_ALLOW_IPS lists the proxy's addresses
+(eventkit.http trusts X-Forwarded-For from them only), so `request.client` is the citizen,
+not the proxy: tests/unit/test_complaints_behind_proxy.py.
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ def envelope(body: dict[str, Any], now: datetime) -> Envelope:
 
 async def published(bootstrap: str) -> dict[str, str]:
     """What the topic holds now: key -> content id (to send only what changed)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka.security_options()
+    )
     await consumer.start()
     seen: dict[str, str] = {}
     try:

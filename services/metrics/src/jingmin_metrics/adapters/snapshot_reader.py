@@ -67,6 +67,7 @@ class SnapshotReader:
             auto_offset_reset="earliest",
             fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            **kafka.security_options(),
         )
         await consumer.start()
         return consumer

@@ -36,7 +36,7 @@ from jingmin_metrics.service import (
     processor_topics,
 )
 from jingmin_metrics.settings import metrics_settings
-from jingmin_metrics.stream import gaps
+from jingmin_metrics.stream import credentials, gaps
 from jingmin_metrics.stream.faustfix import MergingTable, acknowledge, install
 from jingmin_metrics.stream.processor import Processor
 from jingmin_metrics.stream.sources import SOURCES
@@ -62,12 +62,9 @@ app = faust.App(
     topic_partitions=PARTITIONS,
     topic_replication_factor=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")),
     producer_acks=-1,
-    # One record per batch (the Kafka client's batch limit is in bytes, and a batch always
-    # takes its first record). Tansu answers ListOffsets with the base offset of the last
-    # batch plus one, and faust recovers a changelog partition only up to that answer: with
-    # several records to a batch, a worker taking a partition over missed the tail of the
-    # last one, and the facts in it were never counted.
-    producer_max_batch_size=1,
+    broker_credentials=credentials.broker_credentials(settings),
+    # producer_max_batch_size=1 on the dev broker only (see credentials.dev_broker_options).
+    **credentials.dev_broker_options(settings),
     web_enabled=False,
     datadir=str(settings.metrics_faust_datadir),
     broker_session_timeout=settings.metrics_session_timeout_seconds,
@@ -317,7 +314,9 @@ async def on_recover() -> None:
 async def _existing_keys(partition: int) -> set[bytes]:
     """Keys the snapshot partition holds now (to clear what a previous owner left)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        **kafka.security_options(settings),
     )
     await consumer.start()
     try:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from eventkit import topics
+from eventkit import kafka, topics
 from faust.types import TP
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ async def read_range(
 ) -> list[ConsumerRecord]:
     """The records of `tp` from `start` up to, not including, `end`."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **kafka.security_options(),
     )
     await consumer.start()
     try:
