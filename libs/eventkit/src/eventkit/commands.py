@@ -78,16 +78,27 @@ async def run_command(
     *,
     noun: str,
     expected_version: int | None = None,
+    one_statement: bool = False,
 ) -> tuple[int, Any]:
     """Run `attempt` in a write transaction; returns its (HTTP status, body).
 
     An Idempotency-Key retry gets the first answer and writes nothing. A lost race is
     decided again on fresh state, unless the client pinned `expected_version`: then it is
     their conflict to resolve (409). A stale transaction is always ours to retry.
+
+    `one_statement`: the attempt's only write is one `append` carrying its read-model
+    changes (subject keys aside, which are idempotent and hold no personal data by
+    themselves). Without an Idempotency-Key to record alongside it, that statement commits
+    on its own, saving the BEGIN and COMMIT round trips.
     """
     for _ in range(CONFLICT_RETRIES):
         try:
-            async with store.transaction() as tx:
+            unit = (
+                store.session()
+                if one_statement and not request.idempotency_key
+                else store.transaction()
+            )
+            async with unit as tx:
                 key = request.idempotency_key
                 if key:
                     earlier = await idempotency.claim(

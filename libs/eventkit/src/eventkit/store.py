@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -88,6 +89,29 @@ class OutboxMessage:
     headers: Mapping[str, str]
 
 
+_PARAM = re.compile(r"\$(\d+)")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A read-model write as data-modifying CTE bodies with their parameters ($1..$n).
+
+    Given to `append`, it is written by the same statement as the events, so events, outbox
+    and read model commit together even outside an explicit transaction, in one round trip.
+    """
+
+    ctes: Sequence[str]
+    args: Sequence[Any]
+
+    def shifted(self, offset: int) -> list[str]:
+        """The CTE bodies with every $n renumbered to $(n + offset)."""
+        return [_PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", c) for c in self.ctes]
+
+    def statement(self) -> str:
+        """The change on its own: every CTE runs once even when nothing reads it."""
+        return "WITH " + ", ".join(f"c{i} AS ({c})" for i, c in enumerate(self.ctes)) + " SELECT 1"
+
+
 # Maps a recorded event to the outbox rows it publishes. Given to `append`, the rows are
 # written by the same statement as the events.
 Publisher = Callable[["RecordedEvent"], Sequence["OutboxMessage"]]
@@ -106,9 +130,12 @@ class Transaction(Protocol):
         expected_version: int,
         events: Sequence[NewEvent],
         publish: Publisher | None = None,
+        changes: Sequence[Change] = (),
     ) -> list[RecordedEvent]: ...
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None: ...
+
+    async def apply(self, change: Change) -> None: ...
 
     async def load(self, stream_id: str) -> list[RecordedEvent]: ...
 
@@ -201,6 +228,9 @@ _COLUMNS = (
 )
 
 
+_APPEND_PARAMS = 17  # parameters of the append statement; a Change's follow them
+
+
 class PostgresTransaction:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -216,8 +246,11 @@ class PostgresTransaction:
         expected_version: int,
         events: Sequence[NewEvent],
         publish: Publisher | None = None,
+        changes: Sequence[Change] = (),
     ) -> list[RecordedEvent]:
         if not events:
+            for change in changes:
+                await self.apply(change)
             return []
         # A new stream needs no look-up: the primary key refuses a second version 1.
         last = None
@@ -245,6 +278,12 @@ class PostgresTransaction:
             for v, e, d, m in zip(versions, events, data, meta, strict=True)
         ]
         messages = [m for r in provisional for m in publish(r)] if publish else []
+        extra: list[str] = []
+        extra_args: list[Any] = []
+        for change in changes:
+            extra += change.shifted(_APPEND_PARAMS + len(extra_args))
+            extra_args += change.args
+        also = "".join(f", r{i} AS ({c})" for i, c in enumerate(extra))
         try:
             # No savepoint (two more round trips on every write): after a conflict the caller
             # abandons the transaction and decides again in a new one, as every caller must.
@@ -261,8 +300,9 @@ class PostgresTransaction:
                        INSERT INTO outbox (event_id, aggregate_type, aggregate_id, type, topic,
                            payload, headers)
                        SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[],
-                           $15::text[], $16::json[], $17::json[]))
-                   SELECT * FROM e""",
+                           $15::text[], $16::json[], $17::json[]))"""
+                + also
+                + " SELECT * FROM e",
                 stream_id,
                 stream_type,
                 versions,
@@ -274,16 +314,29 @@ class PostgresTransaction:
                 meta,
                 [e.occurred_at for e in events],
                 *_outbox_columns(messages),
+                *extra_args,
             )
         except asyncpg.UniqueViolationError as exc:
             if "events_pkey" in str(exc.constraint_name or exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             raise
         by_version = {r["version"]: r for r in inserted}
+        # The provisional events already hold the decoded data: only what the database
+        # assigned is new (decoding the same JSON again cost measurable CPU per write).
         return [
-            _recorded(stream_id, stream_type, v, e, d, m, by_version[v])
-            for v, e, d, m in zip(versions, events, data, meta, strict=True)
+            replace(
+                r,
+                recorded_at=by_version[r.version]["recorded_at"],
+                position=Position(
+                    by_version[r.version]["tx_id"], by_version[r.version]["global_position"]
+                ),
+            )
+            for r in provisional
         ]
+
+    async def apply(self, change: Change) -> None:
+        """A read-model change on its own statement (e.g. when no event is appended)."""
+        await self._conn.execute(change.statement(), *change.args)
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         rows = await self._conn.fetch(
@@ -333,6 +386,17 @@ class PostgresEventStore(_AppendsInOneTransaction):
         async with self.pool.acquire() as conn, conn.transaction():
             yield PostgresTransaction(conn)
 
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[PostgresTransaction]:
+        """A connection with no explicit transaction: each statement commits on its own.
+
+        For a command whose one write is `append` with its read-model `changes` (plus
+        idempotent subject-key creation): that statement is atomic by itself, and BEGIN and
+        COMMIT would be two more round trips on every write.
+        """
+        async with self.pool.acquire() as conn:
+            yield PostgresTransaction(conn)
+
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
@@ -365,6 +429,7 @@ class InMemoryTransaction:
         self._store = store
         self.events: list[tuple[str, str, int, Sequence[NewEvent]]] = []
         self.messages: list[OutboxMessage] = []
+        self.changes: list[Change] = []
 
     @property
     def connection(self) -> None:
@@ -377,6 +442,7 @@ class InMemoryTransaction:
         expected_version: int,
         events: Sequence[NewEvent],
         publish: Publisher | None = None,
+        changes: Sequence[Change] = (),
     ) -> list[RecordedEvent]:
         current = len(self._store.streams.get(stream_id, []))
         pending = sum(len(ev) for sid, _, _, ev in self.events if sid == stream_id)
@@ -386,10 +452,14 @@ class InMemoryTransaction:
         recorded = self._store._preview(stream_id, stream_type, expected_version, events)
         if publish is not None:
             self.messages.extend(m for r in recorded for m in publish(r))
+        self.changes.extend(changes)
         return recorded
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
         self.messages.extend(messages)
+
+    async def apply(self, change: Change) -> None:
+        self.changes.append(change)
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return await self._store.load(stream_id)
@@ -444,6 +514,10 @@ class InMemoryEventStore(_AppendsInOneTransaction):
             self.streams.setdefault(stream_id, []).extend(recorded)
             self.log.extend(recorded)
         self.outbox.extend(tx.messages)
+
+    def session(self) -> Any:
+        """The same as a transaction here: the in-memory store commits at its end anyway."""
+        return self.transaction()
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return list(self.streams.get(stream_id, []))

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from eventkit.readmodel import deadline_arrays, deadlines_upsert
 
 from jingmin_complaints.domain.complaint import Complaint
 from jingmin_complaints.domain.supervision import Accountability, Inspection, Order
@@ -26,7 +27,6 @@ async def project(conn: asyncpg.Connection, item: Aggregate, updated_at: datetim
 
 
 async def _complaint(conn: asyncpg.Connection, c: Complaint, updated_at: datetime) -> None:
-    deadlines = list(c.deadlines.items())
     await conn.execute(
         """WITH c AS (
                INSERT INTO complaints (complaint_id, bureau, station, subject_unit, channel,
@@ -45,15 +45,8 @@ async def _complaint(conn: asyncpg.Connection, c: Complaint, updated_at: datetim
                    reopened = excluded.reopened, acknowledged_at = excluded.acknowledged_at,
                    concluded_at = excluded.concluded_at, closed_at = excluded.closed_at,
                    updated_at = excluded.updated_at)
-           INSERT INTO complaint_deadlines (complaint_id, deadline, bureau, due_at, met_at,
-               breached_at, cancelled)
-           SELECT $1, d.name, $2, d.due_at, d.met_at,
-                  CASE WHEN d.breached THEN d.due_at END, d.cancelled
-           FROM unnest($26::text[], $27::timestamptz[], $28::timestamptz[], $29::boolean[],
-                       $30::boolean[]) AS d(name, due_at, met_at, breached, cancelled)
-           ON CONFLICT (complaint_id, deadline) DO UPDATE SET due_at = excluded.due_at,
-               met_at = excluded.met_at, breached_at = excluded.breached_at,
-               cancelled = excluded.cancelled""",
+           """
+        + deadlines_upsert("complaint_deadlines", "complaint_id", 26),
         c.complaint_id,
         c.bureau,
         c.station,
@@ -79,11 +72,7 @@ async def _complaint(conn: asyncpg.Connection, c: Complaint, updated_at: datetim
         c.concluded_at,
         c.closed_at,
         updated_at,
-        [name for name, _ in deadlines],
-        [d.due_at for _, d in deadlines],
-        [d.met_at for _, d in deadlines],
-        [d.breached for _, d in deadlines],
-        [d.cancelled for _, d in deadlines],
+        *deadline_arrays(c.deadlines),
     )
 
 

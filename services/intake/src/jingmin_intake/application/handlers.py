@@ -19,7 +19,6 @@ from eventkit.store import (
     NewEvent,
     PostgresEventStore,
     PostgresTransaction,
-    RecordedEvent,
 )
 
 from jingmin_intake.adapters import read_model
@@ -116,25 +115,34 @@ class CaseCommands:
             for fact in facts:
                 case.apply(fact)
             metadata = request.metadata()
+            events = [event_for(case, f, metadata) for f in facts]
+            # The receipt (the stream's first event) carries the fields only it writes.
+            receipt = history[0].data if history else events[0].data if events else {}
             recorded = await tx.append(
                 case_id,
                 STREAM_TYPE,
                 before,
-                [event_for(case, f, metadata) for f in facts],
+                events,
                 publish=to_messages,
-            )
-            first = (history or recorded)[0]
-            await read_model.project(
-                conn,
-                case,
-                _receipt_field(first, "branch"),
-                self.clock(),
-                _receipt_field(first, "source_ref"),
+                changes=[
+                    read_model.projection(
+                        case,
+                        _receipt_field(receipt, "branch"),
+                        self.clock(),
+                        _receipt_field(receipt, "source_ref"),
+                    )
+                ],
             )
             return status, accepted("case_id", case_id, case.version, case.status, recorded)
 
         return await run_command(
-            self.store, request, case_id, attempt, noun="case", expected_version=expected_version
+            self.store,
+            request,
+            case_id,
+            attempt,
+            noun="case",
+            expected_version=expected_version,
+            one_statement=True,
         )
 
     async def sweep(
@@ -163,8 +171,8 @@ class CaseCommands:
                         before,
                         [event_for(case, f, {"actor": "system:sweeper"}) for f in facts],
                         publish=to_messages,
+                        changes=[read_model.projection(case, None, self.clock())],
                     )
-                    await read_model.project(tx.connection, case, None, self.clock())
                     return len(recorded)
             except ConcurrencyConflict:
                 continue  # a command landed meanwhile; it may have met or breached it itself
@@ -186,6 +194,6 @@ def event_for(case: Case, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
     )
 
 
-def _receipt_field(first: RecordedEvent, name: str) -> str | None:
-    value = first.data.get(name)
+def _receipt_field(receipt: Mapping[str, Any], name: str) -> str | None:
+    value = receipt.get(name)
     return str(value) if value else None
