@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
@@ -92,6 +93,12 @@ class OutboxMessage:
 _PARAM = re.compile(r"\$(\d+)")
 
 
+@lru_cache(maxsize=256)
+def _shifted(ctes: tuple[str, ...], offset: int) -> tuple[str, ...]:
+    # A service has a handful of statements: renumbering each once per process is enough.
+    return tuple(_PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", c) for c in ctes)
+
+
 @dataclass(frozen=True)
 class Change:
     """A read-model write as data-modifying CTE bodies with their parameters ($1..$n).
@@ -103,9 +110,9 @@ class Change:
     ctes: Sequence[str]
     args: Sequence[Any]
 
-    def shifted(self, offset: int) -> list[str]:
+    def shifted(self, offset: int) -> tuple[str, ...]:
         """The CTE bodies with every $n renumbered to $(n + offset)."""
-        return [_PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", c) for c in self.ctes]
+        return _shifted(tuple(self.ctes), offset)
 
     def statement(self) -> str:
         """The change on its own: every CTE runs once even when nothing reads it."""
