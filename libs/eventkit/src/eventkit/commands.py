@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import Header, Request
 
 from eventkit import idempotency
-from eventkit.auth import Principal
+from eventkit.auth import Principal, authorize
+from eventkit.domain import Fact, IllegalTransition, NotFound
 from eventkit.problems import Problem, conflict
 from eventkit.store import (
+    Change,
     ConcurrencyConflict,
+    NewEvent,
     PostgresEventStore,
     PostgresTransaction,
+    Publisher,
     RecordedEvent,
     StaleTransaction,
 )
@@ -153,3 +158,154 @@ def accepted(
             for e in recorded
         ],
     }
+
+
+class Item(Protocol):
+    """What the command path needs of an aggregate: its version and how a fact changes it."""
+
+    version: int
+
+    def apply(self, fact: Fact) -> None: ...
+
+
+A = TypeVar("A", bound=Item)
+T = TypeVar("T")
+
+# A decision: the loaded item, the write transaction (for the service's own look-ups and
+# personal-data keys) and "now"; it returns the new facts or raises a DomainError.
+Decision = Callable[[A, PostgresTransaction, datetime], Awaitable[list[Fact]]]
+Changes = Callable[[A, Sequence[NewEvent], Sequence[RecordedEvent], datetime], Sequence[Change]]
+After = Callable[[PostgresTransaction, A, Sequence[RecordedEvent], datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Stream(Generic[A]):
+    """What a service supplies for one kind of stream; the kernel runs its commands.
+
+    `changes` builds the read-model change that rides on the append statement (given the
+    item after the facts, the new events, the stream's history and now); `after` is for a
+    projection that needs statements of its own, which makes commands run in an explicit
+    transaction. `status_field` names the item's status in a 409 answer.
+    """
+
+    noun: str
+    id_field: str
+    stream_type: str
+    rebuild: Callable[[str, Sequence[RecordedEvent]], A]
+    exists: Callable[[A], bool]
+    status: Callable[[A], Any]
+    unit: Callable[[A], str | None]
+    to_event: Callable[[A, Fact, Mapping[str, Any]], NewEvent]
+    publish: Publisher
+    changes: Changes[A] | None = None
+    after: After[A] | None = None
+    status_field: str | None = None
+
+
+async def write(
+    tx: PostgresTransaction,
+    kind: Stream[A],
+    stream_id: str,
+    item: A,
+    facts: Sequence[Fact],
+    metadata: Mapping[str, Any],
+    now: datetime,
+    history: Sequence[RecordedEvent] = (),
+) -> list[RecordedEvent]:
+    """Apply `facts` to `item`, then append them with their outbox rows and read model.
+
+    No facts, no write: the item and its read model stay as they were.
+    """
+    if not facts:
+        return []
+    before = item.version
+    for fact in facts:
+        item.apply(fact)
+    events = [kind.to_event(item, f, metadata) for f in facts]
+    recorded = await tx.append(
+        stream_id,
+        kind.stream_type,
+        before,
+        events,
+        publish=kind.publish,
+        changes=kind.changes(item, events, history, now) if kind.changes else (),
+    )
+    if kind.after is not None and recorded:
+        await kind.after(tx, item, recorded, now)
+    return recorded
+
+
+async def execute(
+    store: PostgresEventStore,
+    request: CommandRequest,
+    kind: Stream[A],
+    stream_id: str,
+    decide: Decision[A],
+    *,
+    roles: Sequence[str] | None,
+    clock: Callable[[], datetime],
+    new_in: str | None = None,
+    fresh_id: bool = False,
+    expected_version: int | None = None,
+    status: int = 200,
+    guard: Callable[[A, Principal], None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run one command: load the stream, decide, write; returns (HTTP status, body).
+
+    `new_in` is the station of the item the command creates: an existing stream of that id
+    is a 409 (a `fresh_id` was just made up, so it is not even looked up). Otherwise a
+    missing stream is a 404. The caller is authorised on the stored unit (`roles` None:
+    the caller has no token, e.g. a public form, and may only create), so a token cannot
+    reach another unit's item by naming its id. Writes nothing unless it all succeeds.
+    """
+
+    async def attempt(tx: PostgresTransaction) -> tuple[int, dict[str, Any]]:
+        history = [] if fresh_id else await tx.load(stream_id)
+        item = kind.rebuild(stream_id, history)
+        if new_in is not None and kind.exists(item):
+            raise conflict(f"{kind.noun} {stream_id} already exists")
+        if new_in is None and not kind.exists(item):
+            raise NotFound(f"no {kind.noun} {stream_id}")
+        if roles is not None:
+            authorize(request.principal, kind.unit(item) or new_in or "", roles)
+        if guard is not None:
+            guard(item, request.principal)
+        check_version(kind.noun, stream_id, item.version, expected_version)
+        now = clock()
+        try:
+            facts = await decide(item, tx, now)
+        except IllegalTransition as exc:
+            if kind.status_field:
+                exc.extensions.setdefault(kind.status_field, kind.status(item))
+            raise
+        recorded = await write(tx, kind, stream_id, item, facts, request.metadata(), now, history)
+        body = accepted(kind.id_field, stream_id, item.version, kind.status(item), recorded)
+        return status, {**body, **(extra or {})}
+
+    return await run_command(
+        store,
+        request,
+        stream_id,
+        attempt,
+        noun=kind.noun,
+        expected_version=expected_version,
+        one_statement=kind.after is None,
+    )
+
+
+async def retrying(
+    store: PostgresEventStore, attempt: Callable[[PostgresTransaction], Awaitable[T]], otherwise: T
+) -> T:
+    """`attempt` in a transaction, again on a lost race; `otherwise` after the last try.
+
+    For the system's own writes (sweeps, expiries): a command that landed meanwhile is
+    decided on again, and may itself have done what the attempt meant to do.
+    """
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            async with store.transaction() as tx:
+                return await attempt(tx)
+        except ConcurrencyConflict:
+            continue
+    return otherwise

@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from eventkit.problems import PROBLEM_JSON, Problem
+from eventkit.domain import DomainError
+from eventkit.problems import PROBLEM_JSON, Problem, problem_of
 from eventkit.settings import KernelSettings
 from eventkit.telemetry import HTTP_REQUEST_SECONDS, setup_telemetry
 
@@ -98,6 +99,10 @@ def _add_exception_handlers(app: FastAPI) -> None:
         assert isinstance(exc, Problem)
         return problem_response(exc, request.url.path)
 
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        return problem_response(problem_of(exc), request.url.path)
+
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = list(exc.errors())
@@ -129,6 +134,7 @@ def _add_exception_handlers(app: FastAPI) -> None:
         return response
 
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
 
