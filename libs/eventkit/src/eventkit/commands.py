@@ -178,11 +178,16 @@ Changes = Callable[[A, Sequence[NewEvent], Sequence[RecordedEvent], datetime], S
 After = Callable[[PostgresTransaction, A, Sequence[RecordedEvent], datetime], Awaitable[None]]
 
 
+def _status(item: object) -> Any:
+    return getattr(item, "status", None)
+
+
 @dataclass(frozen=True)
 class Stream(Generic[A]):
     """What a service supplies for one kind of stream; the kernel runs its commands.
 
-    `changes` builds the read-model change that rides on the append statement (given the
+    By default an item exists once it has a status, and commands are authorised on its
+    `station`. `changes` builds the read-model change that rides on the append statement (given the
     item after the facts, the new events, the stream's history and now); `after` is for a
     projection that needs statements of its own, which makes commands run in an explicit
     transaction. `status_field` names the item's status in a 409 answer.
@@ -192,11 +197,11 @@ class Stream(Generic[A]):
     id_field: str
     stream_type: str
     rebuild: Callable[[str, Sequence[RecordedEvent]], A]
-    exists: Callable[[A], bool]
-    status: Callable[[A], Any]
-    unit: Callable[[A], str | None]
     to_event: Callable[[A, Fact, Mapping[str, Any]], NewEvent]
     publish: Publisher
+    exists: Callable[[A], bool] = lambda item: _status(item) is not None
+    status: Callable[[A], Any] = lambda item: _status(item)
+    unit: Callable[[A], str | None] = lambda item: getattr(item, "station", None)
     changes: Changes[A] | None = None
     after: After[A] | None = None
     status_field: str | None = None
