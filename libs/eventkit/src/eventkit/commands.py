@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
-from fastapi import Header, Request
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
 
 from eventkit import idempotency
-from eventkit.auth import Principal, authorize
+from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.domain import Fact, IllegalTransition, NotFound
 from eventkit.problems import Problem, conflict
 from eventkit.store import (
@@ -314,3 +316,53 @@ async def retrying(
         except ConcurrencyConflict:
             continue
     return otherwise
+
+
+# What a command route does with its parsed request: (item id, body, request, principal,
+# Idempotency-Key) in, the answer out.
+Endpoint = Callable[[str, Any, Request, Principal, str | None], Awaitable[Response]]
+
+
+def command_route(
+    router: APIRouter,
+    path: str,
+    id_name: str,
+    id_type: Any,
+    body_type: type[Any],
+    decide: Callable[..., Any],
+    run: Endpoint,
+    **route: Any,
+) -> None:
+    """Register `POST <path>` (which names `{id_name}`) for one command of a service.
+
+    Every command shares the edge (token, Idempotency-Key, the body's expected_version and
+    occurred_at), so a service writes only the decision: its name and docstring become the
+    route's name, summary and description. `route` goes to `add_api_route` as it is.
+    """
+
+    async def endpoint(
+        body: Any, request: Request, principal: Principal, key: str | None, **ids: str
+    ) -> Response:
+        return await run(ids[id_name], body, request, principal, key)
+
+    # FastAPI reads parameters from the signature; the body type varies per command.
+    param = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(id_name, param, annotation=id_type),
+            inspect.Parameter("body", param, annotation=body_type),
+            inspect.Parameter("request", param, annotation=Request),
+            inspect.Parameter("principal", param, annotation=CurrentPrincipal),
+            inspect.Parameter("key", param, annotation=IdempotencyKey, default=None),
+        ],
+        return_annotation=JSONResponse,
+    )
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        name=decide.__name__,
+        description=decide.__doc__,
+        summary=(decide.__doc__ or "").split(":")[0].split(",")[0].rstrip("."),
+        **route,
+    )
