@@ -150,6 +150,8 @@ class Transaction(Protocol):
 class EventStore(Protocol):
     def transaction(self) -> Any: ...
 
+    def session(self) -> Any: ...
+
     async def append(
         self,
         stream_id: str,
@@ -479,6 +481,7 @@ class InMemoryEventStore(_AppendsInOneTransaction):
         self.streams: dict[str, list[RecordedEvent]] = {}
         self.log: list[RecordedEvent] = []
         self.outbox: list[OutboxMessage] = []
+        self.changes: list[Change] = []  # read-model changes, in commit order (not run)
 
     def _preview(
         self, stream_id: str, stream_type: str, expected: int, events: Sequence[NewEvent]
@@ -521,6 +524,7 @@ class InMemoryEventStore(_AppendsInOneTransaction):
             self.streams.setdefault(stream_id, []).extend(recorded)
             self.log.extend(recorded)
         self.outbox.extend(tx.messages)
+        self.changes.extend(tx.changes)
 
     def session(self) -> Any:
         """The same as a transaction here: the in-memory store commits at its end anyway."""
