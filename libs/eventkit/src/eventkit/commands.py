@@ -108,15 +108,12 @@ async def run_command(
             async with unit as tx:
                 key = request.idempotency_key
                 if key:
-                    earlier = await idempotency.claim(
-                        tx.connection, request.principal.subject, key, request.fingerprint
-                    )
+                    earlier = await tx.claim(request.principal.subject, key, request.fingerprint)
                     if earlier is not None:
                         return earlier.status, earlier.body
                 status, body = await attempt(tx)
                 if key:
-                    await idempotency.remember(
-                        tx.connection,
+                    await tx.remember(
                         request.principal.subject,
                         key,
                         request.fingerprint,

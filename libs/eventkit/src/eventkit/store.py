@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from eventkit import idempotency
+from eventkit.idempotency import InMemoryKeys, StoredResponse
+
 
 class ConcurrencyConflict(Exception):
     """The stream moved on since the caller read it: reload and decide again."""
@@ -145,6 +148,12 @@ class Transaction(Protocol):
     async def apply(self, change: Change) -> None: ...
 
     async def load(self, stream_id: str) -> list[RecordedEvent]: ...
+
+    async def claim(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None: ...
+
+    async def remember(
+        self, principal: str, key: str, fingerprint: str, status: int, body: Any
+    ) -> None: ...
 
 
 class EventStore(Protocol):
@@ -347,6 +356,15 @@ class PostgresTransaction:
         """A read-model change on its own statement (e.g. when no event is appended)."""
         await self._conn.execute(change.statement(), *change.args)
 
+    async def claim(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None:
+        """An earlier answer to this Idempotency-Key (same-key attempts wait for each other)."""
+        return await idempotency.claim(self._conn, principal, key, fingerprint)
+
+    async def remember(
+        self, principal: str, key: str, fingerprint: str, status: int, body: Any
+    ) -> None:
+        await idempotency.remember(self._conn, principal, key, fingerprint, status, body)
+
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         rows = await self._conn.fetch(
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", stream_id
@@ -439,6 +457,7 @@ class InMemoryTransaction:
         self.events: list[tuple[str, str, int, Sequence[NewEvent]]] = []
         self.messages: list[OutboxMessage] = []
         self.changes: list[Change] = []
+        self.answers: list[tuple[str, str, str, int, Any]] = []
 
     @property
     def connection(self) -> None:
@@ -470,6 +489,14 @@ class InMemoryTransaction:
     async def apply(self, change: Change) -> None:
         self.changes.append(change)
 
+    async def claim(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None:
+        return self._store.idempotency.claim(principal, key, fingerprint)
+
+    async def remember(
+        self, principal: str, key: str, fingerprint: str, status: int, body: Any
+    ) -> None:
+        self.answers.append((principal, key, fingerprint, status, body))
+
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return await self._store.load(stream_id)
 
@@ -482,6 +509,7 @@ class InMemoryEventStore(_AppendsInOneTransaction):
         self.log: list[RecordedEvent] = []
         self.outbox: list[OutboxMessage] = []
         self.changes: list[Change] = []  # read-model changes, in commit order (not run)
+        self.idempotency = InMemoryKeys()
 
     def _preview(
         self, stream_id: str, stream_type: str, expected: int, events: Sequence[NewEvent]
@@ -525,6 +553,8 @@ class InMemoryEventStore(_AppendsInOneTransaction):
             self.log.extend(recorded)
         self.outbox.extend(tx.messages)
         self.changes.extend(tx.changes)
+        for answer in tx.answers:
+            self.idempotency.remember(*answer)
 
     def session(self) -> Any:
         """The same as a transaction here: the in-memory store commits at its end anyway."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from eventkit.problems import Problem
 from eventkit.store import (
     START,
     Change,
@@ -409,3 +410,27 @@ async def test_a_failing_read_model_change_takes_its_events_with_it(pool: asyncp
 
 def ids_of(events: Sequence[NewEvent]) -> list[str]:
     return [e.event_id for e in events]
+
+
+async def test_an_idempotency_key_keeps_its_answer_only_if_the_transaction_commits(
+    contract: Contract,
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with contract.store.transaction() as tx:
+            await tx.remember("officer-1", "lost", "f", 201, {"id": "x"})
+            raise RuntimeError("the command failed after all")
+    async with contract.store.transaction() as tx:
+        assert await tx.claim("officer-1", "lost", "f") is None
+        await tx.remember("officer-1", "k1", "f", 201, {"id": "x", "名": "甲"})
+    async with contract.store.transaction() as tx:
+        earlier = await tx.claim("officer-1", "k1", "f")
+        assert earlier is not None and (earlier.status, earlier.body) == (
+            201,
+            {"id": "x", "名": "甲"},
+        )
+        # Another principal's key of the same name is theirs alone.
+        assert await tx.claim("officer-2", "k1", "f") is None
+    with pytest.raises(Problem) as reused:
+        async with contract.store.transaction() as tx:
+            await tx.claim("officer-1", "k1", "another request")
+    assert reused.value.status == 422
