@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter, Header, Request, Response
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from eventkit import idempotency
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.domain import Fact, IllegalTransition, NotFound
+from eventkit.personal import Vault
 from eventkit.problems import Problem, conflict
 from eventkit.store import (
     Change,
@@ -131,6 +132,12 @@ async def run_command(
     raise conflict(f"{noun} {stream_id} is being changed concurrently; retry")
 
 
+def answer(status: int, body: Any, location: str | None = None) -> JSONResponse:
+    """A command's HTTP answer; a 201 says where the new item lives."""
+    headers = {"Location": location} if status == 201 and location else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def check_version(noun: str, stream_id: str, current: int, expected: int | None) -> None:
     """409 when the client pinned a version the stream has moved past."""
     if expected is not None and expected != current:
@@ -175,6 +182,25 @@ T = TypeVar("T")
 Decision = Callable[[A, PostgresTransaction, datetime], Awaitable[list[Fact]]]
 Changes = Callable[[A, Sequence[NewEvent], Sequence[RecordedEvent], datetime], Sequence[Change]]
 After = Callable[[PostgresTransaction, A, Sequence[RecordedEvent], datetime], Awaitable[None]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Handlers:
+    """A service's command handlers: the store and vault they write with, and their clock.
+
+    A test passes a fixed clock; the in-memory store and a pool-less Vault make a unit of
+    work with no database.
+    """
+
+    def __init__(
+        self, store: PostgresEventStore, vault: Vault, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.clock = clock
 
 
 def _status(item: object) -> Any:

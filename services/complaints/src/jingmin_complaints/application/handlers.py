@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import asyncpg
 from eventkit.auth import Principal
-from eventkit.commands import CommandRequest, Stream, execute, retrying
+from eventkit.commands import CommandRequest, Handlers, Stream, execute, retrying
 from eventkit.commands import write as kernel_write
-from eventkit.personal import Vault
 from eventkit.policies import BureauPolicies
 from eventkit.problems import forbidden
 from eventkit.store import (
     NewEvent,
-    PostgresEventStore,
     PostgresTransaction,
     RecordedEvent,
 )
@@ -138,18 +136,11 @@ def policy_cache() -> BureauPolicies[ComplaintPolicy]:
     return BureauPolicies(ComplaintPolicy)
 
 
-class Commands:
+class Commands(Handlers):
     """Runs commands on complaints and supervision items; `store` should be chained."""
 
-    def __init__(
-        self,
-        store: PostgresEventStore,
-        vault: Vault,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store = store
-        self.vault = vault
-        self.clock = clock
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.policies = policy_cache()
 
     async def execute(

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
+from eventkit.app import vault_of
 from eventkit.auth import Principal
-from eventkit.commands import command_request, command_route
+from eventkit.commands import answer, command_request, command_route
 from eventkit.personal import SubjectErased, Vault
 from eventkit.problems import Problem
 from eventkit.schemas import plausible
@@ -28,11 +29,6 @@ ItemIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Item id
 def commands_of(request: Request) -> Commands:
     commands: Commands = request.app.state.commands
     return commands
-
-
-def vault_of(request: Request) -> Vault:
-    vault: Vault = request.app.state.vault
-    return vault
 
 
 async def run(
@@ -62,8 +58,7 @@ async def run(
         status=status,
         extra=extra,
     )
-    headers = {"Location": f"{location}/{stream_id}"} if code == 201 else None
-    return JSONResponse(body, status_code=code, headers=headers)
+    return answer(code, body, f"{location}/{stream_id}")
 
 
 async def seal(

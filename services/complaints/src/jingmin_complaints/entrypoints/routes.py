@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
-from eventkit.app import erasure_route
+from eventkit.app import erasure_route, vault_of
 from eventkit.auth import CurrentPrincipal, authorize
 from eventkit.commands import IdempotencyKey
 from eventkit.personal import SubjectErased, subject_ref
@@ -40,7 +40,6 @@ from jingmin_complaints.entrypoints.common import (
     item_command,
     parse_cursor,
     run,
-    vault_of,
 )
 
 router = APIRouter(prefix="/v1")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from eventkit.commands import CommandRequest, Stream, execute, retrying, write
+from eventkit.commands import CommandRequest, Handlers, Stream, execute, retrying, write
 from eventkit.personal import SubjectErased, Vault, subject_ref
 from eventkit.policies import BureauPolicies
 from eventkit.settings import KernelSettings
 from eventkit.store import (
     Change,
     NewEvent,
-    PostgresEventStore,
     PostgresTransaction,
     RecordedEvent,
 )
@@ -89,16 +88,9 @@ CASES: Stream[Case] = Stream(
 )
 
 
-class CaseCommands:
-    def __init__(
-        self,
-        store: PostgresEventStore,
-        vault: Vault,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store = store
-        self.vault = vault
-        self.clock = clock
+class CaseCommands(Handlers):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.policies = BureauPolicies(DeadlinePolicy)
 
     async def execute(

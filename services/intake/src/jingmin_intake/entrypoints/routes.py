@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from eventkit.app import erasure_route
+from eventkit.app import erasure_route, vault_of
 from eventkit.auth import CurrentPrincipal, Principal, authorize
-from eventkit.commands import IdempotencyKey, command_request, command_route
-from eventkit.personal import SubjectErased, Vault, subject_ref
+from eventkit.commands import IdempotencyKey, answer, command_request, command_route
+from eventkit.personal import SubjectErased, subject_ref
 from eventkit.policies import policy_routes
 from eventkit.problems import Problem, forbidden, not_found
 from eventkit.schemas import LATEST, plausible, revealed_history
@@ -43,11 +43,6 @@ def _commands(request: Request) -> CaseCommands:
     return commands
 
 
-def _vault(request: Request) -> Vault:
-    vault: Vault = request.app.state.vault
-    return vault
-
-
 async def _run(
     request: Request,
     principal: Principal,
@@ -63,8 +58,7 @@ async def _run(
     code, body = await _commands(request).execute(
         command, case_id, decide, new_in=new_in, expected_version=expected_version, status=status
     )
-    headers = {"Location": f"/v1/cases/{body['case_id']}"} if code == 201 else None
-    return JSONResponse(body, status_code=code, headers=headers)
+    return answer(code, body, f"/v1/cases/{body['case_id']}")
 
 
 async def _encrypt(
@@ -77,7 +71,7 @@ async def _encrypt(
     if not present or subject_id is None:
         return {}
     try:
-        return dict(await _vault(request).encrypt_fields(conn, subject_id, present))
+        return dict(await vault_of(request).encrypt_fields(conn, subject_id, present))
     except SubjectErased:
         # The person asked to be forgotten: the fact is still recorded (an open case must
         # be finishable), their words are not.
@@ -140,7 +134,7 @@ async def _seal_new_case(
     fields: dict[str, str | None] = {f"person.{k}": v for k, v in person.items()}
     fields.update(demand=body.demand, hoped_outcome=body.hoped_outcome)
     subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
-    return await seal_for_subject(_vault(request), settings, conn, subject_id, fields)
+    return await seal_for_subject(vault_of(request), settings, conn, subject_id, fields)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -387,7 +381,7 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
             case_id,
         )
         history = await load_on(conn, case_id)
-        vault = _vault(request)
+        vault = vault_of(request)
         events = await revealed_history(vault, conn, history)
     return s.CaseDetail(
         case=_summary(dict(row), row["now"]),

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
-from eventkit.commands import CONFLICT_RETRIES, CommandRequest, Stream, execute, retrying, write
-from eventkit.personal import SubjectErased, Vault
+from eventkit.commands import (
+    CONFLICT_RETRIES,
+    CommandRequest,
+    Handlers,
+    Stream,
+    execute,
+    retrying,
+    write,
+)
+from eventkit.personal import SubjectErased
 from eventkit.policies import BureauPolicies
 from eventkit.problems import conflict
 from eventkit.store import (
     Change,
     ConcurrencyConflict,
     NewEvent,
-    PostgresEventStore,
     PostgresTransaction,
     RecordedEvent,
 )
@@ -106,16 +113,9 @@ async def decide_on_resolution(
     return cb
 
 
-class CallbackCommands:
-    def __init__(
-        self,
-        store: PostgresEventStore,
-        vault: Vault,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store = store
-        self.vault = vault
-        self.clock = clock
+class CallbackCommands(Handlers):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.policies = policy_cache()
 
     async def execute(
