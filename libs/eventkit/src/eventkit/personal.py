@@ -273,7 +273,9 @@ class Vault:
     """Encrypts and decrypts personal fields; `pool=None` keeps keys in memory for tests.
 
     Methods take the caller's connection so a new person's key commits or rolls back with
-    the events that use it. Unwrapped keys are cached for `cache_ttl` seconds: an erasure
+    the events that use it, inside a transaction. A one-statement command (no explicit
+    transaction, `PostgresEventStore.session`) commits the key on its own first: if the
+    append then fails, the key stays, unused, and holds no personal data by itself. Unwrapped keys are cached for `cache_ttl` seconds: an erasure
     made by another process (e.g. `jingmin erase`) is honoured here within that time.
     """
 
