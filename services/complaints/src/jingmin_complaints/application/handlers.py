@@ -15,6 +15,7 @@ from eventkit.commands import write as kernel_write
 from eventkit.policies import BureauPolicies
 from eventkit.problems import forbidden
 from eventkit.store import (
+    Change,
     NewEvent,
     PostgresTransaction,
     RecordedEvent,
@@ -90,10 +91,10 @@ def new_event(item: Item, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
     )
 
 
-async def _project(
-    tx: PostgresTransaction, item: Aggregate, recorded: Sequence[RecordedEvent], now: datetime
-) -> None:
-    await read_model.project(tx.connection, item, now)
+def _changes(
+    item: Aggregate, events: Sequence[NewEvent], history: Sequence[RecordedEvent], now: datetime
+) -> list[Change]:
+    return [read_model.projection(item, now)]
 
 
 def _stream(kind: type[A]) -> Stream[A]:
@@ -104,7 +105,7 @@ def _stream(kind: type[A]) -> Stream[A]:
         rebuild=lambda stream_id, history: load(kind, stream_id, history),
         to_event=new_event,
         publish=to_messages,
-        after=_project,
+        changes=_changes,
         status_field="item_status",
     )
 
