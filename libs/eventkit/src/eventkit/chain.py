@@ -39,6 +39,7 @@ from eventkit.store import (
     PostgresTransaction,
     Publisher,
     RecordedEvent,
+    _staging,
 )
 
 GENESIS = ""  # what version 1 commits to
@@ -217,8 +218,9 @@ class ChainedEventStore(PostgresEventStore):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ChainedTransaction]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield ChainedTransaction(conn, self.key)
+        with _staging():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield ChainedTransaction(conn, self.key)
 
     def session(self) -> Any:
         """Always a transaction: sealing the chain is a second statement after the append."""

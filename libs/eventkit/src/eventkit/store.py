@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -112,6 +113,10 @@ class Change:
 
     ctes: Sequence[str]
     args: Sequence[Any]
+    # A check (one SELECT) must hold for the statement to commit; it runs because the
+    # statement's result reads it. `on_failure` hears when the check refused.
+    check: bool = False
+    on_failure: Callable[[], None] | None = field(default=None, compare=False)
 
     def shifted(self, offset: int) -> tuple[str, ...]:
         """The CTE bodies with every $n renumbered to $(n + offset)."""
@@ -119,7 +124,50 @@ class Change:
 
     def statement(self) -> str:
         """The change on its own: every CTE runs once even when nothing reads it."""
-        return "WITH " + ", ".join(f"c{i} AS ({c})" for i, c in enumerate(self.ctes)) + " SELECT 1"
+        ctes = ", ".join(f"c{i} AS ({c})" for i, c in enumerate(self.ctes))
+        names = ", ".join(f"c{i}" for i in range(len(self.ctes)))
+        return f"WITH {ctes} SELECT 1" + (f" FROM {names}" if self.check else "")
+
+
+class KeyClaimRefused(StaleTransaction):
+    """A check riding on an append refused (e.g. a person's data key was not the one used).
+
+    Always ours to retry: the change's `on_failure` has told its author to ask again.
+    """
+
+
+_CHECK_FAILED = "JM001"  # SQLSTATE the kernel's checks raise (0006_subject_key_claim.sql)
+_STAGED: ContextVar[list[Change] | None] = ContextVar("eventkit_staged_changes", default=None)
+
+
+def stage(change: Change) -> bool:
+    """Have the current unit of work's next append write `change` too; False if none is open.
+
+    For the kernel's own rows that must commit with the events (a person's data key).
+    """
+    staged = _STAGED.get()
+    if staged is None:
+        return False
+    staged.append(change)
+    return True
+
+
+@contextmanager
+def _staging() -> Iterator[None]:
+    token = _STAGED.set([])
+    try:
+        yield
+    finally:
+        _STAGED.reset(token)
+
+
+def _take_staged() -> list[Change]:
+    staged = _STAGED.get()
+    if not staged:
+        return []
+    taken = list(staged)
+    staged.clear()
+    return taken
 
 
 # Maps a recorded event to the outbox rows it publishes. Given to `append`, the rows are
@@ -296,9 +344,13 @@ class PostgresTransaction:
             for v, e, d, m in zip(versions, events, data, meta, strict=True)
         ]
         messages = [m for r in provisional for m in publish(r)] if publish else []
+        changes = [*_take_staged(), *changes]
         extra: list[str] = []
         extra_args: list[Any] = []
+        checks: list[str] = []
         for change in changes:
+            if change.check:
+                checks += [f"r{len(extra) + i}" for i in range(len(change.ctes))]
             extra += change.shifted(_APPEND_PARAMS + len(extra_args))
             extra_args += change.args
         also = "".join(f", r{i} AS ({c})" for i, c in enumerate(extra))
@@ -320,7 +372,8 @@ class PostgresTransaction:
                        SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[],
                            $15::text[], $16::json[], $17::json[]))"""
                 + also
-                + " SELECT * FROM e",
+                + " SELECT e.* FROM e"
+                + "".join(f", {c}" for c in checks),
                 stream_id,
                 stream_type,
                 versions,
@@ -338,6 +391,13 @@ class PostgresTransaction:
             if "events_pkey" in str(exc.constraint_name or exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             raise
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) != _CHECK_FAILED:
+                raise
+            for change in changes:
+                if change.check and change.on_failure is not None:
+                    change.on_failure()
+            raise KeyClaimRefused(stream_id, expected_version) from exc
         by_version = {r["version"]: r for r in inserted}
         # The provisional events already hold the decoded data: only what the database
         # assigned is new (decoding the same JSON again cost measurable CPU per write).
@@ -410,8 +470,9 @@ class PostgresEventStore(_AppendsInOneTransaction):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+        with _staging():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield PostgresTransaction(conn)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[PostgresTransaction]:
@@ -421,8 +482,9 @@ class PostgresEventStore(_AppendsInOneTransaction):
         idempotent subject-key creation): that statement is atomic by itself, and BEGIN and
         COMMIT would be two more round trips on every write.
         """
-        async with self.pool.acquire() as conn:
-            yield PostgresTransaction(conn)
+        with _staging():
+            async with self.pool.acquire() as conn:
+                yield PostgresTransaction(conn)
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
