@@ -380,6 +380,9 @@ def command_route(
         ],
         return_annotation=JSONResponse,
     )
+    # Every command can name a missing item, meet a state or version it cannot act on, or
+    # be refused by the domain: the documentation says so for each route.
+    route["responses"] = {404: {}, 409: {}, 422: {}, **route.get("responses", {})}
     router.add_api_route(
         path,
         endpoint,
