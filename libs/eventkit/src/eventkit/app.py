@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 
-from eventkit.auth import TokenVerifier
+from eventkit.auth import CurrentPrincipal, TokenVerifier, authorize
 from eventkit.db import create_pool
 from eventkit.http import create_app
 from eventkit.personal import Vault
+from eventkit.problems import forbidden, not_found
 from eventkit.settings import KernelSettings, service_dsn
 from eventkit.store import PostgresEventStore
 
@@ -90,3 +91,43 @@ def vault_of(request: Request) -> Vault:
     """The app's Vault, typed, for route handlers that encrypt or reveal personal fields."""
     vault: Vault = request.app.state.vault
     return vault
+
+
+def erasure_route(router: APIRouter, *, table: str, who: str) -> None:
+    """Add `DELETE /subjects/{subject_id}`: crypto-shred a person's data key (admins only).
+
+    `table` is the service's read model with `subject_id` and `bureau` columns: the caller
+    needs every bureau that holds the person's data in scope, since one key serves them all.
+    """
+
+    async def erase_subject(
+        subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9]{8,64}$")],
+        request: Request,
+        principal: CurrentPrincipal,
+        reason: Annotated[str | None, Query(pattern=r"^[a-z0-9_.:-]{1,64}$")] = None,
+    ) -> Response:
+        if not principal.has_role("admin"):
+            raise forbidden("requires the admin role")
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT DISTINCT bureau FROM {table} WHERE subject_id = $1", subject_id
+            )
+            if not rows:
+                # Nothing of theirs here: an admin elsewhere must not shred a key by guessing
+                # or copying a subject id (`jingmin erase` reaches every service).
+                raise not_found(f"no data of {subject_id} in this service")
+            for row in rows:
+                authorize(principal, row["bureau"])
+            await vault_of(request).erase(conn, subject_id, by=principal.subject, reason=reason)
+        return Response(status_code=204)
+
+    erase_subject.__doc__ = (
+        f"Erase {who}: destroy their data key, so every copy of their fields is unreadable."
+    )
+    router.add_api_route(
+        "/subjects/{subject_id}",
+        erase_subject,
+        methods=["DELETE"],
+        status_code=204,
+        responses={204: {"description": "The subject's data key is destroyed."}},
+    )

@@ -33,11 +33,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventkit.personal import master_key
 from eventkit.settings import KernelSettings
 from eventkit.store import (
+    Change,
     NewEvent,
     PostgresEventStore,
     PostgresTransaction,
     Publisher,
     RecordedEvent,
+    _staging,
 )
 
 GENESIS = ""  # what version 1 commits to
@@ -198,8 +200,11 @@ class ChainedTransaction(PostgresTransaction):
         expected_version: int,
         events: Sequence[NewEvent],
         publish: Publisher | None = None,
+        changes: Sequence[Change] = (),
     ) -> list[RecordedEvent]:
-        recorded = await super().append(stream_id, stream_type, expected_version, events, publish)
+        recorded = await super().append(
+            stream_id, stream_type, expected_version, events, publish, changes
+        )
         await seal(self.connection, self._key, recorded)
         return recorded
 
@@ -213,8 +218,13 @@ class ChainedEventStore(PostgresEventStore):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ChainedTransaction]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield ChainedTransaction(conn, self.key)
+        with _staging():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield ChainedTransaction(conn, self.key)
+
+    def session(self) -> Any:
+        """Always a transaction: sealing the chain is a second statement after the append."""
+        return self.transaction()
 
 
 # ---- verification --------------------------------------------------------------------------

@@ -34,6 +34,37 @@ def check_key(key: str) -> None:
         )
 
 
+def _reused() -> Problem:
+    return Problem(
+        422,
+        "Idempotency-Key reused",
+        "this Idempotency-Key was already used for a different request",
+        type_="urn:jingmin:problem:idempotency-key-reused",
+    )
+
+
+def _stored(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, default=str)
+
+
+class InMemoryKeys:
+    """The answers given per (principal, key), for the in-memory unit of work."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, str], tuple[str, int, str]] = {}
+
+    def claim(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None:
+        found = self.answers.get((principal, key))
+        if found is None:
+            return None
+        if found[0] != fingerprint:
+            raise _reused()
+        return StoredResponse(found[1], json.loads(found[2]))
+
+    def remember(self, principal: str, key: str, fingerprint: str, status: int, body: Any) -> None:
+        self.answers[(principal, key)] = (fingerprint, status, _stored(body))
+
+
 async def claim(
     conn: asyncpg.Connection, principal: str, key: str, fingerprint: str
 ) -> StoredResponse | None:
@@ -56,12 +87,7 @@ async def claim(
     if row is None:
         return None
     if row["request_hash"] != fingerprint:
-        raise Problem(
-            422,
-            "Idempotency-Key reused",
-            "this Idempotency-Key was already used for a different request",
-            type_="urn:jingmin:problem:idempotency-key-reused",
-        )
+        raise _reused()
     return StoredResponse(row["status"], json.loads(row["body"]))
 
 
@@ -75,5 +101,5 @@ async def remember(
         key,
         fingerprint,
         status,
-        json.dumps(body, ensure_ascii=False, default=str),
+        _stored(body),
     )

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from eventkit.settings import KernelSettings
+from eventkit.store import Change, stage
 
 # Nothing in this module logs: values, keys and blobs never reach a logger or an exception
 # message, so a stack trace cannot leak a name or an ID number.
@@ -273,8 +274,12 @@ class Vault:
     """Encrypts and decrypts personal fields; `pool=None` keeps keys in memory for tests.
 
     Methods take the caller's connection so a new person's key commits or rolls back with
-    the events that use it. Unwrapped keys are cached for `cache_ttl` seconds: an erasure
-    made by another process (e.g. `jingmin erase`) is honoured here within that time.
+    the events that use it, inside a transaction. `encrypt_fields_staged` goes further: the
+    key is claimed by the statement that appends the events, so both commit or neither
+    does, even with no explicit transaction, and without a round trip of its own.
+
+    Unwrapped keys are cached for `cache_ttl` seconds: an erasure made by another process
+    (e.g. `jingmin erase`) is honoured here within that time.
     """
 
     def __init__(
@@ -290,6 +295,7 @@ class Vault:
             _MemoryKeys() if pool is None else _PostgresKeys(pool)
         )
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._ask_store: OrderedDict[str, None] = OrderedDict()
         self._cache_size = cache_size
         self._cache_ttl = cache_ttl
 
@@ -364,6 +370,46 @@ class Vault:
             name: None if value is None else self._encrypt_with(key, subject_id, value)
             for name, value in fields.items()
         }
+
+    async def encrypt_fields_staged(
+        self, conn: Conn, subject_id: str, fields: Mapping[str, str | None]
+    ) -> dict[str, dict[str, str] | None]:
+        """Like `encrypt_fields`, for fields the current unit of work will append.
+
+        The key used (the cached one, or a fresh candidate for a person not seen here) is
+        claimed by the append's own statement instead of asked for first. If the store
+        holds another key, or the person was erased, the append fails, the command is
+        retried, and this person's key is then asked for the usual way (which raises
+        SubjectErased for an erased person).
+        """
+        if not isinstance(self._keys, _PostgresKeys) or subject_id in self._ask_store:
+            self._ask_store.pop(subject_id, None)
+            return await self.encrypt_fields(conn, subject_id, fields)
+        entry = self._cached(subject_id)
+        if entry is not None:
+            key, wrapped = entry.key, entry.wrapped
+        else:
+            key = AESGCM.generate_key(256)
+            wrapped = _wrap(self._kek, subject_id, key)
+        claim = Change(
+            ("SELECT subject_key_claim($1, $2)",),
+            (subject_id, wrapped),
+            check=True,
+            on_failure=lambda: self._contested(subject_id),
+        )
+        if not stage(claim):
+            return await self.encrypt_fields(conn, subject_id, fields)
+        return {
+            name: None if value is None else self._encrypt_with(key, subject_id, value)
+            for name, value in fields.items()
+        }
+
+    def _contested(self, subject_id: str) -> None:
+        """A claim for this person failed: their key is asked for next time."""
+        self.forget(subject_id)
+        self._ask_store[subject_id] = None
+        while len(self._ask_store) > self._cache_size:
+            self._ask_store.popitem(last=False)
 
     async def decrypt(self, conn_or_pool: ConnOrPool, blob: Mapping[str, Any]) -> str | None:
         """The plaintext, or None when the person's key was erased."""

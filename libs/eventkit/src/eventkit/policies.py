@@ -38,15 +38,22 @@ class BureauPolicies(Generic[P]):
         self.policy_type = policy_type
         self.ttl = ttl
         self._cache: dict[str, tuple[float, P]] = {}
+        self._memory: dict[str, str] = {}
 
-    async def read(self, conn: asyncpg.Connection, bureau: str) -> P:
-        """The stored policy, bypassing the cache (for showing and editing it)."""
-        raw = await conn.fetchval(
-            "SELECT policy::text FROM bureau_policies WHERE bureau = $1", bureau
-        )
+    async def read(self, conn: asyncpg.Connection | None, bureau: str) -> P:
+        """The stored policy, bypassing the cache (for showing and editing it).
+
+        Without a connection (the in-memory unit of work) policies live in this object.
+        """
+        if conn is None:
+            raw = self._memory.get(bureau)
+        else:
+            raw = await conn.fetchval(
+                "SELECT policy::text FROM bureau_policies WHERE bureau = $1", bureau
+            )
         return self.policy_type.from_dict(json.loads(raw)) if raw else self.policy_type()
 
-    async def get(self, conn: asyncpg.Connection, bureau: str) -> P:
+    async def get(self, conn: asyncpg.Connection | None, bureau: str) -> P:
         cached = self._cache.get(bureau)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
@@ -54,7 +61,10 @@ class BureauPolicies(Generic[P]):
         self._cache[bureau] = (time.monotonic(), policy)
         return policy
 
-    async def save(self, conn: asyncpg.Connection, bureau: str, policy: P, by: str) -> None:
+    async def save(self, conn: asyncpg.Connection | None, bureau: str, policy: P, by: str) -> None:
+        if conn is None:
+            self._memory[bureau] = json.dumps(policy.to_dict())
+            return
         await conn.execute(
             """INSERT INTO bureau_policies (bureau, policy, updated_by) VALUES ($1, $2::jsonb, $3)
                ON CONFLICT (bureau) DO UPDATE SET policy = excluded.policy,

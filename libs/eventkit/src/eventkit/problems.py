@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventkit.domain import DomainError
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -55,3 +57,10 @@ def conflict(detail: str, **ext: Any) -> Problem:
 
 def unprocessable(detail: str, **ext: Any) -> Problem:
     return Problem(422, "Unprocessable Content", detail, type_="urn:jingmin:problem:invalid", **ext)
+
+
+def problem_of(error: DomainError) -> Problem:
+    """The answer to a refused command: the one place domain errors become HTTP."""
+    return Problem(
+        error.status, error.title, error.detail, type_=error.problem_type, **error.extensions
+    )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
+
+from eventkit import idempotency
+from eventkit.idempotency import InMemoryKeys, StoredResponse
 
 
 class ConcurrencyConflict(Exception):
@@ -88,6 +94,82 @@ class OutboxMessage:
     headers: Mapping[str, str]
 
 
+_PARAM = re.compile(r"\$(\d+)")
+
+
+@lru_cache(maxsize=256)
+def _shifted(ctes: tuple[str, ...], offset: int) -> tuple[str, ...]:
+    # A service has a handful of statements: renumbering each once per process is enough.
+    return tuple(_PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", c) for c in ctes)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A read-model write as data-modifying CTE bodies with their parameters ($1..$n).
+
+    Given to `append`, it is written by the same statement as the events, so events, outbox
+    and read model commit together even outside an explicit transaction, in one round trip.
+    """
+
+    ctes: Sequence[str]
+    args: Sequence[Any]
+    # A check (one SELECT) must hold for the statement to commit; it runs because the
+    # statement's result reads it. `on_failure` hears when the check refused.
+    check: bool = False
+    on_failure: Callable[[], None] | None = field(default=None, compare=False)
+
+    def shifted(self, offset: int) -> tuple[str, ...]:
+        """The CTE bodies with every $n renumbered to $(n + offset)."""
+        return _shifted(tuple(self.ctes), offset)
+
+    def statement(self) -> str:
+        """The change on its own: every CTE runs once even when nothing reads it."""
+        ctes = ", ".join(f"c{i} AS ({c})" for i, c in enumerate(self.ctes))
+        names = ", ".join(f"c{i}" for i in range(len(self.ctes)))
+        return f"WITH {ctes} SELECT 1" + (f" FROM {names}" if self.check else "")
+
+
+class KeyClaimRefused(StaleTransaction):
+    """A check riding on an append refused (e.g. a person's data key was not the one used).
+
+    Always ours to retry: the change's `on_failure` has told its author to ask again.
+    """
+
+
+_CHECK_FAILED = "JM001"  # SQLSTATE the kernel's checks raise (0006_subject_key_claim.sql)
+_STAGED: ContextVar[list[Change] | None] = ContextVar("eventkit_staged_changes", default=None)
+
+
+def stage(change: Change) -> bool:
+    """Have the current unit of work's next append write `change` too; False if none is open.
+
+    For the kernel's own rows that must commit with the events (a person's data key).
+    """
+    staged = _STAGED.get()
+    if staged is None:
+        return False
+    staged.append(change)
+    return True
+
+
+@contextmanager
+def _staging() -> Iterator[None]:
+    token = _STAGED.set([])
+    try:
+        yield
+    finally:
+        _STAGED.reset(token)
+
+
+def _take_staged() -> list[Change]:
+    staged = _STAGED.get()
+    if not staged:
+        return []
+    taken = list(staged)
+    staged.clear()
+    return taken
+
+
 # Maps a recorded event to the outbox rows it publishes. Given to `append`, the rows are
 # written by the same statement as the events.
 Publisher = Callable[["RecordedEvent"], Sequence["OutboxMessage"]]
@@ -106,15 +188,26 @@ class Transaction(Protocol):
         expected_version: int,
         events: Sequence[NewEvent],
         publish: Publisher | None = None,
+        changes: Sequence[Change] = (),
     ) -> list[RecordedEvent]: ...
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None: ...
 
+    async def apply(self, change: Change) -> None: ...
+
     async def load(self, stream_id: str) -> list[RecordedEvent]: ...
+
+    async def claim(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None: ...
+
+    async def remember(
+        self, principal: str, key: str, fingerprint: str, status: int, body: Any
+    ) -> None: ...
 
 
 class EventStore(Protocol):
     def transaction(self) -> Any: ...
+
+    def session(self) -> Any: ...
 
     async def append(
         self,
@@ -201,6 +294,9 @@ _COLUMNS = (
 )
 
 
+_APPEND_PARAMS = 17  # parameters of the append statement; a Change's follow them
+
+
 class PostgresTransaction:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -216,8 +312,11 @@ class PostgresTransaction:
         expected_version: int,
         events: Sequence[NewEvent],
         publish: Publisher | None = None,
+        changes: Sequence[Change] = (),
     ) -> list[RecordedEvent]:
         if not events:
+            for change in changes:
+                await self.apply(change)
             return []
         # A new stream needs no look-up: the primary key refuses a second version 1.
         last = None
@@ -245,6 +344,16 @@ class PostgresTransaction:
             for v, e, d, m in zip(versions, events, data, meta, strict=True)
         ]
         messages = [m for r in provisional for m in publish(r)] if publish else []
+        changes = [*_take_staged(), *changes]
+        extra: list[str] = []
+        extra_args: list[Any] = []
+        checks: list[str] = []
+        for change in changes:
+            if change.check:
+                checks += [f"r{len(extra) + i}" for i in range(len(change.ctes))]
+            extra += change.shifted(_APPEND_PARAMS + len(extra_args))
+            extra_args += change.args
+        also = "".join(f", r{i} AS ({c})" for i, c in enumerate(extra))
         try:
             # No savepoint (two more round trips on every write): after a conflict the caller
             # abandons the transaction and decides again in a new one, as every caller must.
@@ -261,8 +370,10 @@ class PostgresTransaction:
                        INSERT INTO outbox (event_id, aggregate_type, aggregate_id, type, topic,
                            payload, headers)
                        SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[],
-                           $15::text[], $16::json[], $17::json[]))
-                   SELECT * FROM e""",
+                           $15::text[], $16::json[], $17::json[]))"""
+                + also
+                + " SELECT e.* FROM e"
+                + "".join(f", {c}" for c in checks),
                 stream_id,
                 stream_type,
                 versions,
@@ -274,16 +385,45 @@ class PostgresTransaction:
                 meta,
                 [e.occurred_at for e in events],
                 *_outbox_columns(messages),
+                *extra_args,
             )
         except asyncpg.UniqueViolationError as exc:
             if "events_pkey" in str(exc.constraint_name or exc):
                 raise ConcurrencyConflict(stream_id, expected_version) from exc
             raise
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) != _CHECK_FAILED:
+                raise
+            for change in changes:
+                if change.check and change.on_failure is not None:
+                    change.on_failure()
+            raise KeyClaimRefused(stream_id, expected_version) from exc
         by_version = {r["version"]: r for r in inserted}
+        # The provisional events already hold the decoded data: only what the database
+        # assigned is new (decoding the same JSON again cost measurable CPU per write).
         return [
-            _recorded(stream_id, stream_type, v, e, d, m, by_version[v])
-            for v, e, d, m in zip(versions, events, data, meta, strict=True)
+            replace(
+                r,
+                recorded_at=by_version[r.version]["recorded_at"],
+                position=Position(
+                    by_version[r.version]["tx_id"], by_version[r.version]["global_position"]
+                ),
+            )
+            for r in provisional
         ]
+
+    async def apply(self, change: Change) -> None:
+        """A read-model change on its own statement (e.g. when no event is appended)."""
+        await self._conn.execute(change.statement(), *change.args)
+
+    async def claim(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None:
+        """An earlier answer to this Idempotency-Key (same-key attempts wait for each other)."""
+        return await idempotency.claim(self._conn, principal, key, fingerprint)
+
+    async def remember(
+        self, principal: str, key: str, fingerprint: str, status: int, body: Any
+    ) -> None:
+        await idempotency.remember(self._conn, principal, key, fingerprint, status, body)
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         rows = await self._conn.fetch(
@@ -330,8 +470,21 @@ class PostgresEventStore(_AppendsInOneTransaction):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+        with _staging():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield PostgresTransaction(conn)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[PostgresTransaction]:
+        """A connection with no explicit transaction: each statement commits on its own.
+
+        For a command whose one write is `append` with its read-model `changes` (plus
+        idempotent subject-key creation): that statement is atomic by itself, and BEGIN and
+        COMMIT would be two more round trips on every write.
+        """
+        with _staging():
+            async with self.pool.acquire() as conn:
+                yield PostgresTransaction(conn)
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
@@ -365,6 +518,8 @@ class InMemoryTransaction:
         self._store = store
         self.events: list[tuple[str, str, int, Sequence[NewEvent]]] = []
         self.messages: list[OutboxMessage] = []
+        self.changes: list[Change] = []
+        self.answers: list[tuple[str, str, str, int, Any]] = []
 
     @property
     def connection(self) -> None:
@@ -377,6 +532,7 @@ class InMemoryTransaction:
         expected_version: int,
         events: Sequence[NewEvent],
         publish: Publisher | None = None,
+        changes: Sequence[Change] = (),
     ) -> list[RecordedEvent]:
         current = len(self._store.streams.get(stream_id, []))
         pending = sum(len(ev) for sid, _, _, ev in self.events if sid == stream_id)
@@ -386,10 +542,22 @@ class InMemoryTransaction:
         recorded = self._store._preview(stream_id, stream_type, expected_version, events)
         if publish is not None:
             self.messages.extend(m for r in recorded for m in publish(r))
+        self.changes.extend(changes)
         return recorded
 
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
         self.messages.extend(messages)
+
+    async def apply(self, change: Change) -> None:
+        self.changes.append(change)
+
+    async def claim(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None:
+        return self._store.idempotency.claim(principal, key, fingerprint)
+
+    async def remember(
+        self, principal: str, key: str, fingerprint: str, status: int, body: Any
+    ) -> None:
+        self.answers.append((principal, key, fingerprint, status, body))
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return await self._store.load(stream_id)
@@ -402,6 +570,8 @@ class InMemoryEventStore(_AppendsInOneTransaction):
         self.streams: dict[str, list[RecordedEvent]] = {}
         self.log: list[RecordedEvent] = []
         self.outbox: list[OutboxMessage] = []
+        self.changes: list[Change] = []  # read-model changes, in commit order (not run)
+        self.idempotency = InMemoryKeys()
 
     def _preview(
         self, stream_id: str, stream_type: str, expected: int, events: Sequence[NewEvent]
@@ -444,6 +614,13 @@ class InMemoryEventStore(_AppendsInOneTransaction):
             self.streams.setdefault(stream_id, []).extend(recorded)
             self.log.extend(recorded)
         self.outbox.extend(tx.messages)
+        self.changes.extend(tx.changes)
+        for answer in tx.answers:
+            self.idempotency.remember(*answer)
+
+    def session(self) -> Any:
+        """The same as a transaction here: the in-memory store commits at its end anyway."""
+        return self.transaction()
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         return list(self.streams.get(stream_id, []))

@@ -7,13 +7,16 @@ import base64
 import os
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from eventkit import db
 from eventkit.personal import ERASED, PersonalDataError, SubjectErased, Vault
 from eventkit.settings import KernelSettings
+from eventkit.store import KeyClaimRefused, NewEvent, PostgresEventStore
 from eventkit.testing import wait_for
 
 pytestmark = pytest.mark.integration
@@ -198,3 +201,51 @@ async def test_a_different_master_key_cannot_open_the_data(
     )
     with pytest.raises(PersonalDataError):
         await Vault(pool, other).decrypt(pool, blob)
+
+
+async def staged_append(vault: Vault, store: PostgresEventStore, subject: str) -> dict[str, Any]:
+    """A one-statement command: the person's key is claimed by the append itself."""
+    async with store.session() as tx:
+        blobs = await vault.encrypt_fields_staged(tx.connection, subject, {"name": "李四"})
+        event = NewEvent("Noted", {"person": blobs}, datetime.now(UTC), "330602")
+        await tx.append(f"s-{secrets.token_hex(4)}", "note", 0, [event])
+    return blobs
+
+
+async def test_a_new_persons_key_commits_with_the_append_that_uses_it(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
+    store, subject = PostgresEventStore(pool), new_subject()
+    blobs = await staged_append(Vault(pool, settings), store, subject)
+    assert await key_rows(pool, subject) == 1
+    assert await Vault(pool, settings).decrypt_fields(pool, blobs) == {"name": "李四"}
+
+
+async def test_a_claim_for_a_person_with_another_key_fails_and_writes_nothing(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
+    store, subject = PostgresEventStore(pool), new_subject()
+    async with pool.acquire() as conn:
+        await Vault(pool, settings).encrypt(conn, subject, "已有的人")  # the key exists
+    vault = Vault(pool, settings)  # cold cache: it guesses a fresh key
+    before = await pool.fetchval("SELECT count(*) FROM events")
+    with pytest.raises(KeyClaimRefused):
+        await staged_append(vault, store, subject)
+    assert await pool.fetchval("SELECT count(*) FROM events") == before
+    # The retry asks the store for the key, and what it writes opens for everyone.
+    blobs = await staged_append(vault, store, subject)
+    assert await Vault(pool, settings).decrypt_fields(pool, blobs) == {"name": "李四"}
+    assert await key_rows(pool, subject) == 1
+
+
+async def test_a_claim_for_an_erased_person_fails_and_the_retry_says_so(
+    pool: asyncpg.Pool, settings: KernelSettings
+) -> None:
+    store, subject = PostgresEventStore(pool), new_subject()
+    await Vault(pool, settings).erase(None, subject, by="admin")
+    vault = Vault(pool, settings)
+    with pytest.raises(KeyClaimRefused):
+        await staged_append(vault, store, subject)
+    with pytest.raises(SubjectErased):
+        await staged_append(vault, store, subject)
+    assert await key_rows(pool, subject) == 0

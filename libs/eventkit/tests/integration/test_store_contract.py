@@ -16,8 +16,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from eventkit.problems import Problem
 from eventkit.store import (
     START,
+    Change,
     ConcurrencyConflict,
     EventStore,
     InMemoryEventStore,
@@ -59,6 +61,16 @@ class Contract:
             )
             for r in rows
         ]
+
+    async def read_model(self) -> list[tuple[Any, ...]]:
+        """What the read-model changes wrote: rows here, the changes' arguments in memory."""
+        if self.pool is None:
+            assert isinstance(self.store, InMemoryEventStore)
+            return [tuple(c.args) for c in self.store.changes]
+        rows = await self.pool.fetch(
+            "SELECT consumer, message_id FROM processed_messages ORDER BY processed_at"
+        )
+        return [tuple(r) for r in rows]
 
     async def read_all_settled(self, expected: int, **kw: Any) -> list[RecordedEvent]:
         """read_all, waiting out writers elsewhere on the server that started before ours.
@@ -347,3 +359,78 @@ async def test_occurred_at_keeps_the_instant_whatever_the_zone(contract: Contrac
     (loaded,) = await contract.store.load(sid)
     assert loaded.occurred_at == instant
     assert loaded.data == {} and loaded.metadata == {} and loaded.schema_version == 1
+
+
+def seen(consumer: str, message: str) -> Change:
+    """A stand-in read-model change (any table of the kernel's schema serves)."""
+    return Change(
+        ("INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)",),
+        (consumer, message),
+    )
+
+
+async def test_a_session_append_commits_events_outbox_and_read_model_together(
+    contract: Contract,
+) -> None:
+    sid = stream()
+    new = [event(1)]
+    async with contract.store.session() as tx:
+        await tx.append(sid, "case", 0, new, changes=[seen("projection", sid)])
+        await tx.enqueue(outbox_for(sid, new))
+
+    assert ids(await contract.store.load(sid)) == ids_of(new)
+    assert await contract.outbox() == outbox_for(sid, new)
+    assert await contract.read_model() == [("projection", sid)]
+
+
+async def test_a_conflicting_session_append_writes_no_read_model_change(
+    contract: Contract,
+) -> None:
+    sid = stream()
+    await contract.store.append(sid, "case", 0, [event(1)])
+    with pytest.raises(ConcurrencyConflict):
+        async with contract.store.session() as tx:
+            await tx.append(sid, "case", 0, [event(2)], changes=[seen("projection", sid)])
+    assert [e.version for e in await contract.store.load(sid)] == [1]
+    assert await contract.read_model() == []
+
+
+@pytest.mark.integration
+async def test_a_failing_read_model_change_takes_its_events_with_it(pool: asyncpg.Pool) -> None:
+    # Outside a transaction the append and its change are one statement: all or nothing.
+    store = PostgresEventStore(pool)
+    sid = stream()
+    await pool.execute("INSERT INTO processed_messages VALUES ('projection', $1)", sid)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        async with store.session() as tx:
+            await tx.append(sid, "case", 0, [event(1)], changes=[seen("projection", sid)])
+    assert await store.load(sid) == []
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+def ids_of(events: Sequence[NewEvent]) -> list[str]:
+    return [e.event_id for e in events]
+
+
+async def test_an_idempotency_key_keeps_its_answer_only_if_the_transaction_commits(
+    contract: Contract,
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with contract.store.transaction() as tx:
+            await tx.remember("officer-1", "lost", "f", 201, {"id": "x"})
+            raise RuntimeError("the command failed after all")
+    async with contract.store.transaction() as tx:
+        assert await tx.claim("officer-1", "lost", "f") is None
+        await tx.remember("officer-1", "k1", "f", 201, {"id": "x", "名": "甲"})
+    async with contract.store.transaction() as tx:
+        earlier = await tx.claim("officer-1", "k1", "f")
+        assert earlier is not None and (earlier.status, earlier.body) == (
+            201,
+            {"id": "x", "名": "甲"},
+        )
+        # Another principal's key of the same name is theirs alone.
+        assert await tx.claim("officer-2", "k1", "f") is None
+    with pytest.raises(Problem) as reused:
+        async with contract.store.transaction() as tx:
+            await tx.claim("officer-1", "k1", "another request")
+    assert reused.value.status == 422

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from eventkit.readmodel import deadline_arrays, deadlines_upsert
+from eventkit.store import Change
 
 from jingmin_complaints.domain.complaint import Complaint
 from jingmin_complaints.domain.supervision import Accountability, Inspection, Order
@@ -13,23 +15,21 @@ from jingmin_complaints.domain.supervision import Accountability, Inspection, Or
 Aggregate = Complaint | Order | Inspection | Accountability
 
 
-async def project(conn: asyncpg.Connection, item: Aggregate, updated_at: datetime) -> None:
-    """Upsert the read-model row of whatever aggregate was just written."""
+def projection(item: Aggregate, updated_at: datetime) -> Change:
+    """The upsert of an aggregate's read-model row, as CTEs that can ride on the append."""
     if isinstance(item, Complaint):
-        await _complaint(conn, item, updated_at)
-    elif isinstance(item, Order):
-        await _order(conn, item, updated_at)
-    elif isinstance(item, Inspection):
-        await _inspection(conn, item, updated_at)
-    else:
-        await _accountability(conn, item)
+        return _complaint(item, updated_at)
+    if isinstance(item, Order):
+        return _order(item, updated_at)
+    if isinstance(item, Inspection):
+        return _inspection(item, updated_at)
+    return _accountability(item)
 
 
-async def _complaint(conn: asyncpg.Connection, c: Complaint, updated_at: datetime) -> None:
-    deadlines = list(c.deadlines.items())
-    await conn.execute(
-        """WITH c AS (
-               INSERT INTO complaints (complaint_id, bureau, station, subject_unit, channel,
+def _complaint(c: Complaint, updated_at: datetime) -> Change:
+    return Change(
+        (
+            """INSERT INTO complaints (complaint_id, bureau, station, subject_unit, channel,
                    category, status, level, version, subject_id, anonymous, investigator_unit,
                    extended, outcome, on_time, fixed, reopened, receipt_hash, intake_case_id,
                    callback_id, received_at, acknowledged_at, concluded_at, closed_at,
@@ -44,52 +44,44 @@ async def _complaint(conn: asyncpg.Connection, c: Complaint, updated_at: datetim
                    on_time = excluded.on_time, fixed = excluded.fixed,
                    reopened = excluded.reopened, acknowledged_at = excluded.acknowledged_at,
                    concluded_at = excluded.concluded_at, closed_at = excluded.closed_at,
-                   updated_at = excluded.updated_at)
-           INSERT INTO complaint_deadlines (complaint_id, deadline, bureau, due_at, met_at,
-               breached_at, cancelled)
-           SELECT $1, d.name, $2, d.due_at, d.met_at,
-                  CASE WHEN d.breached THEN d.due_at END, d.cancelled
-           FROM unnest($26::text[], $27::timestamptz[], $28::timestamptz[], $29::boolean[],
-                       $30::boolean[]) AS d(name, due_at, met_at, breached, cancelled)
-           ON CONFLICT (complaint_id, deadline) DO UPDATE SET due_at = excluded.due_at,
-               met_at = excluded.met_at, breached_at = excluded.breached_at,
-               cancelled = excluded.cancelled""",
-        c.complaint_id,
-        c.bureau,
-        c.station,
-        c.subject_unit,
-        c.channel,
-        c.category,
-        c.status,
-        c.level,
-        c.version,
-        c.subject_id,
-        c.anonymous,
-        c.investigator_unit,
-        c.extended,
-        c.outcome,
-        c.on_time,
-        c.fixed,
-        c.reopened,
-        c.receipt_hash,
-        c.intake_case_id,
-        c.callback_id,
-        c.received_at,
-        c.acknowledged_at,
-        c.concluded_at,
-        c.closed_at,
-        updated_at,
-        [name for name, _ in deadlines],
-        [d.due_at for _, d in deadlines],
-        [d.met_at for _, d in deadlines],
-        [d.breached for _, d in deadlines],
-        [d.cancelled for _, d in deadlines],
+                   updated_at = excluded.updated_at""",
+            deadlines_upsert("complaint_deadlines", "complaint_id", 26),
+        ),
+        (
+            c.complaint_id,
+            c.bureau,
+            c.station,
+            c.subject_unit,
+            c.channel,
+            c.category,
+            c.status,
+            c.level,
+            c.version,
+            c.subject_id,
+            c.anonymous,
+            c.investigator_unit,
+            c.extended,
+            c.outcome,
+            c.on_time,
+            c.fixed,
+            c.reopened,
+            c.receipt_hash,
+            c.intake_case_id,
+            c.callback_id,
+            c.received_at,
+            c.acknowledged_at,
+            c.concluded_at,
+            c.closed_at,
+            updated_at,
+            *deadline_arrays(c.deadlines),
+        ),
     )
 
 
-async def _order(conn: asyncpg.Connection, o: Order, updated_at: datetime) -> None:
-    await conn.execute(
-        """INSERT INTO supervision_orders (order_id, bureau, station, owner_unit, order_type,
+def _order(o: Order, updated_at: datetime) -> Change:
+    return Change(
+        (
+            """INSERT INTO supervision_orders (order_id, bureau, station, owner_unit, order_type,
                item_type, item_id, level, status, due_at, breached, escalations, verdict,
                case_id, callback_id, version, issued_at, reported_at, closed_at, updated_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
@@ -100,32 +92,36 @@ async def _order(conn: asyncpg.Connection, o: Order, updated_at: datetime) -> No
                verdict = excluded.verdict, version = excluded.version,
                reported_at = excluded.reported_at, closed_at = excluded.closed_at,
                updated_at = excluded.updated_at""",
-        o.order_id,
-        o.bureau,
-        o.station,
-        o.owner_unit,
-        o.order_type,
-        o.item_type,
-        o.item_id,
-        o.level,
-        o.status,
-        o.due_at,
-        o.breached,
-        o.escalations,
-        o.verdict,
-        o.case_id,
-        o.callback_id,
-        o.version,
-        o.issued_at,
-        o.reported_at,
-        o.closed_at,
-        updated_at,
+        ),
+        (
+            o.order_id,
+            o.bureau,
+            o.station,
+            o.owner_unit,
+            o.order_type,
+            o.item_type,
+            o.item_id,
+            o.level,
+            o.status,
+            o.due_at,
+            o.breached,
+            o.escalations,
+            o.verdict,
+            o.case_id,
+            o.callback_id,
+            o.version,
+            o.issued_at,
+            o.reported_at,
+            o.closed_at,
+            updated_at,
+        ),
     )
 
 
-async def _inspection(conn: asyncpg.Connection, i: Inspection, updated_at: datetime) -> None:
-    await conn.execute(
-        """INSERT INTO inspections (inspection_id, bureau, station, unit, kind, status,
+def _inspection(i: Inspection, updated_at: datetime) -> Change:
+    return Change(
+        (
+            """INSERT INTO inspections (inspection_id, bureau, station, unit, kind, status,
                findings, deficiencies, violations, version, started_at, completed_at,
                updated_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
@@ -133,37 +129,44 @@ async def _inspection(conn: asyncpg.Connection, i: Inspection, updated_at: datet
                findings = excluded.findings, deficiencies = excluded.deficiencies,
                violations = excluded.violations, version = excluded.version,
                completed_at = excluded.completed_at, updated_at = excluded.updated_at""",
-        i.inspection_id,
-        i.bureau,
-        i.station,
-        i.unit,
-        i.kind,
-        i.status,
-        i.findings,
-        i.deficiencies,
-        i.violations,
-        i.version,
-        i.started_at,
-        i.completed_at,
-        updated_at,
+        ),
+        (
+            i.inspection_id,
+            i.bureau,
+            i.station,
+            i.unit,
+            i.kind,
+            i.status,
+            i.findings,
+            i.deficiencies,
+            i.violations,
+            i.version,
+            i.started_at,
+            i.completed_at,
+            updated_at,
+        ),
     )
 
 
-async def _accountability(conn: asyncpg.Connection, a: Accountability) -> None:
-    await conn.execute(
-        """INSERT INTO accountability_actions (action_id, bureau, station, unit, kind,
+def _accountability(a: Accountability) -> Change:
+    return Change(
+        (
+            """INSERT INTO accountability_actions (action_id, bureau, station, unit, kind,
                basis_type, basis_id, taken_at, version)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
            ON CONFLICT (action_id) DO UPDATE SET version = excluded.version""",
-        a.action_id,
-        a.bureau,
-        a.station,
-        a.unit,
-        a.kind,
-        a.basis_type,
-        a.basis_id,
-        a.taken_at,
-        a.version,
+        ),
+        (
+            a.action_id,
+            a.bureau,
+            a.station,
+            a.unit,
+            a.kind,
+            a.basis_type,
+            a.basis_id,
+            a.taken_at,
+            a.version,
+        ),
     )
 
 

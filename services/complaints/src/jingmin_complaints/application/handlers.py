@@ -5,27 +5,26 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import asyncpg
-from eventkit.auth import authorize
-from eventkit.commands import CommandRequest, accepted, check_version, run_command
-from eventkit.personal import Vault
+from eventkit.auth import Principal
+from eventkit.commands import CommandRequest, Handlers, Stream, execute, retrying
+from eventkit.commands import write as kernel_write
 from eventkit.policies import BureauPolicies
-from eventkit.problems import Problem, conflict, forbidden, not_found, unprocessable
+from eventkit.problems import forbidden
 from eventkit.store import (
-    ConcurrencyConflict,
+    Change,
     NewEvent,
-    PostgresEventStore,
     PostgresTransaction,
     RecordedEvent,
 )
 
 from jingmin_complaints.adapters import read_model
+from jingmin_complaints.adapters.read_model import Aggregate
 from jingmin_complaints.domain.common import Fact, History
 from jingmin_complaints.domain.complaint import Complaint
-from jingmin_complaints.domain.errors import ConflictOfInterest, IllegalTransition, InvalidCommand
 from jingmin_complaints.domain.policy import ComplaintPolicy
 from jingmin_complaints.domain.supervision import Accountability, Inspection, Order
 from jingmin_complaints.integration.messages import to_messages
@@ -38,7 +37,6 @@ READ_ROLES = ("supervisor", "commander", "admin")
 REVEAL_ROLES = ("supervisor", "admin")
 ISSUE_ROLES = ("supervisor", "commander", "admin")
 REPORT_ROLES = ("officer", "supervisor", "commander", "admin")
-CONFLICT_RETRIES = 5
 
 Request = CommandRequest
 
@@ -93,6 +91,36 @@ def new_event(item: Item, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent:
     )
 
 
+def _changes(
+    item: Aggregate, events: Sequence[NewEvent], history: Sequence[RecordedEvent], now: datetime
+) -> list[Change]:
+    return [read_model.projection(item, now)]
+
+
+def _stream(kind: type[A]) -> Stream[A]:
+    return Stream(
+        noun=kind.NOUN,
+        id_field=kind.ID_FIELD,
+        stream_type=kind.STREAM_TYPE,
+        rebuild=lambda stream_id, history: load(kind, stream_id, history),
+        to_event=new_event,
+        publish=to_messages,
+        changes=_changes,
+        status_field="item_status",
+    )
+
+
+_STREAMS: dict[type[Any], Stream[Any]] = {
+    k: _stream(k) for k in (Complaint, Order, Inspection, Accountability)
+}
+
+
+def stream_of(kind: type[A]) -> Stream[A]:
+    """What the kernel's command path needs to know about one kind of item."""
+    found: Stream[A] = _STREAMS[kind]
+    return found
+
+
 async def write(
     tx: PostgresTransaction,
     item: A,
@@ -101,36 +129,19 @@ async def write(
     now: datetime,
 ) -> list[RecordedEvent]:
     """Apply, append (chained when `tx` is) and project, in `tx`."""
-    before = item.version
-    for fact in facts:
-        item.apply(fact)
-    recorded = await tx.append(
-        item.stream_id,
-        item.STREAM_TYPE,
-        before,
-        [new_event(item, f, metadata) for f in facts],
-        publish=to_messages,
-    )
-    await read_model.project(tx.connection, item, now)
-    return recorded
+    kind: Stream[A] = stream_of(type(item))
+    return await kernel_write(tx, kind, item.stream_id, item, facts, metadata, now)
 
 
 def policy_cache() -> BureauPolicies[ComplaintPolicy]:
     return BureauPolicies(ComplaintPolicy)
 
 
-class Commands:
+class Commands(Handlers):
     """Runs commands on complaints and supervision items; `store` should be chained."""
 
-    def __init__(
-        self,
-        store: PostgresEventStore,
-        vault: Vault,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store = store
-        self.vault = vault
-        self.clock = clock
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.policies = policy_cache()
 
     async def execute(
@@ -153,65 +164,46 @@ class Commands:
         form, whose caller has no token: it may only create, never touch an existing item.
         """
 
-        async def attempt(tx: PostgresTransaction) -> tuple[int, dict[str, Any]]:
-            conn = tx.connection
-            history = [] if new_in else await tx.load(stream_id)
-            item = load(kind, stream_id, history)
-            if item.status is None and new_in is None:
-                raise not_found(f"no {kind.NOUN} {stream_id}")
-            station = item.station or new_in or ""
-            if not public:
-                # Authorise on the stored unit, so naming an id reaches nothing out of scope.
-                authorize(request.principal, station, roles)
-            if isinstance(item, Complaint) and item.subject_officer == request.principal.subject:
+        def no_self_handling(item: A, principal: Principal) -> None:
+            if isinstance(item, Complaint) and item.subject_officer == principal.subject:
                 raise forbidden("an officer cannot handle a complaint about themselves")
-            check_version(kind.NOUN, stream_id, item.version, expected_version)
-            policy = await self.policies.get(conn, item.bureau or station[:6])
-            now = self.clock()
-            try:
-                facts = await decide(item, policy, conn, now)
-            except ConflictOfInterest as exc:
-                raise Problem(
-                    422,
-                    "Conflict of interest",
-                    str(exc),
-                    type_="urn:jingmin:problem:conflict-of-interest",
-                ) from exc
-            except IllegalTransition as exc:
-                raise conflict(str(exc), item_status=item.status) from exc
-            except InvalidCommand as exc:
-                raise unprocessable(str(exc)) from exc
-            recorded = await write(tx, item, facts, request.metadata(), now)
-            body = accepted(kind.ID_FIELD, stream_id, item.version, item.status, recorded)
-            return status, {**body, **(extra or {})}
 
-        return await run_command(
+        async def with_policy(item: A, tx: PostgresTransaction, now: datetime) -> list[Fact]:
+            station = item.station or new_in or ""
+            policy = await self.policies.get(tx.connection, item.bureau or station[:6])
+            return await decide(item, policy, tx.connection, now)
+
+        return await execute(
             self.store,
             request,
+            stream_of(kind),
             stream_id,
-            attempt,
-            noun=kind.NOUN,
+            with_policy,
+            roles=None if public else roles,
+            clock=self.clock,
+            new_in=new_in,
+            fresh_id=new_in is not None,
             expected_version=expected_version,
+            status=status,
+            guard=no_self_handling,
+            extra=extra,
         )
 
     async def sweep(self, kind: type[Complaint] | type[Order], stream_id: str, grace: int) -> int:
         """Append the overdue facts (and escalations) due for one item; returns how many."""
-        for _attempt in range(CONFLICT_RETRIES):
-            try:
-                async with self.store.transaction() as tx:
-                    history = await tx.load(stream_id)
-                    now = self.clock()
-                    metadata = {"actor": "system:sweeper"}
-                    if kind is Complaint:
-                        complaint = load(Complaint, stream_id, history)
-                        facts = complaint.sweep(now, timedelta(seconds=grace))
-                        recorded = await write(tx, complaint, facts, metadata, now) if facts else []
-                    else:
-                        order = load(Order, stream_id, history)
-                        policy = await self.policies.get(tx.connection, order.bureau)
-                        facts = order.sweep(now, timedelta(seconds=grace), policy)
-                        recorded = await write(tx, order, facts, metadata, now) if facts else []
-                    return len(recorded)
-            except ConcurrencyConflict:
-                continue  # a command landed meanwhile; it may have met or breached it itself
-        return 0
+
+        async def attempt(tx: PostgresTransaction) -> int:
+            history = await tx.load(stream_id)
+            now = self.clock()
+            metadata = {"actor": "system:sweeper"}
+            if kind is Complaint:
+                complaint = load(Complaint, stream_id, history)
+                facts = complaint.sweep(now, timedelta(seconds=grace))
+                return len(await write(tx, complaint, facts, metadata, now))
+            order = load(Order, stream_id, history)
+            policy = await self.policies.get(tx.connection, order.bureau)
+            facts = order.sweep(now, timedelta(seconds=grace), policy)
+            return len(await write(tx, order, facts, metadata, now))
+
+        # A command that lands meanwhile may have met or breached the deadline itself.
+        return await retrying(self.store, attempt, 0)

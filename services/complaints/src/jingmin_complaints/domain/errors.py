@@ -1,17 +1,12 @@
-"""Domain errors: each maps to a 4xx answer at the edge."""
+"""Domain errors: the kernel's, each answered with its 4xx problem at the HTTP edge."""
 
+from eventkit.domain import DomainError, IllegalTransition, InvalidCommand, NotFound
 
-class DomainError(Exception):
-    """A command the domain refuses."""
-
-
-class IllegalTransition(DomainError):
-    """The item is not in a state where this command makes sense (answered 409)."""
-
-
-class InvalidCommand(DomainError):
-    """The command contradicts itself or the item's history (answered 422)."""
+__all__ = ["ConflictOfInterest", "DomainError", "IllegalTransition", "InvalidCommand", "NotFound"]
 
 
 class ConflictOfInterest(InvalidCommand):
     """The investigator is the subject, or belongs to the subject's unit (answered 422)."""
+
+    title = "Conflict of interest"
+    problem_type = "urn:jingmin:problem:conflict-of-interest"

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
-from eventkit.auth import CurrentPrincipal, Principal
-from eventkit.commands import IdempotencyKey, command_request
+from eventkit.app import vault_of
+from eventkit.auth import Principal
+from eventkit.commands import answer, command_request, command_route
 from eventkit.personal import SubjectErased, Vault
 from eventkit.problems import Problem
 from eventkit.schemas import plausible
@@ -29,11 +29,6 @@ ItemIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Item id
 def commands_of(request: Request) -> Commands:
     commands: Commands = request.app.state.commands
     return commands
-
-
-def vault_of(request: Request) -> Vault:
-    vault: Vault = request.app.state.vault
-    return vault
 
 
 async def run(
@@ -63,8 +58,7 @@ async def run(
         status=status,
         extra=extra,
     )
-    headers = {"Location": f"{location}/{stream_id}"} if code == 201 else None
-    return JSONResponse(body, status_code=code, headers=headers)
+    return answer(code, body, f"{location}/{stream_id}")
 
 
 async def seal(
@@ -122,11 +116,9 @@ def item_command(
     id_name: str = kind.ID_FIELD  # the path names what it is: {complaint_id}, {order_id}
 
     def register(decide: ItemDecision) -> ItemDecision:
-        async def endpoint(
-            body: Any, request: Request, principal: Principal, key: str | None, **ids: str
+        async def run_decision(
+            item_id: str, body: Any, request: Request, principal: Principal, key: str | None
         ) -> JSONResponse:
-            item_id = ids[id_name]
-
             async def bound(
                 item: Any, policy: ComplaintPolicy, conn: asyncpg.Connection, now: datetime
             ) -> list[Fact]:
@@ -147,27 +139,16 @@ def item_command(
                 expected_version=body.expected_version,
             )
 
-        # FastAPI reads parameters from the signature; the body type varies per command.
-        param = inspect.Parameter.POSITIONAL_OR_KEYWORD
-        endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [
-                inspect.Parameter(id_name, param, annotation=ItemIdPath),
-                inspect.Parameter("body", param, annotation=body_type),
-                inspect.Parameter("request", param, annotation=Request),
-                inspect.Parameter("principal", param, annotation=CurrentPrincipal),
-                inspect.Parameter("key", param, annotation=IdempotencyKey, default=None),
-            ],
-            return_annotation=JSONResponse,
-        )
-        router.add_api_route(
+        command_route(
+            router,
             f"{collection}/{{{id_name}}}/{path}",
-            endpoint,
-            methods=["POST"],
+            id_name,
+            ItemIdPath,
+            body_type,
+            decide,
+            run_decision,
             response_model=s.Accepted,
             response_model_exclude_none=True,
-            name=decide.__name__,
-            description=decide.__doc__,
-            summary=(decide.__doc__ or "").split(":")[0].split(",")[0].rstrip("."),
             responses={403: {}, 404: {}, 409: {}, 422: {}},
         )
         return decide

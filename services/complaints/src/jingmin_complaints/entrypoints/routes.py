@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
+from eventkit.app import erasure_route, vault_of
 from eventkit.auth import CurrentPrincipal, authorize
 from eventkit.commands import IdempotencyKey
 from eventkit.personal import SubjectErased, subject_ref
@@ -14,7 +15,7 @@ from eventkit.policies import policy_routes
 from eventkit.problems import forbidden, not_found
 from eventkit.schemas import revealed_history
 from eventkit.store import load_on
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from jingmin_complaints.adapters import read_model
@@ -39,7 +40,6 @@ from jingmin_complaints.entrypoints.common import (
     item_command,
     parse_cursor,
     run,
-    vault_of,
 )
 
 router = APIRouter(prefix="/v1")
@@ -313,35 +313,7 @@ async def get_complaint(
 policy_routes(router, s.PolicyBody, what="complaint and supervision", read_roles=READ_ROLES)
 
 
-@router.delete(
-    "/subjects/{subject_id}",
-    status_code=204,
-    responses={204: {"description": "The subject's data key is destroyed."}},
-)
-async def erase_subject(
-    subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9]{8,64}$")],
-    request: Request,
-    principal: CurrentPrincipal,
-    reason: Annotated[str | None, Query(pattern=r"^[a-z0-9_.:-]{1,64}$")] = None,
-) -> Response:
-    """Erase a complainant: destroy their data key, so every copy of their fields is unreadable."""
-    if not principal.has_role("admin"):
-        raise forbidden("requires the admin role")
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        bureaus = [
-            r["bureau"]
-            for r in await conn.fetch(
-                "SELECT DISTINCT bureau FROM complaints WHERE subject_id = $1", subject_id
-            )
-        ]
-        if not bureaus:
-            # Nothing of theirs here: an admin elsewhere must not shred a key by guessing or
-            # copying a subject id (`jingmin erase` reaches every service for an operator).
-            raise not_found(f"no data of {subject_id} in this service")
-        for code in bureaus:
-            authorize(principal, code)
-        await vault_of(request).erase(conn, subject_id, by=principal.subject, reason=reason)
-    return Response(status_code=204)
+erasure_route(router, table="complaints", who="a complainant")
 
 
 __all__ = ["ItemIdPath", "router"]

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
+from eventkit.app import vault_of
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey
 from eventkit.problems import forbidden, not_found
@@ -34,7 +35,6 @@ from jingmin_complaints.entrypoints.common import (
     item_command,
     parse_cursor,
     run,
-    vault_of,
 )
 
 router = APIRouter(prefix="/v1/supervision")

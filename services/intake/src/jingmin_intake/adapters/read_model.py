@@ -6,8 +6,51 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from eventkit.readmodel import deadline_arrays, deadlines_upsert
+from eventkit.store import Change
 
 from jingmin_intake.domain.case import Case
+
+
+def projection(
+    case: Case,
+    branch: str | None,
+    updated_at: datetime,
+    source_ref: str | None = None,
+) -> Change:
+    """The upsert of the case row and its deadlines, as CTEs that can ride on the append.
+
+    `branch` and `source_ref` come from the case's receipt and are only written with it.
+    """
+    return Change(
+        (
+            """INSERT INTO cases (case_id, bureau, station, channel, kind, priority,
+                   area_type, branch, status, version, subject_id, received_at, updated_at,
+                   source_ref)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'other'), $9, $10, $11, $12,
+                   $13, $19)
+               ON CONFLICT (case_id) DO UPDATE SET status = excluded.status,
+                   version = excluded.version, updated_at = excluded.updated_at""",
+            deadlines_upsert("case_deadlines", "case_id", 14),
+        ),
+        (
+            case.case_id,
+            case.bureau,
+            case.station,
+            case.channel,
+            case.kind,
+            case.priority,
+            case.area_type,
+            branch,
+            case.status,
+            case.version,
+            case.subject_id,
+            case.received_at,
+            updated_at,
+            *deadline_arrays(case.deadlines),
+            source_ref,
+        ),
+    )
 
 
 async def project(
@@ -17,49 +60,9 @@ async def project(
     updated_at: datetime,
     source_ref: str | None = None,
 ) -> None:
-    """Upsert the case row and its deadlines in one statement (one round trip per write).
-
-    `branch` and `source_ref` come from the case's receipt and are only written with it.
-    """
-    deadlines = list(case.deadlines.items())
-    await conn.execute(
-        """WITH c AS (
-               INSERT INTO cases (case_id, bureau, station, channel, kind, priority,
-                   area_type, branch, status, version, subject_id, received_at, updated_at,
-                   source_ref)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'other'), $9, $10, $11, $12,
-                   $13, $19)
-               ON CONFLICT (case_id) DO UPDATE SET status = excluded.status,
-                   version = excluded.version, updated_at = excluded.updated_at)
-           INSERT INTO case_deadlines (case_id, deadline, bureau, due_at, met_at, breached_at,
-               cancelled)
-           SELECT $1, d.name, $2, d.due_at, d.met_at,
-                  CASE WHEN d.breached THEN d.due_at END, d.cancelled
-           FROM unnest($14::text[], $15::timestamptz[], $16::timestamptz[], $17::boolean[],
-                       $18::boolean[]) AS d(name, due_at, met_at, breached, cancelled)
-           ON CONFLICT (case_id, deadline) DO UPDATE SET due_at = excluded.due_at,
-               met_at = excluded.met_at, breached_at = excluded.breached_at,
-               cancelled = excluded.cancelled""",
-        case.case_id,
-        case.bureau,
-        case.station,
-        case.channel,
-        case.kind,
-        case.priority,
-        case.area_type,
-        branch,
-        case.status,
-        case.version,
-        case.subject_id,
-        case.received_at,
-        updated_at,
-        [name for name, _ in deadlines],
-        [d.due_at for _, d in deadlines],
-        [d.met_at for _, d in deadlines],
-        [d.breached for _, d in deadlines],
-        [d.cancelled for _, d in deadlines],
-        source_ref,
-    )
+    """Upsert the case row and its deadlines in one statement of its own."""
+    change = projection(case, branch, updated_at, source_ref)
+    await conn.execute(change.statement(), *change.args)
 
 
 async def list_cases(

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from eventkit.domain import DeadlineState as DeadlineState
+from eventkit.domain import Fact as Fact
+from eventkit.domain import check_time
+
 from jingmin_intake.domain.errors import IllegalTransition, InvalidCommand
 from jingmin_intake.domain.hotline import hotline_ref, is_transfer_to_hotline
 from jingmin_intake.domain.vocabulary import (
@@ -17,8 +21,6 @@ from jingmin_intake.domain.vocabulary import (
     RejectReason,
     Status,
 )
-
-MAX_FUTURE = timedelta(minutes=5)
 
 # Stored event names: stable, explicit, never derived from class or module names.
 RECEIVED = "CaseReceived"
@@ -62,27 +64,6 @@ _MEETS: dict[str, frozenset[str]] = {
     ARRIVED: frozenset({Deadline.ARRIVAL}),
     **{t: frozenset({Deadline.FIRST_CONTACT, Deadline.RESOLUTION}) for t in _OUTCOME_OF},
 }
-
-
-@dataclass(frozen=True)
-class Fact:
-    """A domain event before it is stored."""
-
-    type: str
-    data: dict[str, Any]
-    occurred_at: datetime
-
-
-@dataclass
-class DeadlineState:
-    due_at: datetime
-    met_at: datetime | None = None
-    breached: bool = False
-    cancelled: bool = False
-
-    @property
-    def open(self) -> bool:
-        return self.met_at is None and not self.cancelled
 
 
 def _iso(t: datetime) -> str:
@@ -200,15 +181,7 @@ class Case:
             raise IllegalTransition(f"cannot {action} a case that is {self.status.value}")
 
     def _check_time(self, occurred_at: datetime, now: datetime) -> None:
-        if occurred_at.tzinfo is None:
-            raise InvalidCommand("occurred_at must carry a time zone")
-        if occurred_at > now + MAX_FUTURE:
-            raise InvalidCommand("occurred_at is more than 5 minutes in the future")
-        if self.last_occurred_at is not None and occurred_at < self.last_occurred_at:
-            raise InvalidCommand(
-                f"occurred_at {occurred_at.isoformat()} is before the case's previous event "
-                f"({self.last_occurred_at.isoformat()})"
-            )
+        check_time(occurred_at, now, self.last_occurred_at, "case")
 
     def _breaches_before(self, t: datetime) -> list[Fact]:
         """Every open promise whose due time passed before `t` is a breach, exactly once."""

@@ -1,13 +1,5 @@
-"""Domain errors: each maps to a 4xx answer at the edge."""
+"""Domain errors: the kernel's, each answered with its 4xx problem at the HTTP edge."""
 
+from eventkit.domain import DomainError, IllegalTransition, InvalidCommand, NotFound
 
-class DomainError(Exception):
-    """A command the domain refuses."""
-
-
-class IllegalTransition(DomainError):
-    """The case is not in a state where this command makes sense (answered 409)."""
-
-
-class InvalidCommand(DomainError):
-    """The command contradicts itself or the case's history (answered 422)."""
+__all__ = ["DomainError", "IllegalTransition", "InvalidCommand", "NotFound"]

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import base64
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
+from eventkit.app import erasure_route, vault_of
 from eventkit.auth import CurrentPrincipal, Principal, authorize
-from eventkit.commands import IdempotencyKey, command_request
-from eventkit.personal import SubjectErased, Vault, subject_ref
+from eventkit.commands import IdempotencyKey, answer, command_request, command_route
+from eventkit.personal import SubjectErased, subject_ref
 from eventkit.policies import policy_routes
 from eventkit.problems import Problem, forbidden, not_found
 from eventkit.schemas import LATEST, plausible, revealed_history
 from eventkit.store import load_on
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from jingmin_intake.adapters import read_model
@@ -43,11 +43,6 @@ def _commands(request: Request) -> CaseCommands:
     return commands
 
 
-def _vault(request: Request) -> Vault:
-    vault: Vault = request.app.state.vault
-    return vault
-
-
 async def _run(
     request: Request,
     principal: Principal,
@@ -63,8 +58,7 @@ async def _run(
     code, body = await _commands(request).execute(
         command, case_id, decide, new_in=new_in, expected_version=expected_version, status=status
     )
-    headers = {"Location": f"/v1/cases/{body['case_id']}"} if code == 201 else None
-    return JSONResponse(body, status_code=code, headers=headers)
+    return answer(code, body, f"/v1/cases/{body['case_id']}")
 
 
 async def _encrypt(
@@ -77,7 +71,7 @@ async def _encrypt(
     if not present or subject_id is None:
         return {}
     try:
-        return dict(await _vault(request).encrypt_fields(conn, subject_id, present))
+        return dict(await vault_of(request).encrypt_fields(conn, subject_id, present))
     except SubjectErased:
         # The person asked to be forgotten: the fact is still recorded (an open case must
         # be finishable), their words are not.
@@ -140,7 +134,7 @@ async def _seal_new_case(
     fields: dict[str, str | None] = {f"person.{k}": v for k, v in person.items()}
     fields.update(demand=body.demand, hoped_outcome=body.hoped_outcome)
     subject_id = subject_ref({k: person.get(k) for k in ("id_number", "phone")}, settings)
-    return await seal_for_subject(_vault(request), settings, conn, subject_id, fields)
+    return await seal_for_subject(vault_of(request), settings, conn, subject_id, fields)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -174,7 +168,7 @@ def _case_command(path: str, body_type: type[s.Command]) -> Callable[[CaseDecisi
     """
 
     def register(decide: CaseDecision) -> CaseDecision:
-        async def endpoint(
+        async def run(
             case_id: str, body: Any, request: Request, principal: Principal, key: str | None
         ) -> JSONResponse:
             async def bound(
@@ -187,26 +181,15 @@ def _case_command(path: str, body_type: type[s.Command]) -> Callable[[CaseDecisi
                 request, principal, key, case_id, bound, expected_version=body.expected_version
             )
 
-        # FastAPI reads parameters from the signature; the body type varies per command.
-        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-        endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [
-                inspect.Parameter("case_id", kind, annotation=CaseId),
-                inspect.Parameter("body", kind, annotation=body_type),
-                inspect.Parameter("request", kind, annotation=Request),
-                inspect.Parameter("principal", kind, annotation=CurrentPrincipal),
-                inspect.Parameter("key", kind, annotation=IdempotencyKey, default=None),
-            ],
-            return_annotation=JSONResponse,
-        )
-        router.add_api_route(
+        command_route(
+            router,
             f"/cases/{{case_id}}/{path}",
-            endpoint,
-            methods=["POST"],
+            "case_id",
+            CaseId,
+            body_type,
+            decide,
+            run,
             response_model=s.Accepted,
-            name=decide.__name__,
-            description=decide.__doc__,
-            summary=(decide.__doc__ or "").split(":")[0].split(",")[0].rstrip("."),
         )
         return decide
 
@@ -398,7 +381,7 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
             case_id,
         )
         history = await load_on(conn, case_id)
-        vault = _vault(request)
+        vault = vault_of(request)
         events = await revealed_history(vault, conn, history)
     return s.CaseDetail(
         case=_summary(dict(row), row["now"]),
@@ -416,33 +399,4 @@ async def get_case(case_id: CaseId, request: Request, principal: CurrentPrincipa
 policy_routes(router, s.PolicyBody, what="deadline", read_roles=READ_ROLES)
 
 
-@router.delete(
-    "/subjects/{subject_id}",
-    status_code=204,
-    responses={204: {"description": "The subject's data key is destroyed."}},
-)
-async def erase_subject(
-    subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9]{8,64}$")],
-    request: Request,
-    principal: CurrentPrincipal,
-    reason: Annotated[str | None, Query(pattern=r"^[a-z0-9_.:-]{1,64}$")] = None,
-) -> Response:
-    """Erase a person: destroy their data key, so every copy of their fields is unreadable."""
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        bureaus = [
-            r["bureau"]
-            for r in await conn.fetch(
-                "SELECT DISTINCT bureau FROM cases WHERE subject_id = $1", subject_id
-            )
-        ]
-        if not principal.has_role("admin"):
-            raise forbidden("requires the admin role")
-        if not bureaus:
-            # Nothing of theirs here: an admin elsewhere must not shred a key by guessing or
-            # copying a subject id (`jingmin erase` reaches every service for an operator).
-            raise not_found(f"no data of {subject_id} in this service")
-        # The key is shared by every case of this person: erasing needs every bureau in scope.
-        for code in bureaus:
-            authorize(principal, code)
-        await _vault(request).erase(conn, subject_id, by=principal.subject, reason=reason)
-    return Response(status_code=204)
+erasure_route(router, table="cases", who="a person")

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from eventkit.auth import Principal
 from eventkit.contacts import ReadResult
+from eventkit.store import Change
 
 from jingmin_visits.domain.callback import Callback, Resolution
 from jingmin_visits.domain.vocabulary import Status
@@ -73,8 +74,15 @@ async def project(
     at: datetime,
 ) -> None:
     """Upsert the callback's row from its state after the newest facts."""
-    await conn.execute(
-        """INSERT INTO callbacks (callback_id, case_id, trigger, bureau, station, subject_id,
+    change = projection(cb, data, at)
+    await conn.execute(change.statement(), *change.args)
+
+
+def projection(cb: Callback, data: Mapping[str, Any], at: datetime) -> Change:
+    """The callback row's upsert, from its state after the newest facts (`data`: the last)."""
+    return Change(
+        (
+            """INSERT INTO callbacks (callback_id, case_id, trigger, bureau, station, subject_id,
                status, mode, due_at, original_due_at, expires_at, suppression_reason,
                attempts, last_outcome, satisfaction, security, version, created_at, updated_at,
                survey_sent_at, wants_complaint, assignee)
@@ -89,27 +97,30 @@ async def project(
                wants_complaint = coalesce(excluded.wants_complaint, callbacks.wants_complaint),
                assignee = excluded.assignee,
                version = excluded.version, updated_at = excluded.updated_at""",
-        cb.callback_id,
-        cb.case_id,
-        cb.trigger,
-        cb.bureau,
-        cb.station,
-        cb.subject_id,
-        cb.status,
-        cb.mode or None,
-        cb.due_at,
-        _time(data.get("original_due_at")),
-        cb.expires_at,
-        data.get("reason"),
-        cb.attempts,
-        data.get("outcome"),
-        data.get("satisfaction"),
-        data.get("security"),
-        cb.version,
-        at,
-        at if "link_expires_at" in data else None,
-        data.get("wants_complaint"),
-        cb.assignee,
+        ),
+        (
+            cb.callback_id,
+            cb.case_id,
+            cb.trigger,
+            cb.bureau,
+            cb.station,
+            cb.subject_id,
+            cb.status,
+            cb.mode or None,
+            cb.due_at,
+            _time(data.get("original_due_at")),
+            cb.expires_at,
+            data.get("reason"),
+            cb.attempts,
+            data.get("outcome"),
+            data.get("satisfaction"),
+            data.get("security"),
+            cb.version,
+            at,
+            at if "link_expires_at" in data else None,
+            data.get("wants_complaint"),
+            cb.assignee,
+        ),
     )
 
 

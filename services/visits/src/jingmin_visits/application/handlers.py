@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
-from eventkit.auth import authorize
-from eventkit.commands import CommandRequest, accepted, check_version, run_command
-from eventkit.personal import SubjectErased, Vault
+from eventkit.commands import (
+    CONFLICT_RETRIES,
+    CommandRequest,
+    Handlers,
+    Stream,
+    execute,
+    retrying,
+    write,
+)
+from eventkit.personal import SubjectErased
 from eventkit.policies import BureauPolicies
-from eventkit.problems import conflict, not_found, unprocessable
+from eventkit.problems import conflict
 from eventkit.store import (
+    Change,
     ConcurrencyConflict,
     NewEvent,
-    PostgresEventStore,
     PostgresTransaction,
+    RecordedEvent,
 )
 
 from jingmin_visits.adapters import read_model, survey_tokens
 from jingmin_visits.domain.callback import Callback, Resolution, callback_id
-from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand
 from jingmin_visits.domain.facts import Fact
 from jingmin_visits.domain.policy import CallbackPolicy
 from jingmin_visits.domain.vocabulary import Satisfaction, Security, Status
@@ -30,7 +37,6 @@ from jingmin_visits.integration.messages import to_messages
 STREAM_TYPE = "callback"
 WRITE_ROLES = ("officer", "supervisor", "admin")
 READ_ROLES = ("officer", "supervisor", "commander", "admin")
-CONFLICT_RETRIES = 5
 
 
 Request = CommandRequest  # the name routes and tests use
@@ -55,6 +61,24 @@ def new_event(cb: Callback, fact: Fact, metadata: Mapping[str, Any]) -> NewEvent
         bureau=cb.bureau,
         metadata={k: v for k, v in metadata.items() if v},
     )
+
+
+def _changes(
+    cb: Callback, events: Sequence[NewEvent], history: Sequence[RecordedEvent], now: datetime
+) -> list[Change]:
+    return [read_model.projection(cb, events[-1].data, now)]
+
+
+CALLBACKS: Stream[Callback] = Stream(
+    noun="callback",
+    id_field="callback_id",
+    stream_type=STREAM_TYPE,
+    rebuild=load,
+    to_event=new_event,
+    publish=to_messages,
+    changes=_changes,
+    status_field="callback_status",
+)
 
 
 def policy_cache() -> BureauPolicies[CallbackPolicy]:
@@ -85,25 +109,13 @@ async def decide_on_resolution(
     )
     if not facts:
         return None
-    for fact in facts:
-        cb.apply(fact)
-    await tx.append(
-        cb_id, STREAM_TYPE, 0, [new_event(cb, f, metadata) for f in facts], publish=to_messages
-    )
-    await read_model.project(conn, cb, facts[-1].data, now)
+    await write(tx, CALLBACKS, cb_id, cb, facts, metadata, now)
     return cb
 
 
-class CallbackCommands:
-    def __init__(
-        self,
-        store: PostgresEventStore,
-        vault: Vault,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store = store
-        self.vault = vault
-        self.clock = clock
+class CallbackCommands(Handlers):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.policies = policy_cache()
 
     async def execute(
@@ -117,67 +129,33 @@ class CallbackCommands:
     ) -> tuple[int, dict[str, Any]]:
         """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds."""
 
-        async def attempt(tx: PostgresTransaction) -> tuple[int, dict[str, Any]]:
-            conn = tx.connection
-            cb = load(callback_id, await tx.load(callback_id))
-            if cb.status is None:
-                raise not_found(f"no callback {callback_id}")
-            authorize(request.principal, cb.station, WRITE_ROLES)
-            check_version("callback", callback_id, cb.version, expected_version)
-            now = self.clock()
-            try:
-                facts = await decide(cb, conn, now)
-            except IllegalTransition as exc:
-                raise conflict(str(exc), callback_status=cb.status) from exc
-            except InvalidCommand as exc:
-                raise unprocessable(str(exc)) from exc
-            before = cb.version
-            for fact in facts:
-                cb.apply(fact)
-            recorded = await tx.append(
-                callback_id,
-                STREAM_TYPE,
-                before,
-                [new_event(cb, f, request.metadata()) for f in facts],
-                publish=to_messages,
-            )
-            if facts:
-                await read_model.project(conn, cb, facts[-1].data, now)
-            return status, accepted("callback_id", callback_id, cb.version, cb.status, recorded)
+        async def on_connection(cb: Callback, tx: PostgresTransaction, now: datetime) -> list[Fact]:
+            return await decide(cb, tx.connection, now)
 
-        return await run_command(
+        return await execute(
             self.store,
             request,
+            CALLBACKS,
             callback_id,
-            attempt,
-            noun="callback",
+            on_connection,
+            roles=WRITE_ROLES,
+            clock=self.clock,
             expected_version=expected_version,
+            status=status,
         )
 
     async def expire(self, callback_id: str) -> int:
         """Record the expiry of one callback if its window has passed; returns 0 or 1."""
-        for _attempt in range(CONFLICT_RETRIES):
-            try:
-                async with self.store.transaction() as tx:
-                    cb = load(callback_id, await tx.load(callback_id))
-                    facts = cb.expire(self.clock())
-                    if not facts:
-                        return 0
-                    before = cb.version
-                    for fact in facts:
-                        cb.apply(fact)
-                    await tx.append(
-                        callback_id,
-                        STREAM_TYPE,
-                        before,
-                        [new_event(cb, f, {"actor": "system:expiry"}) for f in facts],
-                        publish=to_messages,
-                    )
-                    await read_model.project(tx.connection, cb, facts[-1].data, self.clock())
-                    return 1
-            except ConcurrencyConflict:
-                continue  # an answer landed meanwhile; decide again
-        return 0
+
+        async def attempt(tx: PostgresTransaction) -> int:
+            cb = load(callback_id, await tx.load(callback_id))
+            now = self.clock()
+            metadata = {"actor": "system:expiry"}
+            recorded = await write(tx, CALLBACKS, callback_id, cb, cb.expire(now), metadata, now)
+            return 1 if recorded else 0
+
+        # An answer that lands meanwhile is decided on again.
+        return await retrying(self.store, attempt, 0)
 
     async def answer_survey(
         self,
@@ -216,18 +194,8 @@ class CallbackCommands:
                         via="survey",
                         wants_complaint=wants_complaint,
                     )
-                    before = cb.version
-                    for fact in facts:
-                        cb.apply(fact)
                     meta = {"actor": "citizen:survey", "correlation_id": cb.callback_id}
-                    await tx.append(
-                        cb.callback_id,
-                        STREAM_TYPE,
-                        before,
-                        [new_event(cb, f, meta) for f in facts],
-                        publish=to_messages,
-                    )
-                    await read_model.project(conn, cb, facts[-1].data, now)
+                    await write(tx, CALLBACKS, cb.callback_id, cb, facts, meta, now)
                     return survey_tokens.State.VALID
             except _Refused as refused:
                 return refused.state  # the transaction rolled back: the link stays unused

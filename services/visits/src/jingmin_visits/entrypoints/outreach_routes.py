@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import asyncpg
 from eventkit.app import vault_of
 from eventkit.auth import CurrentPrincipal, Principal, authorize
-from eventkit.commands import IdempotencyKey, command_request
+from eventkit.commands import IdempotencyKey, answer, command_request
 from eventkit.personal import SubjectErased, subject_ref
 from eventkit.problems import forbidden, not_found
 from eventkit.schemas import PersonIn, revealed_history
@@ -64,8 +64,7 @@ async def _run(
         expected_version=expected_version,
         status=201 if new_in else 200,
     )
-    headers = {"Location": f"/v1/{kind.noun}s/{stream_id}"} if code == 201 else None
-    return JSONResponse(body, status_code=code, headers=headers)
+    return answer(code, body, f"/v1/{kind.noun}s/{stream_id}")
 
 
 async def _seal(
