@@ -14,17 +14,10 @@ DAILY_TYPE = "jingmin.metrics.DailyFigures.v1"
 
 
 def processor_topics(app_id: str, partitions: int) -> list[TopicSpec]:
-    """The metrics processors' own topics for faust app `app_id`: the regroup topic and the
-    items table's changelog (faust names it `<app id>-<table>-changelog`)."""
+    """The metrics processors' own topics for faust app `app_id`: the regroup topic."""
     return [
         TopicSpec(
             f"{app_id}-regrouped", partitions=partitions, description="Callbacks keyed by item."
-        ),
-        TopicSpec(
-            f"{app_id}-items-changelog",
-            partitions=partitions,
-            compacted=True,
-            description="The items table's changelog.",
         ),
     ]
 

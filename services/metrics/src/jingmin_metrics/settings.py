@@ -22,6 +22,11 @@ class MetricsSettings(KernelSettings):
     # /metrics of processor number i is served on this port + i (0 disables); 8304 is the
     # worker process's own.
     metrics_processor_metrics_port: int = 8314
+    # The metrics database (items, positions, figures); default: the service's own database
+    # on the configured server (`DATABASE_URL`, `DATABASE_SUFFIX`).
+    metrics_database_dsn: str | None = None
+    # Most records a processor applies in one batch (one transaction).
+    metrics_batch_size: int = 2000
     # Faust's local directory (the memory store keeps nothing there that matters).
     metrics_faust_datadir: Path = Path(".jingmin/metrics-faust")
     # Join and rebalance quickly: the dev broker is slow to form groups.

@@ -1,10 +1,13 @@
 """The faust application: regroup callbacks by item, keep item state, publish figures.
 
 Run it with `python -m jingmin_metrics.stream worker` (what `jingmin worker --service
-metrics` starts). Several workers share the partitions; each publishes the cells of the
-partitions it owns to `metrics.figures.snapshot.v1`, so the figures do not depend on how
-many run. State lives in the `items` table (changelog-backed): restart or rebalance
-recovers it; a lost broker is refilled with `jingmin replay` and the workers rebuild.
+metrics` starts). faust is the runtime: agents, the consumer group, partition assignment.
+Correctness does not rest on it: item state and, per owned source partition, the next offset
+to read live in the metrics database and commit together, one transaction per batch
+(`stream/batches.py`). On every assignment the processor claims its partitions there and
+seeks each to its stored offset; a batch that does not start exactly there is dropped and
+the partition sought back. Several processors share the partitions; each publishes the
+cells of the partitions it owns to `metrics.figures.snapshot.v1`.
 """
 
 from __future__ import annotations
@@ -13,20 +16,22 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from eventkit import kafka, topics
+from eventkit import db, kafka, topics
 from eventkit.contracts import SchemaRegistry
 from eventkit.devstack import service_topics
 from eventkit.envelope import Envelope, EnvelopeError
 from eventkit.service import TopicSpec
+from eventkit.settings import service_dsn
 from faust.types import TP
 
-from jingmin_metrics.domain import item as items
+from jingmin_metrics.adapters.state_store import ITEMS, REGROUP, StateStore
 from jingmin_metrics.domain.facts import make_fact
 from jingmin_metrics.figures import snapshot
 from jingmin_metrics.service import (
@@ -36,15 +41,13 @@ from jingmin_metrics.service import (
     processor_topics,
 )
 from jingmin_metrics.settings import metrics_settings
-from jingmin_metrics.stream import gaps
-from jingmin_metrics.stream.faustfix import MergingTable, acknowledge, install
+from jingmin_metrics.stream.batches import Record, SourceGroup
 from jingmin_metrics.stream.processor import Processor
 from jingmin_metrics.stream.sources import SOURCES
-from jingmin_metrics.stream.telemetry import FACTS, GAP_RECORDS, OWNED, PUBLISHED, REBUILDS
+from jingmin_metrics.stream.telemetry import FACTS, OWNED, PUBLISHED, REBUILDS, SEEKS
 from jingmin_metrics.stream.validation import FastValidation
 
 log = logging.getLogger(__name__)
-install()
 
 settings = metrics_settings()
 PARTITIONS = settings.metrics_partitions
@@ -62,37 +65,37 @@ app = faust.App(
     topic_partitions=PARTITIONS,
     topic_replication_factor=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")),
     producer_acks=-1,
-    # One record per batch (the Kafka client's batch limit is in bytes, and a batch always
-    # takes its first record). Tansu answers ListOffsets with the base offset of the last
-    # batch plus one, and faust recovers a changelog partition only up to that answer: with
-    # several records to a batch, a worker taking a partition over missed the tail of the
-    # last one, and the facts in it were never counted.
-    producer_max_batch_size=1,
     web_enabled=False,
     datadir=str(settings.metrics_faust_datadir),
     broker_session_timeout=settings.metrics_session_timeout_seconds,
     broker_heartbeat_interval=1.0,
     broker_rebalance_timeout=settings.metrics_rebalance_timeout_seconds,
     consumer_auto_offset_reset="earliest",
-    table_standby_replicas=1,
 )
 
-regrouped = app.topic(
-    REGROUPED, key_type=bytes, value_type=bytes, internal=True, partitions=PARTITIONS
-)
 direct = [s.topic for s in SOURCES if s.regroup is None]
 regrouping = {s.topic: s for s in SOURCES if s.regroup is not None}
 item_topic = app.topic(*direct, REGROUPED, key_type=bytes, value_type=bytes)
 ITEM_TOPICS = frozenset([*direct, REGROUPED])
 regroup_topic = app.topic(*regrouping, key_type=bytes, value_type=bytes) if regrouping else None
 
-table: Any = app.tables.add(
-    MergingTable(app=app, name="items", partitions=PARTITIONS, merge=items.merge_bytes)
-)
 processor = Processor()
-expected = gaps.Expected()
 _validator = FastValidation(SchemaRegistry.load()) if settings.metrics_validate else None
 _producer: AIOKafkaProducer | None = None
+_groups: dict[str, SourceGroup] = {}
+# One batch, assignment or publication at a time per role: an assignment must not reload a
+# partition under a batch that is being applied, nor a publication see half a batch.
+_locks = {ITEMS: asyncio.Lock(), REGROUP: asyncio.Lock()}
+
+
+async def groups() -> dict[str, SourceGroup]:
+    if not _groups:
+        dsn = settings.metrics_database_dsn or service_dsn(settings, SERVICE.database)
+        pool: asyncpg.Pool = await db.create_pool(dsn, min_size=1, max_size=4)
+        store = StateStore(pool)
+        _groups[ITEMS] = SourceGroup(store, ITEMS, ITEM_TOPICS, processor)
+        _groups[REGROUP] = SourceGroup(store, REGROUP, regrouping)
+    return _groups
 
 
 async def producer() -> AIOKafkaProducer:
@@ -111,7 +114,8 @@ def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
     return list(raw)
 
 
-async def dead_letter(message: Any, reason: str) -> None:
+async def dead_letter(message: Any, reason: str) -> Any:
+    """Send `message` to the dead-letter topic; the returned future resolves once stored."""
     log.error(
         "dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
     )
@@ -124,8 +128,8 @@ async def dead_letter(message: Any, reason: str) -> None:
         ("dlq_offset", str(message.offset).encode()),
     ]
     p = await producer()
-    await (await p.send(DEAD_LETTER_TOPIC, value=message.value, key=message.key, headers=headers))
     FACTS.labels("dead_lettered").inc()
+    return await p.send(DEAD_LETTER_TOPIC, value=message.value, key=message.key, headers=headers)
 
 
 def _envelope(message: Any) -> Envelope:
@@ -135,183 +139,121 @@ def _envelope(message: Any) -> Envelope:
     return envelope
 
 
-async def _take(message: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
-    """Handle `message`, after any records of its partition the consumer skipped just
-    before it (see `gaps`), read directly: usually there are none."""
-    tp = message.tp
-    skipped_from = expected.take(tp, message.offset)
-    if skipped_from is not None:
-        log.warning(
-            "%s[%d]: offsets %d to %d never arrived; reading them directly",
-            tp.topic,
-            tp.partition,
-            skipped_from,
-            message.offset - 1,
-        )
-        GAP_RECORDS.inc(message.offset - skipped_from)
-        for record in await _read_skipped(tp, skipped_from, message.offset):
-            await handle(record)
-        # faust never saw them: mark them done, or its commits stop short of the first one.
-        await acknowledge(app.consumer, tp, skipped_from, message.offset)
-    await handle(message)
+async def _seek(seeks: Mapping[tuple[str, int], int]) -> None:
+    for (topic, partition), offset in seeks.items():
+        SEEKS.inc()
+        await app.consumer.seek(TP(topic, partition), offset)
+
+
+async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+    """Claim the assigned partitions in the database and seek each to its stored offset."""
+    assigned: Iterable[TP] = args[0] if args else kwargs.get("assigned", ())
+    tps = [(tp.topic, tp.partition) for tp in assigned]
+    for role, group in (await groups()).items():
+        async with _locks[role]:
+            seeks = await group.adopt(tps)
+            await _seek(seeks)
+    REBUILDS.inc()
+    OWNED.set(len(processor.partitions))
+    log.info("own item partitions %s", sorted(processor.partitions))
+
+
+# faust's public signal, sent at the end of each assignment (after its own recovery start).
+app.on_partitions_assigned.connect(cast(Any, on_assigned))
 
 
 @app.timer(2.0)  # type: ignore[misc]
-async def reclaim_skipped() -> None:
-    """Seek back a quiet partition whose client position ran past records never handed over.
-
-    faust drops records it fetched for a partition it still counts as paused (around a
-    rebalance), with the client's position already past them; no later record comes to
-    reveal the jump when the partition goes quiet. Seeking to the offset due makes the
-    client fetch them again (a false alarm costs duplicates only).
-    """
+async def watch_positions() -> None:
+    """Seek back a partition whose client ran past what the database holds (see `check`)."""
     consumer: Any = app.consumer
     if not consumer.flow_active:
-        return  # a rebalance: its seek sets every position anyway
+        return  # a rebalance: its assignment seeks every partition anyway
     assigned = consumer.assignment()
-    for tp, due in expected.idle():
-        if tp not in assigned:
-            continue
-        position = await consumer.position(tp)
-        if position is not None and position > due:
-            log.warning(
-                "%s[%d]: the client is at %d, records from %d never arrived; fetching again",
-                tp.topic,
-                tp.partition,
-                position,
-                due,
-            )
-            GAP_RECORDS.inc(position - due)
-            await consumer.seek(tp, due)
-
-
-async def _read_skipped(tp: TP, start: int, end: int) -> list[Any]:
-    while True:
-        try:
-            return await gaps.read_range(settings.kafka_bootstrap_servers, tp, start, end)
-        except (Exception, asyncio.CancelledError) as exc:
-            # Never move on without them: faust has already counted them as done.
-            if not kafka.transient(exc):
-                raise
-            log.warning("cannot read them yet (%s: %s); retrying", type(exc).__name__, exc)
-            await asyncio.sleep(1.0)
+    for role, group in (await groups()).items():
+        async with _locks[role]:
+            seeks = {}
+            for tp in assigned:
+                key = (tp.topic, tp.partition)
+                if key in group.cursors:
+                    offset = group.check(key, await consumer.position(tp), consumer.highwater(tp))
+                    if offset is not None:
+                        seeks[key] = offset
+            await _seek(seeks)
 
 
 if regroup_topic is not None:
 
     @app.agent(regroup_topic)
     async def regroup(stream: Any) -> None:
-        """Re-key follow-up streams (callbacks) by the item they follow."""
-        async for event in stream.events():
-            await _take(event.message, _regroup)
+        """Re-key follow-up streams (callbacks) by the item they follow, a batch at a time."""
+        async for events in stream.take_events(settings.metrics_batch_size, within=0.2):
+            group = (await groups())[REGROUP]
+            async with _locks[REGROUP]:
+                await _seek(await group.batch([e.message for e in events], _regroup))
 
 
-async def _regroup(message: Any) -> None:
-    try:
-        envelope = _envelope(message)
-        stream_id = envelope.streamid or envelope.subject
-        root = regrouping[message.topic].regroup(stream_id, envelope.data)  # type: ignore[misc]
-    except Exception as exc:
-        await dead_letter(message, f"{type(exc).__name__}: {exc}")
-        return
-    headers = [(k, v or b"") for k, v in _headers(message.headers)]
-    await regrouped.send(key=root.encode(), value=message.value, headers=headers)
+async def _regroup(partition: int, records: Sequence[Record]) -> None:
+    """Send each record to the regroup topic; return once all are stored (acks=all)."""
+    p = await producer()
+    futures = []
+    for message in records:
+        try:
+            envelope = _envelope(message)
+            stream_id = envelope.streamid or envelope.subject
+            root = regrouping[message.topic].regroup(stream_id, envelope.data)  # type: ignore[misc]
+        except Exception as exc:
+            futures.append(await dead_letter(message, f"{type(exc).__name__}: {exc}"))
+            continue
+        headers = [(k, v or b"") for k, v in _headers(getattr(message, "headers", None))]
+        futures.append(
+            await p.send(REGROUPED, key=root.encode(), value=message.value, headers=headers)
+        )
+    await asyncio.gather(*futures)
 
 
 @app.agent(item_topic)
 async def apply_facts(stream: Any) -> None:
-    """Apply each event to the state of its item, exactly once in effect.
-
-    One event at a time, on purpose: faust's batching (`take_events`) acknowledges a
-    buffered batch when the stream stops mid-batch, and a batch may hold events of a
-    partition revoked while it filled. Measured here: batches lost events in a rebalance.
-    Records the consumer skipped (see `gaps`) are read directly and applied first, in order.
-    """
-    async for event in stream.events():
-        await _take(event.message, _apply)
+    """Apply batches of events to their items; each batch commits with its positions."""
+    async for events in stream.take_events(settings.metrics_batch_size, within=0.2):
+        group = (await groups())[ITEMS]
+        async with _locks[ITEMS]:
+            await _seek(await group.batch([e.message for e in events], _apply))
 
 
-async def _apply(message: Any) -> None:
-    """Apply one record (faust's message, or a record read directly: same attributes)."""
-    try:
-        envelope = _envelope(message)
-        if envelope.streamversion is None:
-            raise EnvelopeError("no ce_streamversion: the event cannot be deduplicated")
-        fact = make_fact(
-            envelope.type,
-            envelope.data,
-            envelope.data.get("occurred_at") or envelope.attributes()["time"],
-            envelope.bureau or envelope.data.get("bureau", ""),
-            envelope.data.get("station", ""),
-        )
-    except Exception as exc:
-        await dead_letter(message, f"{type(exc).__name__}: {exc}")
-        return
-    if fact is None:
-        FACTS.labels("skipped").inc()
-        return
-    key = message.key if message.topic == REGROUPED else (envelope.streamid or "").encode()
-    if not key:
-        await dead_letter(message, "no item key")
-        return
-    partition = message.partition
-    if not processor.owns(partition):
-        _rebuild()
-    # Namespaced by context: a complaint opened from an intake case keeps the case's id.
-    context = envelope.type.split(".")[1] if envelope.type.count(".") >= 3 else "?"
-    stream_id = f"{context}:{envelope.streamid or envelope.subject}"
-    new = processor.apply(
-        partition,
-        key,
-        stream_id,
-        envelope.streamversion,
-        fact,
-        table.get(key),
-        position=(message.topic, message.offset),
-    )
-    if new is None:
-        FACTS.labels("duplicate").inc()
-        return
-    table[key] = new
-    FACTS.labels("applied").inc()
-
-
-def _active() -> set[int]:
-    source = direct[0] if direct else REGROUPED
-    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source}
-
-
-def _rebuild() -> None:
-    active = _active()
-    data = getattr(table.data, "data", {})
-    processor.rebuild(active, list(data.items()))
-    REBUILDS.inc()
-    OWNED.set(len(active))
-    log.info("rebuilt cells of partitions %s from %d stored items", sorted(active), len(data))
-
-
-def resume_points(assigned: set[TP]) -> dict[TP, int]:
-    """Per owned item-source partition: the offset after the last event the table holds.
-
-    Called by faust after each recovery, once the recover callback has rebuilt the cells.
-    """
-    if set(processor.partitions) != _active():
-        _rebuild()
-    points: dict[TP, int] = {}
-    for tp in assigned:
-        part = processor.partitions.get(tp.partition)
-        if tp.topic in ITEM_TOPICS and part is not None:
-            points[tp] = part.read.get(tp.topic, 0)
-    return points
-
-
-install(resume=resume_points, sought=expected.reset)
-
-
-@table.on_recover  # type: ignore[misc]
-async def on_recover() -> None:
-    """After every rebalance's recovery: recompute the owned partitions' cells."""
-    _rebuild()
+async def _apply(partition: int, records: Sequence[Record]) -> None:
+    """Apply one partition's run of records to the processor (in memory until committed)."""
+    futures = []
+    for message in records:
+        try:
+            envelope = _envelope(message)
+            if envelope.streamversion is None:
+                raise EnvelopeError("no ce_streamversion: the event cannot be deduplicated")
+            fact = make_fact(
+                envelope.type,
+                envelope.data,
+                envelope.data.get("occurred_at") or envelope.attributes()["time"],
+                envelope.bureau or envelope.data.get("bureau", ""),
+                envelope.data.get("station", ""),
+            )
+        except Exception as exc:
+            futures.append(await dead_letter(message, f"{type(exc).__name__}: {exc}"))
+            continue
+        if fact is None:
+            FACTS.labels("skipped").inc()
+            continue
+        key = message.key if message.topic == REGROUPED else (envelope.streamid or "").encode()
+        if not key:
+            futures.append(await dead_letter(message, "no item key"))
+            continue
+        # Namespaced by context: a complaint opened from an intake case keeps the case's id.
+        context = envelope.type.split(".")[1] if envelope.type.count(".") >= 3 else "?"
+        stream_id = f"{context}:{envelope.streamid or envelope.subject}"
+        if processor.apply(partition, key, stream_id, envelope.streamversion, fact):
+            FACTS.labels("applied").inc()
+        else:
+            FACTS.labels("duplicate").inc()
+    # Dead letters are stored before the batch's position moves past them.
+    await asyncio.gather(*futures)
 
 
 async def _existing_keys(partition: int) -> set[bytes]:
@@ -398,22 +340,22 @@ async def publish(partitions: Sequence[int] | None = None) -> int:
 
 @app.timer(settings.metrics_publish_interval_seconds)  # type: ignore[misc]
 async def publish_changes() -> None:
-    # Only partitions still owned: a worker that lost one must not overwrite its new owner.
-    owned = _active()
-    partitions = [p for p in processor.partitions if p in owned]
-    try:
-        await publish(partitions)
-    except (Exception, asyncio.CancelledError) as exc:
-        if not kafka.transient(exc):
-            raise
-        # A timer that raises crashes the whole faust app (and, with the broker away, its
-        # stop cannot flush). Publishing is idempotent: rewrite these partitions whole on
-        # the next tick, since the changes this attempt took may not have been sent.
-        log.warning("publishing figures failed (%s: %s); retrying", type(exc).__name__, exc)
-        for partition in partitions:
-            part = processor.partitions.get(partition)
-            if part is not None:
-                part.needs_refresh = True
+    # Only partitions still owned, and never half a batch: under the items lock.
+    async with _locks[ITEMS]:
+        partitions = sorted(processor.partitions)
+        try:
+            await publish(partitions)
+        except (Exception, asyncio.CancelledError) as exc:
+            if not kafka.transient(exc):
+                raise
+            # A timer that raises crashes the whole faust app (and, with the broker away,
+            # its stop cannot flush). Publishing is idempotent: rewrite these partitions
+            # whole on the next tick, since the changes this attempt took may not be sent.
+            log.warning("publishing figures failed (%s: %s); retrying", type(exc).__name__, exc)
+            for partition in partitions:
+                part = processor.partitions.get(partition)
+                if part is not None:
+                    part.needs_refresh = True
 
 
 @app.timer(2.0)  # type: ignore[misc]
@@ -432,7 +374,6 @@ async def debug_dump() -> None:
         "items": {
             k.decode(): sorted(f"{sid}#{v}" for sid, fs in st["s"].items() for v in fs)
             for k, st in processor.states.items()
-            if st.get("p") in processor.partitions
         },
     }
     text = json.dumps(dump)

@@ -1,0 +1,275 @@
+"""Batches from the Kafka client to the metrics database, exactly once in effect.
+
+Free of faust: the app hands each batch of records (faust messages or aiokafka records, the
+same attributes) to a `SourceGroup` and performs the seeks it answers with, through the
+client's public seek. Per source partition the database holds the next offset to read; a
+batch is applied only from exactly that offset and only as far as its offsets run
+contiguously (the source topics are neither compacted nor transactional), and the new
+position commits with the batch's effects in one transaction, as a compare-and-set on the
+old one. Anything else is dropped and the partition sought back to where the database says.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jingmin_metrics.adapters.state_store import (
+    ITEMS,
+    PartitionWrite,
+    Position,
+    Refused,
+    StateStore,
+)
+from jingmin_metrics.stream.processor import Processor
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+class Record(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> Any: ...
+    @property
+    def value(self) -> Any: ...
+
+
+def digest(record: Record) -> int:
+    """A fingerprint of a record, to recognise the log it came from."""
+    key = record.key if isinstance(record.key, bytes) else b""
+    value = record.value if isinstance(record.value, bytes) else b""
+    return zlib.crc32(value, zlib.crc32(key))
+
+
+@dataclass
+class Cursor:
+    """Where a source partition's next batch must start, and what the database holds."""
+
+    stored: Position
+    # The offset the next batch must start at: the stored one, or the one before it while
+    # the record there has not been checked against the stored digest yet.
+    start: int
+    checked: bool
+
+
+def cursor(position: Position) -> Cursor:
+    if position.offset == 0 or position.digest is None:
+        return Cursor(position, position.offset, True)
+    return Cursor(position, position.offset - 1, False)
+
+
+Apply = Callable[[int, Sequence[Record]], Awaitable[None]]
+
+
+class SourceGroup:
+    """The source partitions one role (items or regroup) of one processor owns."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        role: str,
+        topics: Iterable[str],
+        processor: Processor | None = None,
+    ) -> None:
+        self.store = store
+        self.role = role
+        self.topics = frozenset(topics)
+        self.processor = processor
+        self.generations: dict[int, int] = {}
+        self.cursors: dict[TopicPartition, Cursor] = {}
+        self._stalled: dict[TopicPartition, int] = {}
+
+    # -------------------------------------------------------------------- ownership
+
+    async def adopt(self, assigned: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Own exactly the `assigned` partitions of this role's topics; where to seek each.
+
+        Every assignment claims its partitions again (a new generation): whatever another
+        processor did with them in between, this one's memory is reloaded from the database
+        for those it did not hold, and later writes of the previous owner are refused.
+        """
+        mine = {tp for tp in assigned if tp[0] in self.topics}
+        partitions = {p for _t, p in mine}
+        for partition in set(self.generations) - partitions:
+            self._forget(partition)
+        seeks: dict[TopicPartition, int] = {}
+        for partition in sorted(partitions):
+            keep = partition in self.generations and (
+                self.processor is None or self.processor.owns(partition)
+            )
+            seeks.update(await self._claim(partition, load=not keep))
+        return {tp: offset for tp, offset in seeks.items() if tp in mine}
+
+    async def _claim(self, partition: int, load: bool) -> dict[TopicPartition, int]:
+        self.generations[partition] = await self.store.claim(self.role, partition, self.topics)
+        positions = await self.store.positions(partition, self.topics)
+        if load and self.processor is not None:
+            self.processor.load(partition, await self.store.items(partition))
+        seeks = {}
+        for topic, position in positions.items():
+            c = cursor(position)
+            self.cursors[(topic, partition)] = c
+            seeks[(topic, partition)] = c.start
+        return seeks
+
+    def _forget(self, partition: int) -> None:
+        self.generations.pop(partition, None)
+        for tp in [tp for tp in self.cursors if tp[1] == partition]:
+            del self.cursors[tp]
+        if self.processor is not None:
+            self.processor.drop(partition)
+
+    def owned(self) -> list[int]:
+        return sorted(self.generations)
+
+    # --------------------------------------------------------------------- batches
+
+    def _accept(self, tp: TopicPartition, records: list[Record]) -> tuple[list[Record], int | None]:
+        """The records of one partition that may be applied, and where to seek if not all."""
+        c = self.cursors.get(tp)
+        if c is None:
+            return [], None  # not ours (any more): the rebalance seeks it
+        if records[0].offset != c.start:
+            return [], c.start
+        if not c.checked:
+            first = records[0]
+            if digest(first) != c.stored.digest:
+                # Another record where this processor read one: the log was made again (a
+                # lost broker refilled by `jingmin replay`). Read it all again; the facts
+                # it holds are applied already, so only what is new counts.
+                log.warning(
+                    "%s[%d]: the record before offset %d is not the one read: the topic was "
+                    "made again; reading it from offset 0",
+                    tp[0],
+                    tp[1],
+                    c.stored.offset,
+                )
+                c.start, c.checked = 0, True
+                return [], 0
+            c.checked = True
+            c.start = c.stored.offset
+            records = records[1:]
+        run: list[Record] = []
+        expected = c.start
+        for record in records:
+            if record.offset != expected:
+                break
+            run.append(record)
+            expected += 1
+        # Past a hole the rest waits: the next batch must start right after the run.
+        return run, (expected if len(run) < len(records) else None)
+
+    async def batch(self, records: Sequence[Record], apply: Apply) -> dict[TopicPartition, int]:
+        """Apply what may be applied of `records`; the seeks to make before the next batch."""
+        by_tp: dict[TopicPartition, list[Record]] = {}
+        for record in records:
+            by_tp.setdefault((record.topic, record.partition), []).append(record)
+        seeks: dict[TopicPartition, int] = {}
+        runs: dict[int, dict[str, list[Record]]] = {}
+        for tp, recs in by_tp.items():
+            recs.sort(key=lambda r: r.offset)
+            run, seek = self._accept(tp, recs)
+            if seek is not None:
+                seeks[tp] = seek
+            if run:
+                runs.setdefault(tp[1], {})[tp[0]] = run
+        if not runs:
+            return seeks
+        for partition, by_topic in sorted(runs.items()):
+            ordered = sorted(
+                (r for rs in by_topic.values() for r in rs), key=lambda r: (r.topic, r.offset)
+            )
+            await apply(partition, ordered)
+        pending = set(runs)
+        while pending:
+            writes = [self._write(p, runs[p]) for p in sorted(pending)]
+            try:
+                await self.store.commit(writes)
+            except Refused as refused:
+                lost = {p for role, p in refused.partitions if role == self.role}
+                log.warning(
+                    "%s partitions %s were taken over by another processor; their batch is dropped",
+                    self.role,
+                    sorted(lost),
+                )
+                for partition in lost:
+                    self._forget(partition)
+                pending -= lost
+                continue
+            except Exception:
+                # Memory is ahead of the database now: take the partitions over again.
+                log.exception("committing %s partitions %s failed", self.role, sorted(pending))
+                for partition in sorted(pending):
+                    if self.processor is not None:
+                        self.processor.drop(partition)
+                    seeks.update(await self._claim(partition, load=True))
+                return seeks
+            for w in writes:
+                for topic, (_before, after) in w.positions.items():
+                    c = self.cursors[(topic, w.partition)]
+                    c.stored, c.start, c.checked = after, after.offset, True
+                if self.processor is not None:
+                    self.processor.committed(w.partition)
+            pending = set()
+        return seeks
+
+    def _write(self, partition: int, by_topic: dict[str, list[Record]]) -> PartitionWrite:
+        positions = {}
+        for topic, run in by_topic.items():
+            c = self.cursors[(topic, partition)]
+            last = run[-1]
+            positions[topic] = (c.stored, Position(last.offset + 1, digest(last)))
+        write = PartitionWrite(self.role, partition, self.generations[partition], positions)
+        if self.processor is not None and self.role == ITEMS:
+            write.items, write.chunks = self.processor.take_write(partition)
+        return write
+
+    # ---------------------------------------------------------------------- watchdog
+
+    def check(self, tp: TopicPartition, position: int | None, highwater: int | None) -> int | None:
+        """Where to seek a partition whose client is past what the database holds.
+
+        The client's position can run past the stored offset with nothing handed over (a
+        seek to a committed offset ahead of this database, records a rebalance dropped); on
+        a quiet partition no later batch would show it. Seen on two checks in a row with no
+        progress, the partition is sought back. A log shorter than the stored offset was
+        made again: it is read from its start.
+        """
+        c = self.cursors.get(tp)
+        if c is None:
+            return None
+        if not c.checked and highwater is not None and highwater < c.stored.offset:
+            log.warning(
+                "%s[%d]: the log ends at %d, before offset %d read: reading it from 0",
+                tp[0],
+                tp[1],
+                highwater,
+                c.stored.offset,
+            )
+            c.start, c.checked = 0, True
+            return 0
+        if position is None or position <= c.start:
+            self._stalled.pop(tp, None)
+            return None
+        if self._stalled.get(tp) == c.start:
+            self._stalled.pop(tp, None)
+            log.warning(
+                "%s[%d]: the client is at %d, nothing arrived from %d; seeking back",
+                tp[0],
+                tp[1],
+                position,
+                c.start,
+            )
+            return c.start
+        self._stalled[tp] = c.start
+        return None
