@@ -165,3 +165,8 @@ class StateStore:
                     [r[2] for r in chunk_rows],
                     [r[3] for r in chunk_rows],
                 )
+
+    async def figures(self) -> list[tuple[str, bytes | None]]:
+        """Every figure record (what `SnapshotView.accept` takes)."""
+        rows = await self.pool.fetch("SELECT key, value FROM metrics_chunks ORDER BY key")
+        return [(r["key"], None if r["value"] is None else bytes(r["value"])) for r in rows]

@@ -26,13 +26,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventkit import db, kafka, topics
 from eventkit.contracts import SchemaRegistry
 from eventkit.devstack import service_topics
-from eventkit.envelope import Envelope, EnvelopeError
 from eventkit.service import TopicSpec
 from eventkit.settings import service_dsn
 from faust.types import TP
 
 from jingmin_metrics.adapters.state_store import ITEMS, REGROUP, StateStore
-from jingmin_metrics.domain.facts import make_fact
 from jingmin_metrics.figures import snapshot
 from jingmin_metrics.service import (
     DEAD_LETTER_TOPIC,
@@ -43,6 +41,7 @@ from jingmin_metrics.service import (
 from jingmin_metrics.settings import metrics_settings
 from jingmin_metrics.stream.batches import Record, SourceGroup
 from jingmin_metrics.stream.processor import Processor
+from jingmin_metrics.stream.records import envelope_of, headers_of, item_fact
 from jingmin_metrics.stream.sources import SOURCES
 from jingmin_metrics.stream.telemetry import FACTS, OWNED, PUBLISHED, REBUILDS, SEEKS
 from jingmin_metrics.stream.validation import FastValidation
@@ -106,20 +105,12 @@ async def producer() -> AIOKafkaProducer:
     return _producer
 
 
-def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
-    if raw is None:
-        return []
-    if isinstance(raw, Mapping):
-        return list(raw.items())
-    return list(raw)
-
-
 async def dead_letter(message: Any, reason: str) -> Any:
     """Send `message` to the dead-letter topic; the returned future resolves once stored."""
     log.error(
         "dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
     )
-    headers = [(k, v) for k, v in _headers(message.headers) if not k.startswith("dlq_")]
+    headers = [(k, v) for k, v in headers_of(message.headers) if not k.startswith("dlq_")]
     headers += [
         ("dlq_reason", reason[:2000].encode()),
         ("dlq_consumer", settings.metrics_app_id.encode()),
@@ -130,13 +121,6 @@ async def dead_letter(message: Any, reason: str) -> Any:
     p = await producer()
     FACTS.labels("dead_lettered").inc()
     return await p.send(DEAD_LETTER_TOPIC, value=message.value, key=message.key, headers=headers)
-
-
-def _envelope(message: Any) -> Envelope:
-    envelope = Envelope.from_kafka(message.value, _headers(message.headers))
-    if _validator is not None and envelope.type.startswith("jingmin."):
-        _validator(envelope.type, envelope.data)
-    return envelope
 
 
 async def _seek(seeks: Mapping[tuple[str, int], int]) -> None:
@@ -198,13 +182,13 @@ async def _regroup(partition: int, records: Sequence[Record]) -> None:
     futures = []
     for message in records:
         try:
-            envelope = _envelope(message)
+            envelope = envelope_of(message, _validator)
             stream_id = envelope.streamid or envelope.subject
             root = regrouping[message.topic].regroup(stream_id, envelope.data)  # type: ignore[misc]
         except Exception as exc:
             futures.append(await dead_letter(message, f"{type(exc).__name__}: {exc}"))
             continue
-        headers = [(k, v or b"") for k, v in _headers(getattr(message, "headers", None))]
+        headers = [(k, v or b"") for k, v in headers_of(getattr(message, "headers", None))]
         futures.append(
             await p.send(REGROUPED, key=root.encode(), value=message.value, headers=headers)
         )
@@ -225,30 +209,13 @@ async def _apply(partition: int, records: Sequence[Record]) -> None:
     futures = []
     for message in records:
         try:
-            envelope = _envelope(message)
-            if envelope.streamversion is None:
-                raise EnvelopeError("no ce_streamversion: the event cannot be deduplicated")
-            fact = make_fact(
-                envelope.type,
-                envelope.data,
-                envelope.data.get("occurred_at") or envelope.attributes()["time"],
-                envelope.bureau or envelope.data.get("bureau", ""),
-                envelope.data.get("station", ""),
-            )
+            found = item_fact(message, REGROUPED, _validator)
         except Exception as exc:
             futures.append(await dead_letter(message, f"{type(exc).__name__}: {exc}"))
             continue
-        if fact is None:
+        if found is None:
             FACTS.labels("skipped").inc()
-            continue
-        key = message.key if message.topic == REGROUPED else (envelope.streamid or "").encode()
-        if not key:
-            futures.append(await dead_letter(message, "no item key"))
-            continue
-        # Namespaced by context: a complaint opened from an intake case keeps the case's id.
-        context = envelope.type.split(".")[1] if envelope.type.count(".") >= 3 else "?"
-        stream_id = f"{context}:{envelope.streamid or envelope.subject}"
-        if processor.apply(partition, key, stream_id, envelope.streamversion, fact):
+        elif processor.apply(partition, found.key, found.stream_id, found.version, found.fact):
             FACTS.labels("applied").inc()
         else:
             FACTS.labels("duplicate").inc()

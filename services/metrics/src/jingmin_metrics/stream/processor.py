@@ -114,20 +114,22 @@ class Processor:
         self, partition: int, now: float | None = None
     ) -> tuple[list[tuple[bytes, bytes]], list[tuple[str, bytes | None]]]:
         """The batch's changes of `partition`: encoded items, and figure records (the
-        changed chunks, None for an emptied one, and the status when facts were added)."""
+        changed chunks, None for an emptied one, and the status when facts were added).
+
+        The records carry epoch 0: in the database a partition's owner is fenced by the
+        transaction, so no reader must drop a record an earlier owner wrote and this one
+        did not rewrite."""
         part = self.partitions[partition]
         written = [(key, items.encode(self.states[key])) for key in sorted(part.changed_items)]
         records: list[tuple[str, bytes | None]] = []
         for bureau, day in sorted(part.changed_chunks):
             cells = part.cells.chunk((bureau, day))
-            value = (
-                snapshot.encode_chunk(partition, part.epoch, bureau, day, cells) if cells else None
-            )
+            value = snapshot.encode_chunk(partition, 0, bureau, day, cells) if cells else None
             records.append((snapshot.chunk_key(partition, bureau, day), value))
         if part.facts != part.facts_at_batch:
             status = snapshot.encode_status(
                 partition,
-                part.epoch,
+                0,
                 part.facts,
                 len(part.contributions),
                 time.time() if now is None else now,
