@@ -60,7 +60,6 @@ class ProcessorProcess:
             "METRICS_APP_ID": self.app_id,
             "METRICS_FAUST_DATADIR": str(self.home / f"{self.name}-{uuid.uuid4().hex[:6]}"),
             "METRICS_PROCESSOR_PORT": "0",
-            "METRICS_PUBLISH_INTERVAL_SECONDS": "0.5",
             "PYTHONUNBUFFERED": "1",
             "METRICS_DEBUG_DUMP": str(self.home / f"{self.name}.dump.json"),
             **({"METRICS_DATABASE_DSN": _metrics_dsn} if _metrics_dsn else {}),
@@ -234,6 +233,8 @@ async def platform(
     dsns = {name: await fresh_database([spec.migrations]) for name, spec in specs.items()}
     global _metrics_dsn
     _metrics_dsn = metrics_dsn = await fresh_database([METRICS.migrations])
+    # What `jingmin verify metrics` reads the streamed figures from.
+    dsns["metrics"] = metrics_dsn
     async with AsyncExitStack() as stack:
         pools: dict[str, asyncpg.Pool] = {}
         for name, dsn in dsns.items():

@@ -15,8 +15,6 @@ class MetricsSettings(KernelSettings):
     metrics_partitions: int = 12
     # Validate every consumed event against contracts/ (a bad one goes to metrics.dlq.v1).
     metrics_validate: bool = True
-    # How often processors publish changed figures to the snapshot topic (freshness).
-    metrics_publish_interval_seconds: float = 1.0
     # Processors run by one `jingmin worker --service metrics` (each its own faust worker).
     metrics_processors: int = 1
     # /metrics of processor number i is served on this port + i (0 disables); 8304 is the
@@ -36,3 +34,10 @@ class MetricsSettings(KernelSettings):
 
 def metrics_settings() -> MetricsSettings:
     return MetricsSettings()
+
+
+def metrics_dsn(settings: MetricsSettings) -> str:
+    """The metrics database: processors' state and the figures every reader serves."""
+    from eventkit.settings import service_dsn
+
+    return settings.metrics_database_dsn or service_dsn(settings, "jingmin_metrics")

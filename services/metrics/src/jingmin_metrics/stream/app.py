@@ -6,8 +6,8 @@ Correctness does not rest on it: item state and, per owned source partition, the
 to read live in the metrics database and commit together, one transaction per batch
 (`stream/batches.py`). On every assignment the processor claims its partitions there and
 seeks each to its stored offset; a batch that does not start exactly there is dropped and
-the partition sought back. Several processors share the partitions; each publishes the
-cells of the partitions it owns to `metrics.figures.snapshot.v1`.
+the partition sought back. Several processors share the partitions; the exporter, the API
+and the daily publisher read the figures each batch committed from that database.
 """
 
 from __future__ import annotations
@@ -15,35 +15,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from eventkit import db, kafka, topics
 from eventkit.contracts import SchemaRegistry
 from eventkit.devstack import service_topics
 from eventkit.service import TopicSpec
-from eventkit.settings import service_dsn
 from faust.types import TP
 
 from jingmin_metrics.adapters.state_store import ITEMS, REGROUP, StateStore
-from jingmin_metrics.figures import snapshot
-from jingmin_metrics.service import (
-    DEAD_LETTER_TOPIC,
-    SERVICE,
-    SNAPSHOT_TOPIC,
-    processor_topics,
-)
-from jingmin_metrics.settings import metrics_settings
+from jingmin_metrics.service import DEAD_LETTER_TOPIC, SERVICE, processor_topics
+from jingmin_metrics.settings import metrics_dsn, metrics_settings
 from jingmin_metrics.stream.batches import Record, SourceGroup
 from jingmin_metrics.stream.processor import Processor
 from jingmin_metrics.stream.records import envelope_of, headers_of, item_fact
 from jingmin_metrics.stream.sources import SOURCES
-from jingmin_metrics.stream.telemetry import FACTS, OWNED, PUBLISHED, REBUILDS, SEEKS
+from jingmin_metrics.stream.telemetry import FACTS, OWNED, REBUILDS, SEEKS
 from jingmin_metrics.stream.validation import FastValidation
 
 log = logging.getLogger(__name__)
@@ -82,15 +74,14 @@ processor = Processor()
 _validator = FastValidation(SchemaRegistry.load()) if settings.metrics_validate else None
 _producer: AIOKafkaProducer | None = None
 _groups: dict[str, SourceGroup] = {}
-# One batch, assignment or publication at a time per role: an assignment must not reload a
-# partition under a batch that is being applied, nor a publication see half a batch.
+# One batch or assignment at a time per role: an assignment must not reload a partition
+# under a batch that is being applied.
 _locks = {ITEMS: asyncio.Lock(), REGROUP: asyncio.Lock()}
 
 
 async def groups() -> dict[str, SourceGroup]:
     if not _groups:
-        dsn = settings.metrics_database_dsn or service_dsn(settings, SERVICE.database)
-        pool: asyncpg.Pool = await db.create_pool(dsn, min_size=1, max_size=4)
+        pool: asyncpg.Pool = await db.create_pool(metrics_dsn(settings), min_size=1, max_size=4)
         store = StateStore(pool)
         _groups[ITEMS] = SourceGroup(store, ITEMS, ITEM_TOPICS, processor)
         _groups[REGROUP] = SourceGroup(store, REGROUP, regrouping)
@@ -221,108 +212,6 @@ async def _apply(partition: int, records: Sequence[Record]) -> None:
             FACTS.labels("duplicate").inc()
     # Dead letters are stored before the batch's position moves past them.
     await asyncio.gather(*futures)
-
-
-async def _existing_keys(partition: int) -> set[bytes]:
-    """Keys the snapshot partition holds now (to clear what a previous owner left)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(SNAPSHOT_TOPIC, partition)
-        ends = await topics.rewind(consumer, [tp])
-        live: set[bytes] = set()
-        async for record in topics.read_to_end(consumer, ends):
-            if record.key is None:
-                continue
-            if record.value is None:
-                live.discard(record.key)
-            else:
-                live.add(record.key)
-        return live
-    finally:
-        await consumer.stop()
-
-
-async def publish(partitions: Sequence[int] | None = None) -> int:
-    """Send the changed chunks of owned partitions (all of them after a rebuild)."""
-    p = await producer()
-    sent = 0
-    futures = []
-    for partition in sorted(partitions if partitions is not None else processor.partitions):
-        part = processor.partitions.get(partition)
-        if part is None:
-            continue
-        stale: set[bytes] = set()
-        if part.needs_refresh:
-            stale = await _existing_keys(partition)
-            keys = set(part.cells) | part.dirty
-            part.dirty = set()
-        else:
-            keys = processor.take_dirty(partition)
-        for bureau, day in sorted(keys):
-            key = snapshot.chunk_key(partition, bureau, day).encode()
-            cells = part.cells.chunk((bureau, day))
-            value = (
-                snapshot.encode_chunk(partition, part.epoch, bureau, day, cells) if cells else None
-            )
-            stale.discard(key)
-            futures.append(await p.send(SNAPSHOT_TOPIC, key=key, value=value, partition=partition))
-        for key in sorted(stale):
-            if key != snapshot.status_key(partition).encode():
-                futures.append(
-                    await p.send(SNAPSHOT_TOPIC, key=key, value=None, partition=partition)
-                )
-        if futures or part.needs_refresh or part.facts != part.published_facts:
-            await asyncio.gather(*futures)
-            sent += len(futures)
-            futures = []
-            status = snapshot.encode_status(
-                partition,
-                part.epoch,
-                part.facts,
-                len(part.contributions),
-                time.time(),
-                part.by_type,
-            )
-            sent_status = await (
-                await p.send(
-                    SNAPSHOT_TOPIC,
-                    key=snapshot.status_key(partition).encode(),
-                    value=status,
-                    partition=partition,
-                )
-            )
-            # A log that went back (a lost broker's topic made again) lost what was
-            # published before: publish the whole partition again on the next tick.
-            part.needs_refresh = sent_status.offset < part.status_offset
-            part.status_offset = sent_status.offset
-            part.published_facts = part.facts
-            if part.needs_refresh:
-                log.warning("snapshot partition %d went back; publishing it again", partition)
-    PUBLISHED.inc(sent)
-    return sent
-
-
-@app.timer(settings.metrics_publish_interval_seconds)  # type: ignore[misc]
-async def publish_changes() -> None:
-    # Only partitions still owned, and never half a batch: under the items lock.
-    async with _locks[ITEMS]:
-        partitions = sorted(processor.partitions)
-        try:
-            await publish(partitions)
-        except (Exception, asyncio.CancelledError) as exc:
-            if not kafka.transient(exc):
-                raise
-            # A timer that raises crashes the whole faust app (and, with the broker away,
-            # its stop cannot flush). Publishing is idempotent: rewrite these partitions
-            # whole on the next tick, since the changes this attempt took may not be sent.
-            log.warning("publishing figures failed (%s: %s); retrying", type(exc).__name__, exc)
-            for partition in partitions:
-                part = processor.partitions.get(partition)
-                if part is not None:
-                    part.needs_refresh = True
 
 
 @app.timer(2.0)  # type: ignore[misc]

@@ -27,23 +27,13 @@ class PartitionState:
     cells: Cells = field(default_factory=Cells)
     # What each item currently contributes, so an update subtracts exactly that.
     contributions: dict[bytes, list[items.Observation]] = field(default_factory=dict)
-    # Chunks changed since the last publication to the snapshot topic.
-    dirty: set[ChunkKey] = field(default_factory=set)
     # Chunks and items changed by the batch being applied (written with its positions).
     changed_chunks: set[ChunkKey] = field(default_factory=set)
     changed_items: set[bytes] = field(default_factory=set)
-    # When this processor loaded the partition: the publisher rewrites every chunk of it,
-    # removes chunks it no longer has, and stamps its records with this epoch.
-    epoch: int = 0
-    needs_refresh: bool = True
     facts: int = 0
+    # Facts when the batch began: a batch that added any writes the status record (a fact
+    # that changes no cell, a visit scheduled, must still be reported as applied).
     facts_at_batch: int = 0
-    # The fact count last published in the partition's status record: a fact that changes
-    # no cell (a visit scheduled, a callback expired) must still be reported as applied.
-    published_facts: int = -1
-    # Offset of the last status record published: a lower one next time means the topic
-    # was lost and made again, and whatever was published before is gone.
-    status_offset: int = -1
     # Facts applied by type (short name), so the oracle can say what has not arrived.
     by_type: Counter[str] = field(default_factory=Counter)
 
@@ -62,7 +52,7 @@ class Processor:
     def load(self, partition: int, stored: Iterable[tuple[bytes, bytes]]) -> None:
         """Take `partition` over with the items the database holds for it."""
         self.drop(partition)
-        part = PartitionState(epoch=time.time_ns())
+        part = PartitionState()
         keys: set[bytes] = set()
         for key, raw in stored:
             state = items.decode(raw)
@@ -117,8 +107,8 @@ class Processor:
         changed chunks, None for an emptied one, and the status when facts were added).
 
         The records carry epoch 0: in the database a partition's owner is fenced by the
-        transaction, so no reader must drop a record an earlier owner wrote and this one
-        did not rewrite."""
+        transaction (`SnapshotView` drops records of older epochs, which here must not
+        happen to a record an earlier owner wrote and this one did not rewrite)."""
         part = self.partitions[partition]
         written = [(key, items.encode(self.states[key])) for key in sorted(part.changed_items)]
         records: list[tuple[str, bytes | None]] = []
@@ -139,14 +129,8 @@ class Processor:
         return written, records
 
     def committed(self, partition: int) -> None:
-        """The batch's changes of `partition` are stored: publish them, start the next."""
+        """The batch's changes of `partition` are stored: start the next batch."""
         part = self.partitions[partition]
-        part.dirty |= part.changed_chunks
         part.changed_chunks = set()
         part.changed_items = set()
         part.facts_at_batch = part.facts
-
-    def take_dirty(self, partition: int) -> set[ChunkKey]:
-        part = self.partitions[partition]
-        dirty, part.dirty = part.dirty, set()
-        return dirty
