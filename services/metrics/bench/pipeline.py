@@ -118,7 +118,9 @@ async def main() -> None:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "METRICS_PROCESSOR_PORT": "0",
                "METRICS_FAUST_DATADIR": str(home / "faust"), "METRICS_APP_ID": "bench",
                "METRICS_DATABASE_DSN": dsn}  # fmt: skip
-        proc = subprocess.Popen([sys.executable, "-m", "jingmin_metrics.stream", "worker"],
+        # BENCH_PROCESSOR: another command line for the processor (a profiler wrapping it).
+        argv = os.environ.get("BENCH_PROCESSOR", "-m jingmin_metrics.stream worker").split()
+        proc = subprocess.Popen([sys.executable, *argv],
                                 env=env, stdout=open(home / "p.log", "wb"),
                                 stderr=subprocess.STDOUT)  # fmt: skip
         while len(await owned(dsn)) < 12:

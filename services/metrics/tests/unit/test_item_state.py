@@ -26,6 +26,7 @@ def _cells(deliveries) -> dict:  # type: ignore[no-untyped-def]
     proc.load(0, [])
     for key, stream, version, fact in deliveries:
         proc.apply(0, key, stream, version, dict(fact))
+    proc.settle(0)
     return {k: dict(v) for k, v in proc.partitions[0].cells.chunks.items() if v}
 
 

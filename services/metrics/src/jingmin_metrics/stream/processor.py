@@ -30,6 +30,8 @@ class PartitionState:
     # Chunks and items changed by the batch being applied (written with its positions).
     changed_chunks: set[ChunkKey] = field(default_factory=set)
     changed_items: set[bytes] = field(default_factory=set)
+    # Changed items whose contribution to the cells is up to date (`settle`).
+    settled: set[bytes] = field(default_factory=set)
     facts: int = 0
     # Facts when the batch began: a batch that added any writes the status record (a fact
     # that changes no cell, a visit scheduled, must still be reported as applied).
@@ -92,13 +94,19 @@ class Processor:
         part.facts += 1
         part.by_type[fact["t"]] += 1
         part.changed_items.add(key)
-        new = items.observations(state)
-        old = part.contributions.get(key, [])
-        if new != old:
-            changed = part.cells.apply(old, -1) | part.cells.apply(new, +1)
-            part.changed_chunks |= changed
-            part.contributions[key] = new
         return True
+
+    def settle(self, partition: int) -> None:
+        """Bring the cells up to date with the items the batch changed: each item's
+        observations are derived once per batch, however many of its facts it brought."""
+        part = self.partitions[partition]
+        for key in part.changed_items - part.settled:
+            new = items.observations(self.states[key])
+            old = part.contributions.get(key, [])
+            if new != old:
+                part.changed_chunks |= part.cells.apply(old, -1) | part.cells.apply(new, +1)
+                part.contributions[key] = new
+        part.settled = set(part.changed_items)
 
     def take_write(
         self, partition: int, now: float | None = None
@@ -109,6 +117,7 @@ class Processor:
         The records carry epoch 0: in the database a partition's owner is fenced by the
         transaction (`SnapshotView` drops records of older epochs, which here must not
         happen to a record an earlier owner wrote and this one did not rewrite)."""
+        self.settle(partition)
         part = self.partitions[partition]
         written = [(key, items.encode(self.states[key])) for key in sorted(part.changed_items)]
         records: list[tuple[str, bytes | None]] = []
@@ -133,4 +142,5 @@ class Processor:
         part = self.partitions[partition]
         part.changed_chunks = set()
         part.changed_items = set()
+        part.settled = set()
         part.facts_at_batch = part.facts
