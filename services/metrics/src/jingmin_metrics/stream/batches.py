@@ -25,6 +25,7 @@ from jingmin_metrics.adapters.state_store import (
     StateStore,
 )
 from jingmin_metrics.stream.processor import Processor
+from jingmin_metrics.stream.telemetry import REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ class SourceGroup:
                 await self.store.commit(writes)
             except Refused as refused:
                 lost = {p for role, p in refused.partitions if role == self.role}
+                REFUSED.inc()
                 log.warning(
                     "%s partitions %s were taken over by another processor; their batch is dropped",
                     self.role,

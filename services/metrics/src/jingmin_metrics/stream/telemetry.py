@@ -16,6 +16,11 @@ REBUILDS = Counter(
 )
 OWNED = Gauge("jingmin_metrics_owned_partitions", "Source partitions this processor owns.")
 PUBLISHED = Counter("jingmin_metrics_snapshot_records", "Snapshot records published.")
+REFUSED = Counter(
+    "jingmin_metrics_refused_batches",
+    "Batches whose commit the metrics database refused: another processor had claimed the "
+    "partitions since (this one was a zombie); the batch is dropped, the figures unchanged.",
+)
 SEEKS = Counter(
     "jingmin_metrics_seeks",
     "Source partitions sought to the offset the metrics database holds (assignments, "
