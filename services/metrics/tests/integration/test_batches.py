@@ -309,3 +309,32 @@ async def test_a_zombie_cannot_write_after_the_new_owner(
         with pytest.raises(Refused):
             await store.commit([stale])
         assert await figures(pool) == reference
+
+
+async def test_a_batch_that_fails_midway_is_read_again_from_what_is_stored(
+    source: Source, fresh_database: DatabaseFactory, reference: tuple[Merged, int]
+) -> None:
+    async with one_processor(source, fresh_database) as (pool, proc, records):
+        half = [r for r in records if r.offset < 5]
+        await proc.batch(half)
+        calls = 0
+
+        async def fails_after_applying(partition: int, batch: Sequence[Record]) -> None:
+            # Applied in memory, then the broker or the database goes away.
+            nonlocal calls
+            calls += 1
+            await proc.apply(partition, batch)
+            if calls == 2:
+                raise ConnectionError("the database went away")
+
+        rest = [r for r in records if r.offset >= 5]
+        with pytest.raises(ConnectionError):
+            await proc.group.batch(rest, fails_after_applying)
+        # The next batch first reloads those partitions and seeks them where stored; the
+        # records are then read again.
+        seeks = await proc.batch(rest)
+        assert seeks == dict.fromkeys(source.tps(), 4)
+        # From the record before the stored offset (checked against its digest) on.
+        assert await proc.batch([r for r in records if r.offset >= 4]) == {}
+        assert await figures(pool) == reference
+        assert await positions(pool) == source.counts

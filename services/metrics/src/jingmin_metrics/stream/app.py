@@ -31,7 +31,7 @@ from faust.types import TP
 from jingmin_metrics.adapters.state_store import ITEMS, REGROUP, StateStore
 from jingmin_metrics.service import DEAD_LETTER_TOPIC, SERVICE, processor_topics
 from jingmin_metrics.settings import metrics_dsn, metrics_settings
-from jingmin_metrics.stream.batches import Record, SourceGroup
+from jingmin_metrics.stream.batches import Apply, Record, SourceGroup
 from jingmin_metrics.stream.processor import Processor
 from jingmin_metrics.stream.records import envelope_of, headers_of, item_fact
 from jingmin_metrics.stream.sources import SOURCES
@@ -162,9 +162,7 @@ if regroup_topic is not None:
     async def regroup(stream: Any) -> None:
         """Re-key follow-up streams (callbacks) by the item they follow, a batch at a time."""
         async for events in stream.take_events(settings.metrics_batch_size, within=0.2):
-            group = (await groups())[REGROUP]
-            async with _locks[REGROUP]:
-                await _seek(await group.batch([e.message for e in events], _regroup))
+            await _batch(REGROUP, [e.message for e in events], _regroup)
 
 
 async def _regroup(partition: int, records: Sequence[Record]) -> None:
@@ -190,9 +188,23 @@ async def _regroup(partition: int, records: Sequence[Record]) -> None:
 async def apply_facts(stream: Any) -> None:
     """Apply batches of events to their items; each batch commits with its positions."""
     async for events in stream.take_events(settings.metrics_batch_size, within=0.2):
-        group = (await groups())[ITEMS]
-        async with _locks[ITEMS]:
-            await _seek(await group.batch([e.message for e in events], _apply))
+        await _batch(ITEMS, [e.message for e in events], _apply)
+
+
+async def _batch(role: str, records: list[Any], apply: Apply) -> None:
+    """One batch through the role's partitions; the broker or database away drops it (its
+    partitions are read again from what the database holds) instead of crashing the app."""
+    try:
+        group = (await groups())[role]
+        async with _locks[role]:
+            await _seek(await group.batch(records, apply))
+    except (Exception, asyncio.CancelledError) as exc:
+        # Any failure but this task's own cancellation (`kafka.transient`): a poison record
+        # never gets here (it is dead-lettered), so what fails is the broker or database.
+        if not kafka.transient(exc):
+            raise
+        log.warning("%s batch dropped (%s: %s); retrying", role, type(exc).__name__, exc)
+        await asyncio.sleep(1.0)
 
 
 async def _apply(partition: int, records: Sequence[Record]) -> None:

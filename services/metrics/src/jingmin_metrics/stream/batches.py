@@ -89,6 +89,8 @@ class SourceGroup:
         self.generations: dict[int, int] = {}
         self.cursors: dict[TopicPartition, Cursor] = {}
         self._stalled: dict[TopicPartition, int] = {}
+        # Partitions whose memory may be ahead of the database (a batch failed midway).
+        self._stale: set[int] = set()
 
     # -------------------------------------------------------------------- ownership
 
@@ -125,6 +127,7 @@ class SourceGroup:
 
     def _forget(self, partition: int) -> None:
         self.generations.pop(partition, None)
+        self._stale.discard(partition)
         for tp in [tp for tp in self.cursors if tp[1] == partition]:
             del self.cursors[tp]
         if self.processor is not None:
@@ -138,8 +141,8 @@ class SourceGroup:
     def _accept(self, tp: TopicPartition, records: list[Record]) -> tuple[list[Record], int | None]:
         """The records of one partition that may be applied, and where to seek if not all."""
         c = self.cursors.get(tp)
-        if c is None:
-            return [], None  # not ours (any more): the rebalance seeks it
+        if c is None or tp[1] in self._stale:
+            return [], None  # not ours (any more), or being taken over again: sought then
         if records[0].offset != c.start:
             return [], c.start
         if not c.checked:
@@ -171,11 +174,19 @@ class SourceGroup:
         return run, (expected if len(run) < len(records) else None)
 
     async def batch(self, records: Sequence[Record], apply: Apply) -> dict[TopicPartition, int]:
-        """Apply what may be applied of `records`; the seeks to make before the next batch."""
+        """Apply what may be applied of `records`; the seeks to make before the next batch.
+
+        If applying or committing fails (the broker or the database away), the partitions
+        involved are marked stale and the error raised: their memory may be ahead of the
+        database, so the next batch first takes them over again from what is stored.
+        """
+        seeks: dict[TopicPartition, int] = {}
+        for partition in sorted(self._stale):
+            seeks.update(await self._claim(partition, load=True))
+            self._stale.discard(partition)
         by_tp: dict[TopicPartition, list[Record]] = {}
         for record in records:
             by_tp.setdefault((record.topic, record.partition), []).append(record)
-        seeks: dict[TopicPartition, int] = {}
         runs: dict[int, dict[str, list[Record]]] = {}
         for tp, recs in by_tp.items():
             recs.sort(key=lambda r: r.offset)
@@ -186,6 +197,16 @@ class SourceGroup:
                 runs.setdefault(tp[1], {})[tp[0]] = run
         if not runs:
             return seeks
+        try:
+            await self._apply_and_commit(runs, apply)
+        except Exception:
+            self._stale |= set(runs) & set(self.generations)
+            raise
+        return seeks
+
+    async def _apply_and_commit(
+        self, runs: dict[int, dict[str, list[Record]]], apply: Apply
+    ) -> None:
         for partition, by_topic in sorted(runs.items()):
             ordered = sorted(
                 (r for rs in by_topic.values() for r in rs), key=lambda r: (r.topic, r.offset)
@@ -208,14 +229,6 @@ class SourceGroup:
                     self._forget(partition)
                 pending -= lost
                 continue
-            except Exception:
-                # Memory is ahead of the database now: take the partitions over again.
-                log.exception("committing %s partitions %s failed", self.role, sorted(pending))
-                for partition in sorted(pending):
-                    if self.processor is not None:
-                        self.processor.drop(partition)
-                    seeks.update(await self._claim(partition, load=True))
-                return seeks
             for w in writes:
                 for topic, (_before, after) in w.positions.items():
                     c = self.cursors[(topic, w.partition)]
@@ -223,7 +236,6 @@ class SourceGroup:
                 if self.processor is not None:
                     self.processor.committed(w.partition)
             pending = set()
-        return seeks
 
     def _write(self, partition: int, by_topic: dict[str, list[Record]]) -> PartitionWrite:
         positions = {}
