@@ -338,3 +338,20 @@ async def test_a_batch_that_fails_midway_is_read_again_from_what_is_stored(
         assert await proc.batch([r for r in records if r.offset >= 4]) == {}
         assert await figures(pool) == reference
         assert await positions(pool) == source.counts
+
+
+async def test_a_processor_given_back_partitions_it_held_before_reloads_them(
+    source: Source, fresh_database: DatabaseFactory, reference: tuple[Merged, int]
+) -> None:
+    # A processor paused (a zombie) while another owned its partitions gets them back when
+    # it rejoins: what it holds in memory misses what the other applied meanwhile.
+    async with one_processor(source, fresh_database) as (pool, first, records):
+        await first.batch([r for r in records if r.offset < 3])
+        other = Proc(source, pool)
+        await other.group.adopt(source.tps())
+        await other.batch([r for r in records if r.offset >= 2 and r.offset < 6])
+        seeks = await first.group.adopt(source.tps())
+        assert seeks == dict.fromkeys(source.tps(), 5)
+        await first.batch([r for r in records if r.offset >= 5])
+        assert await figures(pool) == reference
+        assert await positions(pool) == source.counts

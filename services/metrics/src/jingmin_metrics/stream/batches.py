@@ -97,9 +97,10 @@ class SourceGroup:
     async def adopt(self, assigned: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """Own exactly the `assigned` partitions of this role's topics; where to seek each.
 
-        Every assignment claims its partitions again (a new generation): whatever another
-        processor did with them in between, this one's memory is reloaded from the database
-        for those it did not hold, and later writes of the previous owner are refused.
+        Every assignment claims its partitions again (a new generation), and later writes
+        of a previous owner are refused. A partition's memory is kept only if nobody claimed
+        it since this processor did (the new generation is the next after its own): a
+        processor that was paused while another owned the partition reloads it.
         """
         mine = {tp for tp in assigned if tp[0] in self.topics}
         partitions = {p for _t, p in mine}
@@ -114,7 +115,11 @@ class SourceGroup:
         return {tp: offset for tp, offset in seeks.items() if tp in mine}
 
     async def _claim(self, partition: int, load: bool) -> dict[TopicPartition, int]:
-        self.generations[partition] = await self.store.claim(self.role, partition, self.topics)
+        before = self.generations.get(partition)
+        generation = await self.store.claim(self.role, partition, self.topics)
+        self.generations[partition] = generation
+        if before is None or generation != before + 1:
+            load = True  # another processor owned it in between: this memory is stale
         positions = await self.store.positions(partition, self.topics)
         if load and self.processor is not None:
             self.processor.load(partition, await self.store.items(partition))
@@ -166,12 +171,14 @@ class SourceGroup:
         run: list[Record] = []
         expected = c.start
         for record in records:
+            if record.offset < expected:
+                continue  # the same record twice in one batch (fetched again after a seek)
             if record.offset != expected:
-                break
+                # Past a hole the rest waits: the next batch must start right after the run.
+                return run, expected
             run.append(record)
             expected += 1
-        # Past a hole the rest waits: the next batch must start right after the run.
-        return run, (expected if len(run) < len(records) else None)
+        return run, None
 
     async def batch(self, records: Sequence[Record], apply: Apply) -> dict[TopicPartition, int]:
         """Apply what may be applied of `records`; the seeks to make before the next batch.
