@@ -355,3 +355,32 @@ async def test_a_processor_given_back_partitions_it_held_before_reloads_them(
         await first.batch([r for r in records if r.offset >= 5])
         assert await figures(pool) == reference
         assert await positions(pool) == source.counts
+
+
+async def test_a_regrouped_topic_made_again_makes_the_regroup_role_read_from_the_start(
+    source: Source, fresh_database: DatabaseFactory, reference: tuple[Merged, int]
+) -> None:
+    # A broker lost and refilled: the callbacks come back by replay, but what the regroup
+    # role had written to the regrouped topic (and the items role not yet read) is gone.
+    from jingmin_metrics.adapters.state_store import REGROUP
+
+    callbacks = "batches-callbacks"
+    async with one_processor(source, fresh_database) as (pool, proc, records):
+        proc.group.feeders = {source.regrouped: (REGROUP, frozenset([callbacks]))}
+        await proc.batch(records)
+        store = StateStore(pool)
+        regroup = SourceGroup(store, REGROUP, [callbacks], reclaim_when_refused=True)
+        await regroup.adopt([(callbacks, 0)])
+        await pool.execute(
+            "UPDATE metrics_positions SET next_offset = 40, last_digest = 1 WHERE topic = $1",
+            callbacks,
+        )
+        # The items role finds the regrouped log shorter than what it read.
+        again = await proc.group.adopt(source.tps())
+        tp = (source.regrouped, 0)
+        assert proc.group.check(tp, again[tp], highwater=0) == 0
+        await proc.group.restart_feeders()
+        assert (await positions(pool))[(callbacks, 0)] == 0
+        # The regroup role notices its claim moved on and reads the callbacks from 0.
+        assert await regroup.revalidate() == {(callbacks, 0): 0}
+        assert await figures(pool) == reference

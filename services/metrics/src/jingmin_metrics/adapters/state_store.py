@@ -88,6 +88,25 @@ class StateStore:
         )
         return [(bytes(r["key"]), bytes(r["state"])) for r in rows]
 
+    async def generations(self, role: str) -> dict[int, int]:
+        rows = await self.pool.fetch(
+            "SELECT partition, generation FROM metrics_owners WHERE role = $1", role
+        )
+        return {r["partition"]: r["generation"] for r in rows}
+
+    async def restart(self, role: str, topics: Iterable[str]) -> None:
+        """Make `role` read `topics` again from offset 0: its owners' generations move on, so
+        each claims its partitions again (refused meanwhile) and reads the reset positions."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE metrics_owners SET generation = generation + 1 WHERE role = $1", role
+            )
+            await conn.execute(
+                """UPDATE metrics_positions SET next_offset = 0, last_digest = NULL
+                   WHERE topic = ANY($1::text[])""",
+                sorted(topics),
+            )
+
     async def commit(self, writes: Sequence[PartitionWrite]) -> None:
         """Apply `writes` in one transaction, or raise `Refused` and write nothing."""
         if not writes:

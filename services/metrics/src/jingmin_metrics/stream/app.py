@@ -83,8 +83,12 @@ async def groups() -> dict[str, SourceGroup]:
     if not _groups:
         pool: asyncpg.Pool = await db.create_pool(metrics_dsn(settings), min_size=1, max_size=4)
         store = StateStore(pool)
-        _groups[ITEMS] = SourceGroup(store, ITEMS, ITEM_TOPICS, processor)
-        _groups[REGROUP] = SourceGroup(store, REGROUP, regrouping)
+        # The regrouped topic lost (a broker refilled) loses what the regroup agent wrote:
+        # it reads the callbacks again. Its writes are idempotent sends, so a refused
+        # commit (that restart, or a zombie) claims the partition again.
+        feeders = {REGROUPED: (REGROUP, frozenset(regrouping))}
+        _groups[ITEMS] = SourceGroup(store, ITEMS, ITEM_TOPICS, processor, feeders=feeders)
+        _groups[REGROUP] = SourceGroup(store, REGROUP, regrouping, reclaim_when_refused=True)
     return _groups
 
 
@@ -139,10 +143,22 @@ app.on_partitions_assigned.connect(cast(Any, on_assigned))
 
 @app.timer(2.0)  # type: ignore[misc]
 async def watch_positions() -> None:
-    """Seek back a partition whose client ran past what the database holds (see `check`)."""
+    """Seek back a partition whose client ran past what the database holds (see `check`),
+    restart the regroup role if the regrouped topic was made again, and take over again the
+    partitions whose claim moved on (`revalidate`)."""
     consumer: Any = app.consumer
     if not consumer.flow_active:
         return  # a rebalance: its assignment seeks every partition anyway
+    try:
+        await _watch(consumer)
+    except (Exception, asyncio.CancelledError) as exc:
+        if not kafka.transient(exc):
+            raise
+        # A timer that raises ends for good (and crashes the app): try again next tick.
+        log.warning("watching positions failed (%s: %s)", type(exc).__name__, exc)
+
+
+async def _watch(consumer: Any) -> None:
     assigned = consumer.assignment()
     for role, group in (await groups()).items():
         async with _locks[role]:
@@ -154,6 +170,10 @@ async def watch_positions() -> None:
                     if offset is not None:
                         seeks[key] = offset
             await _seek(seeks)
+            await group.restart_feeders()
+    for role, group in (await groups()).items():
+        async with _locks[role]:
+            await _seek(await group.revalidate())
 
 
 if regroup_topic is not None:

@@ -81,7 +81,18 @@ class SourceGroup:
         role: str,
         topics: Iterable[str],
         processor: Processor | None = None,
+        *,
+        feeders: dict[str, tuple[str, frozenset[str]]] | None = None,
+        reclaim_when_refused: bool = False,
     ) -> None:
+        """`feeders`: per topic this role reads, the role and topics that write it (the
+        regroup role writes the regrouped topic). When that topic was made again, what they
+        had written is gone: they must read their own topics again from offset 0.
+        `reclaim_when_refused`: a refused commit claims the partition again instead of
+        letting it go (for a role whose writes are idempotent sends, keeping nothing)."""
+        self.feeders = feeders or {}
+        self.reclaim_when_refused = reclaim_when_refused
+        self._restart: set[tuple[str, frozenset[str]]] = set()
         self.store = store
         self.role = role
         self.topics = frozenset(topics)
@@ -138,6 +149,37 @@ class SourceGroup:
         if self.processor is not None:
             self.processor.drop(partition)
 
+    def _made_again(self, tp: TopicPartition) -> None:
+        c = self.cursors[tp]
+        c.start, c.checked = 0, True
+        if tp[0] in self.feeders:
+            self._restart.add(self.feeders[tp[0]])
+
+    async def restart_feeders(self) -> None:
+        """Make the roles that wrote a topic found made again read theirs from offset 0."""
+        while self._restart:
+            role, topics = self._restart.pop()
+            log.warning("the %s role reads %s again from offset 0", role, sorted(topics))
+            await self.store.restart(role, topics)
+
+    async def revalidate(self) -> dict[TopicPartition, int]:
+        """Notice, without waiting for a batch, partitions claimed since by someone else (a
+        restart of this role, or this processor was a zombie) and stale ones; the seeks."""
+        current = await self.store.generations(self.role)
+        seeks: dict[TopicPartition, int] = {}
+        for partition, generation in sorted(self.generations.items()):
+            if current.get(partition) == generation and partition not in self._stale:
+                continue
+            if self.reclaim_when_refused or partition in self._stale:
+                seeks.update(await self._claim(partition, load=True))
+                self._stale.discard(partition)
+            else:
+                log.warning(
+                    "%s partition %d was claimed by another processor", self.role, partition
+                )
+                self._forget(partition)
+        return seeks
+
     def owned(self) -> list[int]:
         return sorted(self.generations)
 
@@ -163,7 +205,7 @@ class SourceGroup:
                     tp[1],
                     c.stored.offset,
                 )
-                c.start, c.checked = 0, True
+                self._made_again(tp)
                 return [], 0
             c.checked = True
             c.start = c.stored.offset
@@ -202,6 +244,7 @@ class SourceGroup:
                 seeks[tp] = seek
             if run:
                 runs.setdefault(tp[1], {})[tp[0]] = run
+        await self.restart_feeders()
         if not runs:
             return seeks
         try:
@@ -233,7 +276,10 @@ class SourceGroup:
                     sorted(lost),
                 )
                 for partition in lost:
-                    self._forget(partition)
+                    if self.reclaim_when_refused:
+                        self._stale.add(partition)  # claimed again before the next batch
+                    else:
+                        self._forget(partition)
                 pending -= lost
                 continue
             for w in writes:
@@ -277,7 +323,7 @@ class SourceGroup:
                 highwater,
                 c.stored.offset,
             )
-            c.start, c.checked = 0, True
+            self._made_again(tp)
             return 0
         if position is None or position <= c.start:
             self._stalled.pop(tp, None)
