@@ -240,6 +240,12 @@ async def test_an_old_batch_delivered_again_changes_nothing(
             tp: source.counts[tp] for tp in {(r.topic, r.partition) for r in again}
         }
         assert await positions(pool) == before
+        # Its lag is what the database holds against the logs' ends.
+        ends: dict[tuple[str, int], int | None] = dict(source.counts)
+        assert proc.group.lag(ends) == 0
+        assert (
+            proc.group.lag({**ends, (source.intake, 0): source.counts[(source.intake, 0)] + 5}) == 5
+        )
         # A new processor over the same database resumes exactly where the first stopped,
         # after checking that the record before that offset is the one it read.
         later = Proc(source, pool)

@@ -26,6 +26,7 @@ from eventkit import db, kafka, topics
 from eventkit.contracts import SchemaRegistry
 from eventkit.devstack import service_topics
 from eventkit.service import TopicSpec
+from eventkit.telemetry import CONSUMER_LAG
 from faust.types import TP
 
 from jingmin_metrics.adapters.state_store import ITEMS, REGROUP, StateStore
@@ -163,12 +164,18 @@ async def _watch(consumer: Any) -> None:
     for role, group in (await groups()).items():
         async with _locks[role]:
             seeks = {}
+            highwaters: dict[tuple[str, int], int | None] = {}
             for tp in assigned:
                 key = (tp.topic, tp.partition)
                 if key in group.cursors:
-                    offset = group.check(key, await consumer.position(tp), consumer.highwater(tp))
+                    highwaters[key] = consumer.highwater(tp)
+                    offset = group.check(key, await consumer.position(tp), highwaters[key])
                     if offset is not None:
                         seeks[key] = offset
+            # The lag that counts: faust's group commits only say what it handed over.
+            CONSUMER_LAG.labels(SERVICE.name, f"{settings.metrics_app_id}.{role}").set(
+                group.lag(highwaters)
+            )
             await _seek(seeks)
             await group.restart_feeders()
     for role, group in (await groups()).items():

@@ -155,6 +155,14 @@ class SourceGroup:
         if tp[0] in self.feeders:
             self._restart.add(self.feeders[tp[0]])
 
+    def lag(self, highwaters: dict[TopicPartition, int | None]) -> int:
+        """Records behind the high-water marks, from the positions the database holds."""
+        return sum(
+            max(0, hw - self.cursors[tp].stored.offset)
+            for tp, hw in highwaters.items()
+            if hw is not None and tp in self.cursors
+        )
+
     async def restart_feeders(self) -> None:
         """Make the roles that wrote a topic found made again read theirs from offset 0."""
         while self._restart:
