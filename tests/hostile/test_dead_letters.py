@@ -61,8 +61,8 @@ NOT_CONSUMERS = frozenset(
 OTHER_CONSUMERS: dict[str, str] = {
     "jingmin_metrics.stream.runner:run": "faust stream processors in their own processes; "
     "their poison handling is tested in services/metrics",
-    "jingmin_metrics.adapters.daily_publisher:run": "follows metrics' own snapshot topic, "
-    "which only metrics writes",
+    "jingmin_metrics.adapters.daily_publisher:run": "reads the figures in metrics' own database, "
+    "which only the metrics processors write",
 }
 POISONS = ("malformed bytes", "wrong schema", "unknown type", "oversized")
 # Poison that a consumer applies instead of refusing; each one is a reported defect.

@@ -51,7 +51,6 @@ topic visits.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
 topic complaints.complaint.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic complaints.supervision.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic complaints.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
-topic metrics.figures.snapshot.v1 12 cleanup.policy=compact
 topic metrics.daily.public.v1 12 cleanup.policy=compact
 topic metrics.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
 

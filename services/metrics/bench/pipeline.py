@@ -6,7 +6,8 @@ pipeline processing the same N events to visible figures, on a fresh dev broker.
     uv run python services/metrics/bench/pipeline.py --events 40000
 
 Prints events/s for both and the ratio. The pipeline figure is measured from the moment the
-events are on the topic until the processors' status records report them all applied.
+events are on the topic until the figures the processors committed to the metrics database
+(a fresh one on the configured PostgreSQL server) count them all applied.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from eventkit import devstack
+from eventkit import db, devstack
 from eventkit.envelope import Envelope
 from eventkit.service import load_services
+from eventkit.settings import KernelSettings
 from eventkit.topics import ensure_topics
-from jingmin_metrics.adapters.snapshot_reader import SnapshotReader
+from jingmin_metrics.adapters.figures_reader import FiguresReader
+from jingmin_metrics.service import SERVICE
 
 TOPIC = "intake.case.events.v1"
 
@@ -84,6 +87,17 @@ async def raw(bootstrap: str, n: int) -> float:
     return elapsed
 
 
+async def owned(dsn: str) -> list[int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT partition FROM metrics_owners WHERE role = 'items'")
+        return [r["partition"] for r in rows]
+    finally:
+        await conn.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=40000)
@@ -92,20 +106,28 @@ async def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="metrics-bench-"))
     broker = devstack.start_tansu(devstack.free_port(), log_path=home / "tansu.log")
     proc = None
+    pg = devstack.resolve_postgres(KernelSettings())
+    name = f"metrics_bench_{uuid.uuid4().hex[:8]}"
+    await db.ensure_database(pg.address, name)
+    dsn = db.database_dsn(pg.address, name)
+    await asyncio.to_thread(db.migrate, dsn, SERVICE.migrations)
     try:
         bootstrap = broker.address
         await ensure_topics(bootstrap, [t for s in load_services().values()
                                         for t in devstack.service_topics(s)])  # fmt: skip
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "METRICS_PROCESSOR_PORT": "0",
-               "METRICS_FAUST_DATADIR": str(home / "faust"), "METRICS_APP_ID": "bench"}  # fmt: skip
-        proc = subprocess.Popen([sys.executable, "-m", "jingmin_metrics.stream", "worker"],
+               "METRICS_FAUST_DATADIR": str(home / "faust"), "METRICS_APP_ID": "bench",
+               "METRICS_DATABASE_DSN": dsn}  # fmt: skip
+        # BENCH_PROCESSOR: another command line for the processor (a profiler wrapping it).
+        argv = os.environ.get("BENCH_PROCESSOR", "-m jingmin_metrics.stream worker").split()
+        proc = subprocess.Popen([sys.executable, *argv],
                                 env=env, stdout=open(home / "p.log", "wb"),
                                 stderr=subprocess.STDOUT)  # fmt: skip
-        while len((await SnapshotReader(bootstrap).catch_up()).status) < 12:
+        while len(await owned(dsn)) < 12:
             await asyncio.sleep(1)
         await produce(bootstrap, n)
         t0 = time.monotonic()
-        while (await SnapshotReader(bootstrap).catch_up()).facts() < n:
+        while (await FiguresReader(dsn).catch_up()).facts() < n:
             await asyncio.sleep(0.5)
         pipeline = time.monotonic() - t0
         baseline = await raw(bootstrap, n)
@@ -118,6 +140,8 @@ async def main() -> None:
             proc.terminate()
             proc.wait(30)
         broker.stop()
+        await db.drop_database(pg.address, name)
+        pg.stop()
 
 
 if __name__ == "__main__":

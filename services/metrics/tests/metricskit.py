@@ -32,6 +32,9 @@ CALLBACK_TOPIC = "visits.callback.events.v1"
 VISIT_TOPIC = "visits.visit.events.v1"
 COMPLAINT_TOPICS = ("complaints.complaint.events.v1", "complaints.supervision.events.v1")
 ROOT = Path(__file__).resolve().parents[3]
+# The metrics database of the `platform` in use: processors started without one of their
+# own (METRICS_DATABASE_DSN in `env`) keep their state there.
+_metrics_dsn: str | None = None
 
 
 class ProcessorProcess:
@@ -57,9 +60,9 @@ class ProcessorProcess:
             "METRICS_APP_ID": self.app_id,
             "METRICS_FAUST_DATADIR": str(self.home / f"{self.name}-{uuid.uuid4().hex[:6]}"),
             "METRICS_PROCESSOR_PORT": "0",
-            "METRICS_PUBLISH_INTERVAL_SECONDS": "0.5",
             "PYTHONUNBUFFERED": "1",
             "METRICS_DEBUG_DUMP": str(self.home / f"{self.name}.dump.json"),
+            **({"METRICS_DATABASE_DSN": _metrics_dsn} if _metrics_dsn else {}),
             **self.env,
         }
         out = open(self.log, "ab")
@@ -122,6 +125,7 @@ class Platform:
     clients: dict[str, httpx.AsyncClient]
     pools: dict[str, asyncpg.Pool]
     dsns: dict[str, str]
+    metrics_dsn: str
     routes: list[Route]
     dead: DeadLetters
     bootstrap: str
@@ -227,6 +231,10 @@ async def platform(
     )
     factories = {"intake": intake_app, "visits": visits_app, "complaints": complaints_app}
     dsns = {name: await fresh_database([spec.migrations]) for name, spec in specs.items()}
+    global _metrics_dsn
+    _metrics_dsn = metrics_dsn = await fresh_database([METRICS.migrations])
+    # What `jingmin verify metrics` reads the streamed figures from.
+    dsns["metrics"] = metrics_dsn
     async with AsyncExitStack() as stack:
         pools: dict[str, asyncpg.Pool] = {}
         for name, dsn in dsns.items():
@@ -259,7 +267,7 @@ async def platform(
             Route("visits", (CALLBACK_TOPIC,),
                   complaints_consumer(pools["complaints"], dead, source_handler(), **fast)),
         ]  # fmt: skip
-        plat = Platform(settings, clients, pools, dsns, routes, dead, bootstrap)
+        plat = Platform(settings, clients, pools, dsns, metrics_dsn, routes, dead, bootstrap)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(plat.bridge(stop))]
         for name, pool in pools.items():
@@ -273,5 +281,6 @@ async def platform(
         try:
             yield plat
         finally:
+            _metrics_dsn = None
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -163,3 +163,26 @@ def bureau_codes(n: int) -> list[str]:
     """n county codes spread over provinces and cities, like a real deployment."""
     provinces = ["11", "31", "32", "33", "35", "37", "42", "44", "51", "61"]
     return [f"{provinces[i % 10]}{(i // 10) % 20 + 1:02d}{i % 90 + 1:02d}" for i in range(n)]
+
+
+async def store_figures(dsn: str, records: Iterable[tuple[str, bytes | None]]) -> int:
+    """Write figure records into a metrics database as one commit of partition 0 would."""
+    import asyncpg
+
+    rows = list(records)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            rev = await conn.fetchval(
+                """INSERT INTO metrics_owners (role, partition, generation, rev)
+                   VALUES ('items', 0, 1, 1) ON CONFLICT (role, partition)
+                   DO UPDATE SET rev = metrics_owners.rev + 1 RETURNING rev"""
+            )
+            await conn.executemany(
+                """INSERT INTO metrics_chunks (key, partition, rev, value) VALUES ($1, 0, $2, $3)
+                   ON CONFLICT (key) DO UPDATE SET rev = excluded.rev, value = excluded.value""",
+                [(key, rev, value) for key, value in rows],
+            )
+    finally:
+        await conn.close()
+    return len(rows)

@@ -327,6 +327,35 @@ async def _owned_partitions(url: str) -> float | None:
     return None
 
 
+async def _leave_and_check(s: Scene, extra: Proc, who: str, found: list[Check]) -> None:
+    """The extra processor leaves (SIGTERM), the load stops, and the stack must recover."""
+    how = await asyncio.to_thread(extra.stop, 30.0)
+    s.did(f"{who} leaves (SIGTERM): {how}")
+    await s.finish_load(s.opts.t(10, 3))
+    await s.recover_and_check(found)
+
+
+def _extra_processor(s: Scene, name: str) -> tuple[Proc, str]:
+    """Start one more metrics processor (beside the worker's); it and its /metrics URL."""
+    from jingmin_metrics.stream.runner import processor_argv
+
+    port = devstack.free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    extra = s.stack.add_process(
+        f"metrics-processor-{name}",
+        "metrics",
+        processor_argv(),
+        {
+            "METRICS_FAUST_DATADIR": str(s.stack.home / "metrics-faust" / name),
+            "METRICS_PROCESSOR_PORT": str(port),
+        },
+        url,
+    )
+    extra.start()
+    s.did(f"a second metrics processor joins (pid {extra.pid})")
+    return extra, url
+
+
 async def metrics_workers(s: Scene) -> None:
     """kill -9 of a faust processor (its worker restarts it), of the whole metrics worker,
     of a processor again; then a second processor joins, takes partitions, and leaves."""
@@ -350,22 +379,7 @@ async def metrics_workers(s: Scene) -> None:
         else:
             s.did(f"kill -9 #{n + 1}: no metrics processor found to kill")
         await s.sleep(o.t(12, 4))
-    from jingmin_metrics.stream.runner import processor_argv
-
-    port = devstack.free_port()
-    extra = s.stack.add_process(
-        "metrics-processor-2",
-        "metrics",
-        processor_argv(),
-        {
-            "METRICS_FAUST_DATADIR": str(s.stack.home / "metrics-faust" / "second"),
-            "METRICS_PROCESSOR_PORT": str(port),
-        },
-        f"http://127.0.0.1:{port}/metrics",
-    )
-    extra.start()
-    s.did(f"a second metrics processor joins (pid {extra.pid})")
-    url = f"http://127.0.0.1:{port}/metrics"
+    extra, url = _extra_processor(s, "second")
     deadline = time.monotonic() + 90
     owned = None
     while time.monotonic() < deadline:
@@ -375,18 +389,104 @@ async def metrics_workers(s: Scene) -> None:
         await s.sleep(1)
     s.did(f"the second processor owns {owned or 0:g} partitions")
     await s.sleep(o.t(15, 4))
-    how = await asyncio.to_thread(extra.stop, 30.0)
-    s.did(f"the second processor leaves (SIGTERM): {how}")
-    await s.finish_load(o.t(10, 3))
-    await s.recover_and_check(
+    await _leave_and_check(
+        s,
+        extra,
+        "the second processor",
         [
             Check(
                 "(e) a second processor joined and took partitions",
                 bool(owned),
                 f"owned {owned or 0:g} partitions before it left",
             )
-        ]
+        ],
     )
+
+
+async def _metric(url: str, name: str) -> float | None:
+    with contextlib.suppress(httpx.HTTPError):
+        async with httpx.AsyncClient(timeout=2) as c:
+            text = (await c.get(url)).text
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.split()[-1])
+    return None
+
+
+async def processor_zombie(s: Scene) -> None:
+    """A second processor takes partitions, is paused (SIGSTOP) until the group gives them
+    to the first, the load goes on, then it resumes (SIGCONT): the metrics database must
+    refuse its late batch, and the figures stay exact."""
+    o = s.opts
+    s.start_load()
+    await s.sleep(o.t(10, 3))
+    await s.note_groups()
+    zombie, url = _extra_processor(s, "zombie")
+    took = await _poll(lambda: _owned_partitions(url), 90)
+    s.did(f"it owns {took or 0:g} partitions")
+    await s.sleep(o.t(5, 2))
+    claims = await _metric(url, "jingmin_metrics_rebuilds_total") or 0.0
+    zombie.signal(signal.SIGSTOP)
+    s.did(f"SIGSTOP to it (pid {zombie.pid}), the load going on")
+    first = f"http://127.0.0.1:{s.stack.ports['metrics-processor']}/metrics"
+    t0 = time.monotonic()
+    moved = await _poll(lambda: _at_least(_owned_partitions(first), 12), o.recover_timeout)
+    s.did(
+        f"the group gave all 12 partitions to the first processor after "
+        f"{time.monotonic() - t0:.0f} s"
+        if moved
+        else "the group did NOT move its partitions"
+    )
+    await s.sleep(o.t(10, 3))
+    zombie.signal(signal.SIGCONT)
+    s.did("SIGCONT: the zombie resumes with what it had fetched")
+
+    async def stopped_acting_as_owner() -> tuple[float, float] | None:
+        # Either its late batch reached the database and was refused, or its group
+        # membership lapsed first and it claimed its partitions anew (a new generation).
+        refused = await _metric(url, "jingmin_metrics_refused_batches_total") or 0.0
+        reclaimed = (await _metric(url, "jingmin_metrics_rebuilds_total") or 0.0) - claims
+        return (refused, reclaimed) if refused or reclaimed else None
+
+    late = await _poll(stopped_acting_as_owner, 60)
+    refused, reclaimed = late or (0.0, 0.0)
+    s.did(
+        f"batches the database refused it: {refused:g}; assignments it claimed anew "
+        f"after resuming: {reclaimed:g}"
+    )
+    await _leave_and_check(
+        s,
+        zombie,
+        "the zombie",
+        [
+            Check(
+                "(z) the group moved the paused processor's partitions",
+                bool(took) and bool(moved),
+                f"it owned {took or 0:g}; the first then owned all 12: {bool(moved)}",
+            ),
+            Check(
+                "(z) the zombie wrote nothing as the old owner",
+                late is not None,
+                f"{refused:g} batch(es) refused by the database, {reclaimed:g} new claim(s); "
+                "verify metrics below says the figures stayed exact",
+            ),
+        ],
+    )
+
+
+async def _at_least(value: Awaitable[float | None], floor: float) -> float | None:
+    got = await value
+    return got if got is not None and got >= floor else None
+
+
+async def _poll(probe: Callable[[], Awaitable[Any]], within: float) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = await probe()
+        if found:
+            return found
+        await asyncio.sleep(1.0)
+    return None
 
 
 # ---------------------------------------------------------------- API killed mid-request
@@ -600,6 +700,13 @@ SCENARIOS: dict[str, Scenario] = {
             "metrics-workers",
             "a metrics processor killed -9 three times; a second one joins and leaves",
             metrics_workers,
+            needs=("metrics",),
+        ),
+        Scenario(
+            "processor-zombie",
+            "a metrics processor paused until its partitions move, then resumed: its late "
+            "batch is refused",
+            processor_zombie,
             needs=("metrics",),
         ),
         Scenario(

@@ -40,6 +40,8 @@ from eventkit.service import ServiceSpec, load_services
 from eventkit.settings import KernelSettings
 
 ROOT = Path(__file__).resolve().parents[3]
+# The metrics processors' faust app id (their default), i.e. their consumer group.
+METRICS_GROUP = "jingmin-metrics"
 # Fixed (32 bytes), so every process, and every restart of it, unwraps the same person keys.
 MASTER_KEY = base64.b64encode(b"jingmin chaos suite: master key.").decode()
 # Settings of the operator's environment that must not reach the private stack.
@@ -485,7 +487,7 @@ class Stack:
             # The processors (default app id) recreate them too, but Tansu may be first.
             from jingmin_metrics.service import processor_topics
 
-            wanted += processor_topics("jingmin-metrics", 12)
+            wanted += processor_topics(METRICS_GROUP, 12)
         recreated: list[str] = []
         for _ in range(attempts):
             await topics.ensure_topics(self.bootstrap, wanted)
@@ -560,10 +562,12 @@ class Stack:
     async def consumer_lag(self) -> dict[str, int]:
         """Per consumer group: messages between its committed offsets and the partition ends.
 
-        Only partitions the group has committed count (a faust app's changelog partitions
-        are read by seeking, not by committing). Committed offsets are read with a consumer
-        of the group (OffsetFetch), which Tansu answers in a form aiokafka's admin client
-        cannot decode; the consumer never joins the group, so it changes nothing.
+        Only partitions the group has committed count. Committed offsets are read with a
+        consumer of the group (OffsetFetch), which Tansu answers in a form aiokafka's admin
+        client cannot decode; the consumer never joins the group, so it changes nothing.
+        The metrics processors keep their positions in the metrics database, not in their
+        group's commits (faust's commits only say what it handed over): their lag is read
+        from there.
         """
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
         await admin.start()
@@ -589,7 +593,27 @@ class Stack:
                 for tp, off in zip(tps, committed, strict=True)
                 if off is not None and off >= 0
             )
+        if METRICS_GROUP in lag and "metrics" in self.specs:
+            stored = await self._metrics_positions()
+            if stored is not None:
+                lag[METRICS_GROUP] = sum(
+                    max(0, ends.get(tp, 0) - off) for tp, off in stored.items() if tp in ends
+                )
         return lag
+
+    async def _metrics_positions(self) -> dict[TopicPartition, int] | None:
+        """The next offset of each source partition, as the metrics database holds it."""
+        try:
+            conn = await asyncpg.connect(self.dsn("metrics"), timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return None
+        try:
+            rows = await conn.fetch("SELECT topic, partition, next_offset FROM metrics_positions")
+        except asyncpg.PostgresError:
+            return None
+        finally:
+            await conn.close()
+        return {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
     async def quiesce(
         self, within: float, *, stable: int = 3, groups: Iterable[str] = ()

@@ -8,23 +8,15 @@ from eventkit.service import ServiceSpec, TopicSpec
 from eventkit.store import OutboxMessage, RecordedEvent
 
 DAILY_TOPIC = "metrics.daily.public.v1"
-SNAPSHOT_TOPIC = "metrics.figures.snapshot.v1"
 DEAD_LETTER_TOPIC = "metrics.dlq.v1"
 DAILY_TYPE = "jingmin.metrics.DailyFigures.v1"
 
 
 def processor_topics(app_id: str, partitions: int) -> list[TopicSpec]:
-    """The metrics processors' own topics for faust app `app_id`: the regroup topic and the
-    items table's changelog (faust names it `<app id>-<table>-changelog`)."""
+    """The metrics processors' own topics for faust app `app_id`: the regroup topic."""
     return [
         TopicSpec(
             f"{app_id}-regrouped", partitions=partitions, description="Callbacks keyed by item."
-        ),
-        TopicSpec(
-            f"{app_id}-items-changelog",
-            partitions=partitions,
-            compacted=True,
-            description="The items table's changelog.",
         ),
     ]
 
@@ -41,13 +33,6 @@ SERVICE = ServiceSpec(
     app="jingmin_metrics.entrypoints.app:create_app",
     migrations=Path(__file__).parent / "migrations",
     topics=(
-        # Record n carries source partition n's cells, so it has the domain topics' 12.
-        TopicSpec(
-            SNAPSHOT_TOPIC,
-            partitions=12,
-            compacted=True,
-            description="Metrics processors' results for the exporter (internal format).",
-        ),
         TopicSpec(
             DAILY_TOPIC,
             partitions=12,

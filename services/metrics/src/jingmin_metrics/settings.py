@@ -15,13 +15,16 @@ class MetricsSettings(KernelSettings):
     metrics_partitions: int = 12
     # Validate every consumed event against contracts/ (a bad one goes to metrics.dlq.v1).
     metrics_validate: bool = True
-    # How often processors publish changed figures to the snapshot topic (freshness).
-    metrics_publish_interval_seconds: float = 1.0
     # Processors run by one `jingmin worker --service metrics` (each its own faust worker).
     metrics_processors: int = 1
     # /metrics of processor number i is served on this port + i (0 disables); 8304 is the
     # worker process's own.
     metrics_processor_metrics_port: int = 8314
+    # The metrics database (items, positions, figures); default: the service's own database
+    # on the configured server (`DATABASE_URL`, `DATABASE_SUFFIX`).
+    metrics_database_dsn: str | None = None
+    # Most records a processor applies in one batch (one transaction).
+    metrics_batch_size: int = 2000
     # Faust's local directory (the memory store keeps nothing there that matters).
     metrics_faust_datadir: Path = Path(".jingmin/metrics-faust")
     # Join and rebalance quickly: the dev broker is slow to form groups.
@@ -31,3 +34,10 @@ class MetricsSettings(KernelSettings):
 
 def metrics_settings() -> MetricsSettings:
     return MetricsSettings()
+
+
+def metrics_dsn(settings: MetricsSettings) -> str:
+    """The metrics database: processors' state and the figures every reader serves."""
+    from eventkit.settings import service_dsn
+
+    return settings.metrics_database_dsn or service_dsn(settings, "jingmin_metrics")

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from eventkit import devstack, topics
 from eventkit.auth import issue_token
 from eventkit.contracts import SchemaRegistry
@@ -22,10 +22,10 @@ from eventkit.testing import DatabaseFactory, wait_for
 from eventkit.topics import ensure_topics
 from jingmin_metrics.adapters.daily_publisher import DailyPublisher
 from jingmin_metrics.domain.clock import OFFSET
-from jingmin_metrics.service import DAILY_TOPIC, SERVICE, SNAPSHOT_TOPIC
+from jingmin_metrics.service import DAILY_TOPIC, SERVICE
 from jingmin_metrics.settings import MetricsSettings
 from prometheus_client.parser import text_string_to_metric_families
-from support import snapshot_records, synthetic_observations
+from support import snapshot_records, store_figures, synthetic_observations
 
 pytestmark = pytest.mark.integration
 
@@ -43,30 +43,21 @@ def settings(tmp_path_factory: pytest.TempPathFactory, metrics_broker: str) -> K
     )
 
 
-@pytest.fixture(scope="module")
-async def snapshot(metrics_broker: str) -> int:
-    """Two bureaus' synthetic cells, published as one processor owning partition 0 would."""
+@pytest.fixture
+async def snapshot(metrics_broker: str, fresh_database: DatabaseFactory) -> str:
+    """A metrics database holding two bureaus' synthetic cells, as if one processor owning
+    partition 0 had committed them."""
     await ensure_topics(metrics_broker, devstack.service_topics(SERVICE))
-    observations = synthetic_observations([BUREAU, OTHER], 3, NOW, days=2)
-    producer = AIOKafkaProducer(bootstrap_servers=metrics_broker, acks="all")
-    await producer.start()
-    try:
-        records = snapshot_records(observations)
-        for key, value in records:
-            await producer.send_and_wait(SNAPSHOT_TOPIC, key=key.encode(), value=value, partition=0)
-    finally:
-        await producer.stop()
-    return len(records)
+    dsn = await fresh_database([SERVICE.migrations])
+    await store_figures(dsn, snapshot_records(synthetic_observations([BUREAU, OTHER], 3, NOW, 2)))
+    return dsn
 
 
 @pytest.fixture
-async def client(
-    settings: KernelSettings, fresh_database: DatabaseFactory, snapshot: int
-) -> AsyncIterator[httpx.AsyncClient]:
+async def client(settings: KernelSettings, snapshot: str) -> AsyncIterator[httpx.AsyncClient]:
     from jingmin_metrics.entrypoints.app import create_app
 
-    dsn = await fresh_database([SERVICE.migrations])
-    app = create_app(settings, dsn=dsn)
+    app = create_app(settings, dsn=snapshot)
     async with app.router.lifespan_context(app):
         await wait_for(lambda: app.state.reader.caught_up.is_set(), timeout=30)
         transport = httpx.ASGITransport(app=app)
@@ -159,9 +150,11 @@ async def test_breakdown_top_issues_and_equity(
 
 
 async def test_daily_public_figures_are_schema_valid_and_suppress_small_cells(
-    settings: KernelSettings, snapshot: int, metrics_broker: str
+    settings: KernelSettings, snapshot: str, metrics_broker: str
 ) -> None:
-    publisher = DailyPublisher(MetricsSettings(kafka_bootstrap_servers=metrics_broker))
+    publisher = DailyPublisher(
+        MetricsSettings(kafka_bootstrap_servers=metrics_broker, metrics_database_dsn=snapshot)
+    )
     stop = asyncio.Event()
     follow = asyncio.create_task(publisher.reader.run(stop))
     try:

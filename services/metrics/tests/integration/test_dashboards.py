@@ -19,15 +19,14 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from aiokafka import AIOKafkaProducer
 from eventkit import devstack, telemetry
 from eventkit.auth import issue_token
 from eventkit.settings import KernelSettings
 from eventkit.testing import DatabaseFactory, wait_for
 from eventkit.topics import ensure_topics
-from jingmin_metrics.service import SERVICE, SNAPSHOT_TOPIC
+from jingmin_metrics.service import SERVICE
 from jingmin_metrics.stream import telemetry as processor_telemetry
-from support import snapshot_records, synthetic_observations
+from support import snapshot_records, store_figures, synthetic_observations
 
 pytestmark = pytest.mark.integration
 
@@ -104,20 +103,15 @@ async def exporter(
     from jingmin_metrics.entrypoints.app import create_app
 
     await ensure_topics(metrics_broker, devstack.service_topics(SERVICE))
-    producer = AIOKafkaProducer(bootstrap_servers=metrics_broker, acks="all")
-    await producer.start()
-    try:
-        now = datetime.now(UTC)
-        for key, value in snapshot_records(synthetic_observations(["330602", "330603"], 3, now)):
-            await producer.send_and_wait(SNAPSHOT_TOPIC, key=key.encode(), value=value, partition=0)
-    finally:
-        await producer.stop()
+    dsn = await fresh_database([SERVICE.migrations])
+    now = datetime.now(UTC)
+    await store_figures(dsn, snapshot_records(synthetic_observations(["330602", "330603"], 3, now)))
     settings = KernelSettings(
         jingmin_home=tmp_path,
         master_key=base64.b64encode(os.urandom(32)).decode(),
         kafka_bootstrap_servers=metrics_broker,
     )
-    app = create_app(settings, dsn=await fresh_database([SERVICE.migrations]))
+    app = create_app(settings, dsn=dsn)
     port = devstack.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())

@@ -1,9 +1,8 @@
 """A processor that lives through the loss of its broker makes its own topics again.
 
 The runbook refills a lost cluster with the services' topics and `jingmin replay`; nobody
-else creates the processors' regroup topic and table changelog. Without them every offset
-commit failed with UnknownTopicOrPartition and the group never caught up (`make chaos`
-broker-restart)."""
+else creates the processors' regroup topic. Without it every send to it waited and the
+group never caught up (`make chaos` broker-restart)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 from eventkit import devstack, topics
 from eventkit.service import load_services
-from eventkit.testing import wait_for
-from jingmin_metrics.service import processor_topics
+from eventkit.testing import DatabaseFactory, wait_for
+from jingmin_metrics.service import SERVICE, processor_topics
 from metricskit import ProcessorProcess
 
 pytestmark = pytest.mark.integration
@@ -33,7 +32,10 @@ async def _start_on(port: int, log: Path, within: float = 120.0) -> devstack.End
     return await asyncio.to_thread(devstack.start_tansu, port, log)
 
 
-async def test_a_processor_makes_its_topics_again_on_a_new_empty_broker(tmp_path: Path) -> None:
+async def test_a_processor_makes_its_topics_again_on_a_new_empty_broker(
+    tmp_path: Path, fresh_database: DatabaseFactory
+) -> None:
+    dsn = await fresh_database([SERVICE.migrations])
     port = devstack.free_port()
     broker = devstack.start_tansu(port, log_path=tmp_path / "tansu-1.log")
     services = [t for s in load_services().values() for t in devstack.service_topics(s)]
@@ -45,7 +47,8 @@ async def test_a_processor_makes_its_topics_again_on_a_new_empty_broker(tmp_path
         have = await topics.list_topics(broker.address)
         return all(have.get(name) == 12 for name in own)
 
-    proc = ProcessorProcess(broker.address, app_id, tmp_path, "survivor").start()
+    env = {"METRICS_DATABASE_DSN": dsn}
+    proc = ProcessorProcess(broker.address, app_id, tmp_path, "survivor", env).start()
     try:
         await wait_for(present, 60, 1.0, "the processor did not create its topics")
         assert broker.pid is not None

@@ -16,7 +16,7 @@ from eventkit import devstack, topics
 from eventkit.service import load_services
 from eventkit.testing import DatabaseFactory, wait_for
 from eventkit.topics import ensure_topics
-from jingmin_metrics.adapters.snapshot_reader import SnapshotReader
+from jingmin_metrics.adapters.figures_reader import FiguresReader
 from jingmin_metrics.oracle.verify import verify, verify_once
 from jingmin_sim.api import DevTokens, RequestLog
 from jingmin_sim.simulate import Config, simulate
@@ -70,7 +70,7 @@ async def test_streamed_figures_equal_the_sql_recomputation_through_redelivery_a
             await converged(p.dsns, metrics_broker, procs)
             report = await verify_once(p.dsns, metrics_broker)
             assert report.cells > 200, report
-            view = await SnapshotReader(metrics_broker).catch_up()
+            view = await FiguresReader(p.metrics_dsn).catch_up()
             seen = {m for cells in view.merged().values() for (m, _d) in cells}
             # The workload reaches every stream, so the comparison covers every measure kind.
             assert {
@@ -110,7 +110,7 @@ async def test_streamed_figures_equal_the_sql_recomputation_through_redelivery_a
             if again.streamed_facts != again.stored_facts:
                 print(await _diagnose(p, metrics_broker, app_id, procs))
             assert again.streamed_facts == again.stored_facts > report.stored_facts, again
-            view = await SnapshotReader(metrics_broker).catch_up()
+            view = await FiguresReader(p.metrics_dsn).catch_up()
             assert len(view.status) == 12
             before = view.merged()
 
@@ -129,7 +129,7 @@ async def test_streamed_figures_equal_the_sql_recomputation_through_redelivery_a
                 reborn = ProcessorProcess(fresh.address, app_id, tmp_path, "reborn").start()
                 procs.append(reborn)
                 await converged(p.dsns, fresh.address, procs)
-                after = (await SnapshotReader(fresh.address).catch_up()).merged()
+                after = (await FiguresReader(p.metrics_dsn).catch_up()).merged()
                 assert after == before
             finally:
                 for proc in procs:

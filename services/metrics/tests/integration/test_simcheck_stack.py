@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 from eventkit.testing import DatabaseFactory, wait_for
-from jingmin_metrics.service import SERVICE as METRICS
 from jingmin_metrics.simcheck import check_simulation
 from jingmin_sim.api import DevTokens, RequestLog
 from jingmin_sim.checks import CheckContext
@@ -57,7 +56,7 @@ async def test_the_figures_check_passes_against_real_processors(
                 return await p.pending() == 0
 
             await wait_for(drained, timeout=60, message="relays did not drain")
-            app = create_app(p.settings, dsn=await fresh_database([METRICS.migrations]))
+            app = create_app(p.settings, dsn=p.metrics_dsn)
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://m.test") as m:

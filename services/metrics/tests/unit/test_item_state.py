@@ -23,12 +23,10 @@ def _deliveries(envelopes):  # type: ignore[no-untyped-def]
 
 def _cells(deliveries) -> dict:  # type: ignore[no-untyped-def]
     proc = Processor()
-    proc.rebuild([0], [])
-    table: dict[bytes, bytes] = {}
+    proc.load(0, [])
     for key, stream, version, fact in deliveries:
-        new = proc.apply(0, key, stream, version, dict(fact), table.get(key))
-        if new is not None:
-            table[key] = new
+        proc.apply(0, key, stream, version, dict(fact))
+    proc.settle(0)
     return {k: dict(v) for k, v in proc.partitions[0].cells.chunks.items() if v}
 
 
@@ -61,37 +59,26 @@ def test_merge_is_a_join() -> None:
     assert item.observations(whole) == item.observations(item.merge(c, item.merge(b, a)))
 
 
-def test_read_offsets_merge_by_maximum_and_a_rebuild_takes_the_furthest() -> None:
-    facts = list(_deliveries(case_events(T0)))
+def test_a_batch_writes_each_changed_item_once_and_loading_them_gives_the_same_cells() -> None:
+    facts = list(_deliveries(case_events(T0) + case_events(T0 + timedelta(hours=1))))
     proc = Processor()
-    proc.rebuild([0], [])
-    table: dict[bytes, bytes] = {}
-    for offset, (key, stream, version, fact) in enumerate(facts):
-        topic = "regrouped" if stream.startswith("visits:") else "intake"
-        new = proc.apply(0, key, stream, version, dict(fact), table.get(key), (topic, offset))
-        assert new is not None
-        table[key] = new
-    assert proc.partitions[0].read == {"intake": 6, "regrouped": 8}
-    # A duplicate writes nothing, so it moves nothing.
+    proc.load(0, [])
+    for key, stream, version, fact in facts:
+        assert proc.apply(0, key, stream, version, dict(fact))
+    written, records = proc.take_write(0, now=0.0)
+    assert len(written) == len({key for key, *_ in facts}) == 2
+    assert records[-1][0] == "000/_status" and records[-1][1]
+    proc.committed(0)
+    # A duplicate changes nothing, so the next batch writes nothing.
     key, stream, version, fact = facts[0]
-    assert proc.apply(0, key, stream, version, dict(fact), table[key], ("intake", 40)) is None
-    assert proc.partitions[0].read["intake"] == 6
+    assert not proc.apply(0, key, stream, version, dict(fact))
+    assert proc.take_write(0) == ([], [])
 
-    older, newer = item.new_state(0), item.new_state(0)
-    item.note_offset(older, "intake", 3)
-    item.note_offset(newer, "intake", 9)
-    item.note_offset(newer, "regrouped", 1)
-    assert item.merge(older, newer) == item.merge(newer, older)
-    assert item.read_offsets(item.merge(newer, older)) == {"intake": 10, "regrouped": 2}
-    # An older record merged after a newer one takes nothing back.
-    item.note_offset(newer, "intake", 2)
-    assert item.read_offsets(newer)["intake"] == 10
-
-    rebuilt = Processor()
-    rebuilt.rebuild([0], [*table.items(), (b"other", item.encode(older))])
-    assert rebuilt.partitions[0].read == {"intake": 6, "regrouped": 8}
-    cells = [{k: v for k, v in p.partitions[0].cells.chunks.items() if v} for p in (proc, rebuilt)]
+    loaded = Processor()
+    loaded.load(0, written)
+    cells = [{k: v for k, v in p.partitions[0].cells.chunks.items() if v} for p in (proc, loaded)]
     assert cells[0] == cells[1]
+    assert loaded.partitions[0].facts == proc.partitions[0].facts == len(facts)
 
 
 def test_a_late_dispatch_breach_counts_as_not_on_time_and_the_callback_joins_the_case() -> None:

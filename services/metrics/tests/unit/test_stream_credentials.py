@@ -39,10 +39,3 @@ def test_faust_builds_the_same_client_arguments_as_the_kernel(protocol: str) -> 
     if protocol != "SASL_PLAINTEXT":
         assert isinstance(faust_context, ssl.SSLContext)
     assert faust_args == kernel_args
-
-
-def test_one_record_per_batch_only_on_the_dev_broker() -> None:
-    assert credentials.dev_broker_options(KernelSettings(kafka_dev_broker=False)) == {}
-    assert credentials.dev_broker_options(KernelSettings(kafka_dev_broker=True)) == {
-        "producer_max_batch_size": 1
-    }

@@ -1,6 +1,6 @@
 """Worker loop: publish each bureau day's public figures to `metrics.daily.public.v1`.
 
-Follows the snapshot topic like the exporter does and publishes a record for every
+Follows the figures in the metrics database like the exporter does and publishes a record for every
 (bureau, day) whose public figures changed (a late event revises a past day: the record is
 sent again, with the same key). One publisher leads per metrics database (an advisory lock),
 so several worker processes do not send the same revision twice; the record's ce_id is
@@ -21,11 +21,11 @@ from eventkit import kafka, topics
 from eventkit.envelope import Envelope
 from eventkit.worker import WorkerContext
 
-from jingmin_metrics.adapters.snapshot_reader import SnapshotReader
+from jingmin_metrics.adapters.figures_reader import FiguresReader
 from jingmin_metrics.figures import public
 from jingmin_metrics.figures.select import index
 from jingmin_metrics.service import DAILY_TOPIC
-from jingmin_metrics.settings import MetricsSettings, metrics_settings
+from jingmin_metrics.settings import MetricsSettings, metrics_dsn, metrics_settings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ async def published(bootstrap: str) -> dict[str, str]:
 class DailyPublisher:
     def __init__(self, settings: MetricsSettings) -> None:
         self.settings = settings
-        self.reader = SnapshotReader(settings.kafka_bootstrap_servers)
+        self.reader = FiguresReader(metrics_dsn(settings))
         self.sent: dict[str, str] = {}
         self._version = -1
 

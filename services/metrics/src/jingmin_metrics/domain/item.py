@@ -76,19 +76,6 @@ def add_fact(state: State, stream_id: str, version: int, fact: Fact) -> bool:
     return True
 
 
-def note_offset(state: State, topic: str, offset: int) -> None:
-    """Record that this state includes the event at `offset` of `topic` (and all before it
-    on its partition that changed the item)."""
-    read = state.setdefault("o", {})
-    if read.get(topic, 0) <= offset:
-        read[topic] = offset + 1
-
-
-def read_offsets(state: State) -> dict[str, int]:
-    """Per source topic: the offset after the last event the state includes."""
-    return dict(state.get("o", {}))
-
-
 def merge(a: State, b: State) -> State:
     """The union of two states of one item (commutative, associative, idempotent)."""
     streams: dict[str, dict[str, Fact]] = {}
@@ -100,16 +87,7 @@ def merge(a: State, b: State) -> State:
                 # determinism if a producer ever broke that rule.
                 target.setdefault(version, fact)
     merged: State = {"p": max(a.get("p", 0), b.get("p", 0)), "s": streams}
-    read = dict(a.get("o", {}))
-    for topic, offset in b.get("o", {}).items():
-        read[topic] = max(read.get(topic, 0), offset)
-    if read:
-        merged["o"] = read
     return merged
-
-
-def merge_bytes(a: bytes, b: bytes) -> bytes:
-    return encode(merge(decode(a), decode(b)))
 
 
 def fact_count(state: State) -> int:

@@ -1,4 +1,4 @@
-"""The Prometheus collector over the snapshot view (figures only, within their budget)."""
+"""The Prometheus collector over the figures view (figures only, within their budget)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from jingmin_metrics.adapters.snapshot_reader import SnapshotReader
+from jingmin_metrics.adapters.figures_reader import FiguresReader
 from jingmin_metrics.figures import families
 from jingmin_metrics.figures.select import Cell, index
 
 
 class Figures:
-    """The merged cells of the current snapshot view, indexed once per view version."""
+    """The merged cells of the current figures view, indexed once per view version."""
 
-    def __init__(self, reader: SnapshotReader) -> None:
+    def __init__(self, reader: FiguresReader) -> None:
         self.reader = reader
         self._version = -1
         self._index: dict[str, list[Cell]] = {}
@@ -39,13 +39,13 @@ class FiguresCollector(Collector):
         yield from families.collect(self.figures.index(), datetime.now(UTC))
         ready = GaugeMetricFamily(
             "jingmin_metrics_snapshot_ready",
-            "1 once the exporter has read the snapshot topic to its end.",
+            "1 once the exporter has read the figures in the metrics database.",
         )
         ready.add_metric([], 1.0 if reader.caught_up.is_set() else 0.0)
         yield ready
         age = GaugeMetricFamily(
             "jingmin_metrics_snapshot_age_seconds",
-            "Seconds since the exporter last received a snapshot record.",
+            "Seconds since the exporter last received a changed figure record.",
         )
         age.add_metric([], time.time() - reader.last_record_at if reader.last_record_at else 0.0)
         yield age

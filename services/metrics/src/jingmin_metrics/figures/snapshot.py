@@ -1,10 +1,9 @@
-"""Records of the compacted topic `metrics.figures.snapshot.v1`, and the merged view of them.
+"""Figure records (table `metrics_chunks` of the metrics database), and the merged view.
 
 One record per (source partition, bureau, bureau day) holds that partition's cells for the
 day; one per (partition, bureau, "now") the current gauges; one `_status` record per
-partition says which epoch (which worker's rebuild) is current and how many facts it has
-applied. Readers sum the partitions. Records go to the snapshot partition with the number of
-the source partition, so a new owner can find and clear what the previous owner wrote.
+partition says how many facts it has applied. Readers sum the partitions. (The epochs are
+from when these records went through a compacted topic; processors now write epoch 0.)
 """
 
 from __future__ import annotations

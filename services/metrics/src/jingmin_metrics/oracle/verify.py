@@ -1,6 +1,6 @@
 """`jingmin verify metrics`: the streamed figures against a batch recomputation in SQL.
 
-Reads the processors' results the way the exporter does (the compacted snapshot topic),
+Reads the processors' results the way the exporter does (the metrics database),
 recomputes every cell from the event stores (`oracle/sql.py`), and prints each difference.
 Zero differences is the pass condition of the tests and of the chaos suite. With `--wait`,
 it re-checks until the figures converge or the time is up (the pipeline may still be
@@ -19,7 +19,7 @@ import asyncpg
 from eventkit.service import load_services
 from eventkit.settings import KernelSettings, service_dsn
 
-from jingmin_metrics.adapters.snapshot_reader import SnapshotReader
+from jingmin_metrics.adapters.figures_reader import FiguresReader
 from jingmin_metrics.domain.cells import CellKey, Value
 from jingmin_metrics.domain.facts import RULES
 from jingmin_metrics.domain.measures import BUCKETS_MS, HIST_WIDTH, MEASURES, Kind
@@ -209,7 +209,7 @@ class Report:
 
 async def verify_once(dsns: Mapping[str, str], bootstrap: str) -> Report:
     recomputed = await recompute(dsns)
-    view = await SnapshotReader(bootstrap).catch_up()
+    view = await FiguresReader(dsns["metrics"]).catch_up()
     streamed = view.merged()
     cells = len(
         {(c, k) for c, cs in streamed.items() for k in cs}

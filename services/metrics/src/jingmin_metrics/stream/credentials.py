@@ -4,8 +4,6 @@ other client of the platform does (eventkit.kafka.security_options)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from eventkit import kafka
 from eventkit.settings import KernelSettings
 from faust.auth import SASLCredentials, SSLCredentials
@@ -26,16 +24,3 @@ def broker_credentials(settings: KernelSettings) -> CredentialsT | None:
         mechanism=options["sasl_mechanism"],
         ssl_context=options.get("ssl_context"),
     )
-
-
-def dev_broker_options(settings: KernelSettings) -> dict[str, Any]:
-    """faust settings only the dev broker needs.
-
-    One record per batch (the Kafka client's batch limit is in bytes, and a batch always
-    takes its first record). Tansu answers ListOffsets with the base offset of the last
-    batch plus one, and faust recovers a changelog partition only up to that answer: with
-    several records to a batch, a worker taking a partition over missed the tail of the
-    last one, and the facts in it were never counted. Apache Kafka answers with the end of
-    the log, and batches normally.
-    """
-    return {"producer_max_batch_size": 1} if settings.kafka_dev_broker else {}

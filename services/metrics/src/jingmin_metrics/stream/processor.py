@@ -1,10 +1,12 @@
 """The processors' core, free of faust: apply facts to items, keep per-partition cells.
 
-Faust agents (`stream/app.py`) feed it; tests drive it directly. Per source partition it
-holds the sum of the observations of the items that live there, maintained incrementally
-(an item's old contribution out, its new one in) and rebuilt from the item table whenever
-the worker's partitions change. Cells are therefore a function of the item table, and the
-item table a semilattice of facts: the figures are exact however often events arrive.
+Faust agents (`stream/app.py`) feed it batches; tests drive it directly. Per owned source
+partition it holds the items stored there (loaded from the metrics database when the
+partition is taken over) and the sum of their observations, maintained incrementally (an
+item's old contribution out, its new one in). `take_write` hands over what a batch changed,
+each changed item once, for the transaction that also moves the partition's read position.
+Cells are a function of the items, and an item a semilattice of facts: the figures are
+exact however often an event arrives.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from jingmin_metrics.domain import item as items
 from jingmin_metrics.domain.cells import Cells, ChunkKey
 from jingmin_metrics.domain.facts import Fact
+from jingmin_metrics.figures import snapshot
 
 
 @dataclass
@@ -24,23 +27,17 @@ class PartitionState:
     cells: Cells = field(default_factory=Cells)
     # What each item currently contributes, so an update subtracts exactly that.
     contributions: dict[bytes, list[items.Observation]] = field(default_factory=dict)
-    dirty: set[ChunkKey] = field(default_factory=set)
-    # Set when this worker (re)built the partition: the publisher then rewrites every chunk
-    # of it and removes chunks it no longer has, stamped with a newer epoch.
-    epoch: int = 0
-    needs_refresh: bool = True
+    # Chunks and items changed by the batch being applied (written with its positions).
+    changed_chunks: set[ChunkKey] = field(default_factory=set)
+    changed_items: set[bytes] = field(default_factory=set)
+    # Changed items whose contribution to the cells is up to date (`settle`).
+    settled: set[bytes] = field(default_factory=set)
     facts: int = 0
-    # The fact count last published in the partition's status record: a fact that changes
-    # no cell (a visit scheduled, a callback expired) must still be reported as applied.
-    published_facts: int = -1
-    # Offset of the last status record published: a lower one next time means the topic
-    # was lost and made again, and whatever was published before is gone.
-    status_offset: int = -1
+    # Facts when the batch began: a batch that added any writes the status record (a fact
+    # that changes no cell, a visit scheduled, must still be reported as applied).
+    facts_at_batch: int = 0
     # Facts applied by type (short name), so the oracle can say what has not arrived.
     by_type: Counter[str] = field(default_factory=Counter)
-    # Per source topic, the offset after the last event the item table holds for this
-    # partition: where reading resumes if the changelog holds less than the commit says.
-    read: dict[str, int] = field(default_factory=dict)
 
 
 class Processor:
@@ -48,86 +45,102 @@ class Processor:
 
     def __init__(self) -> None:
         self.partitions: dict[int, PartitionState] = {}
-        # Decoded item states of active partitions (the table holds the encoded ones).
+        # Decoded item states of owned partitions.
         self.states: dict[bytes, items.State] = {}
+        self._keys: dict[int, set[bytes]] = {}
 
     # -------------------------------------------------------------------- ownership
 
-    def rebuild(self, active: Iterable[int], table: Iterable[tuple[bytes, bytes]]) -> None:
-        """Recompute every active partition's cells from the item table after a rebalance."""
-        wanted = set(active)
-        epoch = time.time_ns()
-        self.partitions = {p: PartitionState(epoch=epoch) for p in wanted}
-        self.states = {}
-        for key, raw in table:
-            if raw is None:
-                continue
+    def load(self, partition: int, stored: Iterable[tuple[bytes, bytes]]) -> None:
+        """Take `partition` over with the items the database holds for it."""
+        self.drop(partition)
+        part = PartitionState()
+        keys: set[bytes] = set()
+        for key, raw in stored:
             state = items.decode(raw)
-            partition = state.get("p")
-            if partition not in wanted:
-                continue  # a standby copy, or a partition this worker no longer owns
-            part = self.partitions[partition]
+            state["p"] = partition
             self.states[key] = state
+            keys.add(key)
             contribution = items.observations(state)
             part.contributions[key] = contribution
             part.cells.apply(contribution, +1)
             part.facts += items.fact_count(state)
             part.by_type.update(items.fact_types(state))
-            for topic, offset in items.read_offsets(state).items():
-                if part.read.get(topic, 0) < offset:
-                    part.read[topic] = offset
+        part.facts_at_batch = part.facts
+        self.partitions[partition] = part
+        self._keys[partition] = keys
+
+    def drop(self, partition: int) -> None:
+        """Forget `partition` (lost, or its memory is no longer what the database holds)."""
+        self.partitions.pop(partition, None)
+        for key in self._keys.pop(partition, set()):
+            self.states.pop(key, None)
 
     def owns(self, partition: int) -> bool:
         return partition in self.partitions
 
     # --------------------------------------------------------------------- applying
 
-    def apply(
-        self,
-        partition: int,
-        key: bytes,
-        stream_id: str,
-        version: int,
-        fact: Fact,
-        stored: bytes | None,
-        position: tuple[str, int] | None = None,
-    ) -> bytes | None:
-        """Apply one fact to one item; the item's new encoded state, or None if a duplicate.
-
-        `stored` is the table's current value for the key (used when the item is not cached);
-        `position` the source topic and offset of the event, recorded in the new state.
-        """
+    def apply(self, partition: int, key: bytes, stream_id: str, version: int, fact: Fact) -> bool:
+        """Apply one fact to one item; False if the item already had it."""
         part = self.partitions[partition]
         state = self.states.get(key)
         if state is None:
-            state = items.decode(stored) if stored is not None else items.new_state(partition)
-            state["p"] = partition
+            state = items.new_state(partition)
             self.states[key] = state
-            if key not in part.contributions:
-                # Known to the table but not yet counted here (cannot happen after a rebuild,
-                # kept so a missed rebuild can never double count).
-                contribution = items.observations(state)
-                part.contributions[key] = contribution
-                part.dirty |= part.cells.apply(contribution, +1)
-                part.facts += items.fact_count(state)
-                part.by_type.update(items.fact_types(state))
+            self._keys[partition].add(key)
         if not items.add_fact(state, stream_id, version, fact):
-            return None
+            return False
         part.facts += 1
         part.by_type[fact["t"]] += 1
-        if position is not None:
-            topic, offset = position
-            items.note_offset(state, topic, offset)
-            part.read[topic] = max(part.read.get(topic, 0), offset + 1)
-        new = items.observations(state)
-        old = part.contributions.get(key, [])
-        if new != old:
-            part.dirty |= part.cells.apply(old, -1)
-            part.dirty |= part.cells.apply(new, +1)
-            part.contributions[key] = new
-        return items.encode(state)
+        part.changed_items.add(key)
+        return True
 
-    def take_dirty(self, partition: int) -> set[ChunkKey]:
+    def settle(self, partition: int) -> None:
+        """Bring the cells up to date with the items the batch changed: each item's
+        observations are derived once per batch, however many of its facts it brought."""
         part = self.partitions[partition]
-        dirty, part.dirty = part.dirty, set()
-        return dirty
+        for key in part.changed_items - part.settled:
+            new = items.observations(self.states[key])
+            old = part.contributions.get(key, [])
+            if new != old:
+                part.changed_chunks |= part.cells.apply(old, -1) | part.cells.apply(new, +1)
+                part.contributions[key] = new
+        part.settled = set(part.changed_items)
+
+    def take_write(
+        self, partition: int, now: float | None = None
+    ) -> tuple[list[tuple[bytes, bytes]], list[tuple[str, bytes | None]]]:
+        """The batch's changes of `partition`: encoded items, and figure records (the
+        changed chunks, None for an emptied one, and the status when facts were added).
+
+        The records carry epoch 0: in the database a partition's owner is fenced by the
+        transaction (`SnapshotView` drops records of older epochs, which here must not
+        happen to a record an earlier owner wrote and this one did not rewrite)."""
+        self.settle(partition)
+        part = self.partitions[partition]
+        written = [(key, items.encode(self.states[key])) for key in sorted(part.changed_items)]
+        records: list[tuple[str, bytes | None]] = []
+        for bureau, day in sorted(part.changed_chunks):
+            cells = part.cells.chunk((bureau, day))
+            value = snapshot.encode_chunk(partition, 0, bureau, day, cells) if cells else None
+            records.append((snapshot.chunk_key(partition, bureau, day), value))
+        if part.facts != part.facts_at_batch:
+            status = snapshot.encode_status(
+                partition,
+                0,
+                part.facts,
+                len(part.contributions),
+                time.time() if now is None else now,
+                part.by_type,
+            )
+            records.append((snapshot.status_key(partition), status))
+        return written, records
+
+    def committed(self, partition: int) -> None:
+        """The batch's changes of `partition` are stored: start the next batch."""
+        part = self.partitions[partition]
+        part.changed_chunks = set()
+        part.changed_items = set()
+        part.settled = set()
+        part.facts_at_batch = part.facts

@@ -12,11 +12,17 @@ FACTS = Counter(
 )
 REBUILDS = Counter(
     "jingmin_metrics_rebuilds",
-    "Times a processor rebuilt its partitions' cells (each rebalance).",
+    "Assignments a processor took over (each rebalance).",
 )
 OWNED = Gauge("jingmin_metrics_owned_partitions", "Source partitions this processor owns.")
 PUBLISHED = Counter("jingmin_metrics_snapshot_records", "Snapshot records published.")
-GAP_RECORDS = Counter(
-    "jingmin_metrics_gap_records",
-    "Records the consumer skipped that a processor then read directly (stream/gaps.py).",
+REFUSED = Counter(
+    "jingmin_metrics_refused_batches",
+    "Batches whose commit the metrics database refused: another processor had claimed the "
+    "partitions since (this one was a zombie); the batch is dropped, the figures unchanged.",
+)
+SEEKS = Counter(
+    "jingmin_metrics_seeks",
+    "Source partitions sought to the offset the metrics database holds (assignments, "
+    "batches that did not start there, a client that ran past it).",
 )
