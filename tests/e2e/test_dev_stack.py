@@ -19,6 +19,7 @@ import pytest
 from cloudevents.v1.kafka import KafkaMessage, from_binary
 from eventkit.auth import issue_token
 from eventkit.devstack import free_port
+from eventkit.service import load_services
 from eventkit.settings import KernelSettings
 from kafka import KafkaConsumer, TopicPartition
 
@@ -45,14 +46,14 @@ class DevStack:
             JINGMIN_HOME=str(self.home),
             DATABASE_URL=self.server_url,
             DATABASE_SUFFIX=self.suffix,
-            INTAKE_PORT=str(self.port),
-            INTAKE_RELAY_METRICS_PORT=str(free_port()),
-            INTAKE_WORKER_METRICS_PORT=str(free_port()),
-            VISITS_PORT=str(free_port()),
-            VISITS_RELAY_METRICS_PORT=str(free_port()),
-            VISITS_WORKER_METRICS_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
         )
+        # Every process on a free port: a developer's own `make dev` may hold the defaults.
+        for name in load_services():
+            prefix = name.upper().replace("-", "_")
+            for port in ("PORT", "RELAY_METRICS_PORT", "WORKER_METRICS_PORT"):
+                env[f"{prefix}_{port}"] = str(free_port())
+        env["INTAKE_PORT"] = str(self.port)
         self.lines = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "eventkit.cli", "dev"],
@@ -128,8 +129,8 @@ def stack(tmp_path: Path, pg_server_url: str) -> Iterator[DevStack]:
 
     from eventkit.db import drop_database
 
-    for database in ("jingmin_intake", "jingmin_visits"):
-        asyncio.run(drop_database(pg_server_url, database + suffix))
+    for spec in load_services().values():  # jingmin dev makes every service's database
+        asyncio.run(drop_database(pg_server_url, spec.database + suffix))
 
 
 def _read_topic(bootstrap: str, want: int, timeout: float = 30) -> list[object]:
