@@ -9,6 +9,9 @@ the platform recover and checks (chaoslib/checks.py):
   (b) the topics hold exactly the messages the stores imply (duplicates allowed);
   (c) `jingmin verify metrics` shows zero differences, every event applied (when metrics runs);
   (d) every outbox drained and every consumer group caught up;
+  (s) the load exercised satisfaction: at least 100 callbacks answered (officer phone
+      answers and the SMS survey page) with 满意, 基本满意 and 不满意 all present, 不满意
+      answers carried through recovery orders to answered follow-up callbacks;
   (e), (f) the scenario's own promise (writes during a broker outage, one effect per
       Idempotency-Key, reconnection after a database restart, ...).
 
@@ -72,6 +75,7 @@ async def main(args: argparse.Namespace) -> int:
         scale=args.scale,
         recover_timeout=args.recover_timeout,
         metrics_wait=args.metrics_wait,
+        callbacks=args.callbacks,
         sim={"concurrency": args.concurrency, "bureaus": args.bureaus},
         builtin={"rate": args.rate},
         canary={"rate": args.canary_rate},
@@ -159,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " the built-in one alone if the simulator cannot be imported)",
     )
     p.add_argument("--scale", type=float, default=1.0, help="multiply every fault/load duration")
-    p.add_argument("--concurrency", type=int, default=4, help="simulator concurrency")
+    p.add_argument("--concurrency", type=int, default=8, help="simulator concurrency")
     p.add_argument("--bureaus", type=int, default=2, help="simulated bureaus")
     p.add_argument(
         "--rate", type=float, default=4.0, help="built-in stories per second (--load builtin)"
@@ -169,6 +173,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=2.0,
         help="built-in stories per second beside the simulator (--load auto)",
+    )
+    p.add_argument(
+        "--callbacks",
+        type=int,
+        default=100,
+        help="callbacks the simulator must answer in each scenario (check (s); 0: only count)",
     )
     p.add_argument("--recover-timeout", type=float, default=180.0)
     p.add_argument("--metrics-wait", type=float, default=120.0, help="verify metrics --wait")

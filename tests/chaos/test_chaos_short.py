@@ -29,6 +29,7 @@ SHORT = Options(
     metrics_wait=60.0,
     sim={"bureaus": 1, "concurrency": 3},
     canary={"rate": 2.0},
+    callbacks=0,  # a few seconds of load: the answered callbacks are counted, not required
 )
 
 

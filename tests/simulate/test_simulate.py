@@ -143,6 +143,29 @@ async def test_no_event_time_lies_beyond_the_window(
     assert not result.stats.errors
 
 
+async def test_a_drill_answers_every_callback_with_all_three_values(
+    fresh_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    # The chaos load's drill: the callbacks of what a morning's window resolves are all
+    # answered (by phone: no SMS sink here) minutes after the resolution, 不满意 among
+    # them; each opens a recovery order, reported and closed minutes later, and its
+    # follow-up call is answered too. Nothing depends on the hour the suite runs.
+    cfg = config(days=3 / 24, bureaus=1, stations=3, drill=True)
+    result, _, stored = await run_once(fresh_database, tmp_path, cfg)
+    t = result.tallies
+    values = {
+        v: t[f"answers.case_resolved.satisfaction.{v}"]
+        for v in ("satisfied", "basically_satisfied", "dissatisfied")
+    }
+    assert all(values.values()), values
+    assert t["callbacks.left_unanswered"] == t["callbacks.never_called"] == 0
+    assert t["supervision.orders.service_recovery"] >= values["dissatisfied"]
+    assert t["callbacks.answered.service_recovery"] > 0
+    answered = sum(v for k, v in t.items() if k.startswith("callbacks.answered."))
+    assert stored["visits_types"].get("CallbackAnswered", 0) == answered
+    assert result.stories["crashed"] == 0
+
+
 def _arrivals(cfg: Config) -> list[tuple[str, str]]:
     """The stories a run would start, without running them (nothing is sent)."""
     from jingmin_sim.api import Api

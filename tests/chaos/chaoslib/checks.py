@@ -300,3 +300,95 @@ def check_recovered(settled: dict[str, Any], groups_before: set[str]) -> Check:
     if settled.get("error"):
         lines.append(f"last error: {settled['error']}")
     return Check("(d) recovered: outboxes drained, consumers caught up", ok, detail, lines)
+
+
+# ---------------------------------------------------------------------------- (s) callbacks
+
+SATISFACTION = {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"}
+
+
+@dataclass
+class Callbacks:
+    """What the stores hold of satisfaction: answered callbacks and recovery orders."""
+
+    phone: int = 0
+    sms: int = 0
+    satisfaction: Counter[str] = field(default_factory=Counter)
+    recovery_orders: int = 0
+    follow_ups: int = 0
+
+    @property
+    def answered(self) -> int:
+        return self.phone + self.sms
+
+    def __sub__(self, other: Callbacks) -> Callbacks:
+        return Callbacks(
+            self.phone - other.phone,
+            self.sms - other.sms,
+            self.satisfaction - other.satisfaction,
+            self.recovery_orders - other.recovery_orders,
+            self.follow_ups - other.follow_ups,
+        )
+
+    def summary(self) -> str:
+        values = ", ".join(f"{zh} {self.satisfaction[k]}" for k, zh in SATISFACTION.items())
+        return (
+            f"callbacks answered {self.answered} (phone {self.phone} / SMS page {self.sms}): "
+            f"{values}; recovery orders opened {self.recovery_orders}; follow-up callbacks "
+            f"answered {self.follow_ups}"
+        )
+
+
+async def count_callbacks(stack: Stack) -> Callbacks | None:
+    """The answered callbacks in visits' store and the recovery orders in complaints'."""
+    if "visits" not in stack.specs:
+        return None
+    out = Callbacks()
+    conn = await asyncpg.connect(stack.dsn("visits"))
+    try:
+        rows = await conn.fetch(
+            """SELECT data->>'via' AS via, data->>'satisfaction' AS satisfaction,
+                      stream_id LIKE '%-service_recovery' AS follow_up, count(*) AS n
+               FROM events WHERE type = 'CallbackAnswered' GROUP BY 1, 2, 3"""
+        )
+    finally:
+        await conn.close()
+    for r in rows:
+        if r["via"] == "survey":
+            out.sms += r["n"]
+        else:
+            out.phone += r["n"]
+        out.satisfaction[r["satisfaction"]] += r["n"]
+        if r["follow_up"]:
+            out.follow_ups += r["n"]
+    if "complaints" in stack.specs:
+        conn = await asyncpg.connect(stack.dsn("complaints"))
+        try:
+            out.recovery_orders = await conn.fetchval(
+                """SELECT count(*) FROM events WHERE type = 'OrderIssued'
+                   AND data->>'order_type' = 'service_recovery'"""
+            )
+        finally:
+            await conn.close()
+    return out
+
+
+async def check_callbacks(stack: Stack, before: Callbacks | None, required: int) -> Check:
+    """(s) the load exercised satisfaction: at least `required` callbacks answered during
+    the scenario (phone and SMS page), every satisfaction value among them, and 不满意
+    answers carried through recovery orders to answered follow-up callbacks."""
+    name = "(s) satisfaction under the fault"
+    after = await count_callbacks(stack)
+    if after is None or before is None:
+        return Check(name, None, "visits not running, or no simulator in the load")
+    got = after - before
+    problems = []
+    if got.answered < required:
+        problems.append(f"{got.answered} callbacks answered, fewer than {required}")
+    if required:
+        problems += [f"no {zh} answer" for k, zh in SATISFACTION.items() if not got.satisfaction[k]]
+        if "complaints" in stack.specs and not got.recovery_orders:
+            problems.append("no recovery order opened")
+        if "complaints" in stack.specs and not got.follow_ups:
+            problems.append("no follow-up callback answered")
+    return Check(name, not problems, got.summary(), problems)

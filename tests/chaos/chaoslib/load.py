@@ -143,15 +143,45 @@ def simulator_available() -> str | None:
     return None
 
 
+# The simulated window ends at this local (Beijing) hour of a recent working day, so the
+# load is the same whatever the hour or the day the chaos runs (a window ending "now" at
+# 03:00 would hold a handful of 110 calls and no service-window case).
+WINDOW_END_HOUR = 12
+
+
+def window_end(now: datetime) -> datetime:
+    """The end of every simulated window: 12:00 Beijing time on the latest working day
+    of the last four days (the latest 12:00 past, whatever the day, in a long holiday)."""
+    from jingmin_sim.model import TZ, is_workday
+
+    local = now.astimezone(TZ)
+    latest = local.replace(hour=WINDOW_END_HOUR, minute=0, second=0, microsecond=0)
+    if latest > local:
+        latest -= timedelta(days=1)
+    for back in range(4):
+        day = latest - timedelta(days=back)
+        if is_workday(day.date()):
+            return day.astimezone(UTC)
+    return latest.astimezone(UTC)
+
+
 @dataclass
 class SimulatorLoad:
-    """`jingmin simulate` windows back to back until told to stop.
+    """`jingmin simulate` windows back to back until told to stop, as a drill.
 
     Each window is a short backfill (every step of a story posted at once, with its own
-    event time), so follow-up stories (callbacks after a resolution, complaints, recovery
-    orders) run within the window too. A new seed per window: new stories, new
-    Idempotency-Keys. When told to stop, the run is cancelled where it stands; only
-    answers the client received count as accepted.
+    event time) over the same hours of a recent working day (`window_end`), with a new
+    seed each: new stories, new Idempotency-Keys. The simulator runs as a drill
+    (`Config.drill`): every callback is answered, by an officer's call or on the SMS
+    survey page (links read from visits' dev sink; the load's bureaus are given no quiet
+    hours, so links go out whatever the hour), with 满意, 基本满意 and 不满意 all present;
+    what follows (the callback, a 不满意's recovery order and its follow-up call) comes
+    minutes later, so it runs under the fault too. When told to stop, no new story of the
+    window starts; the follow-ups of those begun run to their end (for at most `drain`
+    seconds, then the run is cancelled where it stands). If the complete windows have not
+    answered `min_answers` callbacks by then (a fault that held the consumers back for
+    most of the load), windows go on for up to `extend` more seconds until they have.
+    Only answers the client received count as accepted.
     """
 
     stack: Stack
@@ -162,56 +192,139 @@ class SimulatorLoad:
     window_hours: float = 3.0
     rate: float = 1.0
     concurrency: int = 4
-    name: str = "jingmin simulate"
+    drain: float = 120.0
+    min_answers: int = 0
+    extend: float = 120.0
+    name: str = "jingmin simulate (drill)"
     windows: int = 0
     requests: int = 0
+    drained: bool | None = None
+    extended: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
+    tallies: Counter[str] = field(default_factory=Counter)
+
+    async def _no_quiet_hours(self, http: Mapping[str, httpx.AsyncClient]) -> list[str]:
+        """Give the simulated bureaus no SMS quiet hours (a chaos-load setting: the
+        default 20:00-08:00 would hold every link back for a night-time run)."""
+        from jingmin_sim.geography import pick_bureaus
+
+        visits = http.get("visits")
+        if visits is None:
+            return []
+        codes = pick_bureaus(self.bureaus, None)
+        token = issue_token(
+            self.stack.settings, subject="chaos-load", roles=["admin"], scopes=codes
+        )
+        for code in codes:
+            r = await visits.put(
+                f"/v1/policies/{code}",
+                json={"quiet_start": "00:00", "quiet_end": "00:00"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            r.raise_for_status()
+        return codes
 
     async def run(self, stop: asyncio.Event) -> None:
         """Simulate window after window until `stop` is set."""
         from jingmin_sim.api import DevTokens
         from jingmin_sim.simulate import Config, simulate
+        from jingmin_sim.sink import SmsSink
 
         tokens = DevTokens(self.stack.settings)
-        async with clients(self.stack, self.recorder) as http:
-            for i in itertools.count():
-                if stop.is_set():
-                    break
-                config = Config(
-                    seed=f"{self.seed}-{i}",
-                    bureaus=self.bureaus,
-                    stations=self.stations,
-                    days=self.window_hours / 24,
-                    rate=self.rate,
-                    concurrency=self.concurrency,
-                    discover_timeout=30.0,
-                    poll_interval=0.5,
-                    progress=False,
-                )
-                run = asyncio.create_task(simulate(config, http, tokens, check_health=False))
-                stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if not run.done():
-                    run.cancel()
-                    await asyncio.gather(run, return_exceptions=True)
-                    await _cancel_orphans()
-                    break
-                stopper.cancel()
-                result = run.result()
-                self.windows += 1
-                self.requests += result.stats.requests
-                for (endpoint, status, title), n in result.stats.errors.items():
-                    self.errors[f"{status} {endpoint} {title}"[:120]] += n
-                for what, n in result.stats.transport_failures.items():
-                    self.errors[f"transport {what}"[:120]] += n
+        end = window_end(datetime.now(UTC))
+        sink = SmsSink(self.stack.dsn("visits")) if "visits" in self.stack.specs else None
+        try:
+            async with clients(self.stack, self.recorder) as http:
+                await self._no_quiet_hours(http)
+                stopped_at: list[float] = []
+                for i in itertools.count():
+                    if stop.is_set() and (self._enough() or self._overtime(stopped_at)):
+                        break
+                    halt = asyncio.Event()
+                    config = Config(
+                        seed=f"{self.seed}-{i}",
+                        bureaus=self.bureaus,
+                        stations=self.stations,
+                        days=self.window_hours / 24,
+                        end=end,
+                        rate=self.rate,
+                        concurrency=self.concurrency,
+                        discover_timeout=30.0,
+                        poll_interval=0.5,
+                        progress=False,
+                        drill=True,
+                    )
+                    run = asyncio.create_task(
+                        simulate(
+                            config,
+                            http,
+                            tokens,
+                            sms_sink=sink,
+                            check_health=False,
+                            stop_arrivals=halt,
+                        )
+                    )
+                    halter = asyncio.create_task(self._halt(stop, halt, stopped_at))
+                    halted = asyncio.create_task(halt.wait())
+                    await asyncio.wait({run, halted}, return_when=asyncio.FIRST_COMPLETED)
+                    halter.cancel()
+                    halted.cancel()
+                    if not run.done():
+                        # No new story starts; those begun finish, follow-ups included.
+                        await asyncio.wait({run}, timeout=self.drain)
+                        self.drained = run.done()
+                    if not run.done():
+                        run.cancel()
+                        await asyncio.gather(run, return_exceptions=True)
+                        await _cancel_orphans()
+                        break
+                    result = run.result()
+                    self.windows += 1
+                    self.requests += result.stats.requests
+                    self.tallies.update(result.tallies)
+                    for (endpoint, status, title), n in result.stats.errors.items():
+                        self.errors[f"{status} {endpoint} {title}"[:120]] += n
+                    for what, n in result.stats.transport_failures.items():
+                        self.errors[f"transport {what}"[:120]] += n
+                if stopped_at:
+                    self.extended = max(0.0, time.monotonic() - stopped_at[0])
+        finally:
+            if sink is not None:
+                await sink.close()
+
+    def _enough(self) -> bool:
+        return self.tallies["answers.via.officer"] + self.tallies["answers.via.sms"] >= (
+            self.min_answers
+        )
+
+    def _overtime(self, stopped_at: list[float]) -> bool:
+        return bool(stopped_at) and time.monotonic() - stopped_at[0] > self.extend
+
+    async def _halt(
+        self, stop: asyncio.Event, halt: asyncio.Event, stopped_at: list[float]
+    ) -> None:
+        """Set `halt` (no new story of the window) once `stop` is set and the complete
+        windows answered enough callbacks, or `extend` seconds after `stop`."""
+        await stop.wait()
+        if not stopped_at:
+            stopped_at.append(time.monotonic())
+        if not self._enough():  # counted per complete window: no change within this one
+            await asyncio.sleep(max(0.0, stopped_at[0] + self.extend - time.monotonic()))
+        halt.set()
 
     def describe(self) -> str:
         errs = sum(self.errors.values())
         top = ", ".join(f"{k} ×{n}" for k, n in self.errors.most_common(3))
+        t = self.tallies
+        drained = {None: "", True: "; the last window drained", False: "; the last window cut"}
         return (
-            f"{self.name}: {self.windows} complete window(s) of {self.window_hours:g} h, "
+            f"{self.name}: {self.windows} window(s) of {self.window_hours:g} h, "
             f"{self.bureaus} bureau(s) × {self.stations} stations, concurrency "
-            f"{self.concurrency}; {errs} errors in complete windows" + (f" ({top})" if top else "")
+            f"{self.concurrency}{drained[self.drained]}"
+            + (f", {self.extended:.0f} s after the stop" if self.extended >= 1 else "")
+            + "; answers by phone "
+            f"{t['answers.via.officer']}, by SMS page {t['answers.via.sms']}; "
+            f"{errs} errors" + (f" ({top})" if top else "")
         )
 
 

@@ -25,7 +25,7 @@ from eventkit import devstack
 
 from chaoslib import checks
 from chaoslib.checks import Check
-from chaoslib.load import BuiltinLoad, Load, Recorder, make_loads
+from chaoslib.load import BuiltinLoad, Load, Recorder, SimulatorLoad, make_loads
 from chaoslib.stack import Proc, Stack
 
 
@@ -39,6 +39,8 @@ class Options:
     builtin: dict[str, Any] = field(default_factory=dict)
     canary: dict[str, Any] = field(default_factory=dict)
     seed: str = field(default_factory=lambda: time.strftime("%H%M%S"))
+    # Callbacks a scenario's load must answer (check (s)); 0 only reports them.
+    callbacks: int = 100
 
     def t(self, seconds: float, floor: float = 1.0) -> float:
         return max(floor, seconds * self.scale)
@@ -76,6 +78,7 @@ class Scene:
         self._load_task: asyncio.Task[None] | None = None
         self._load_stop = asyncio.Event()
         self.groups_before: set[str] = set()
+        self.callbacks_before: checks.Callbacks | None = None
 
     def did(self, text: str) -> None:
         line = f"[+{time.monotonic() - self.t0:6.1f}s] {text}"
@@ -86,7 +89,7 @@ class Scene:
     def builtin(self) -> BuiltinLoad | None:
         return next((x for x in self.loads if isinstance(x, BuiltinLoad)), None)
 
-    def start_load(self, *, builtin_rate: float | None = None) -> None:
+    async def start_load(self, *, builtin_rate: float | None = None) -> None:
         """Start the load; `builtin_rate` makes sure the built-in generator runs, at that
         rate (for a scenario that checks what only it knows)."""
         seed = f"chaos-{self.outcome.name}-{self.opts.seed}"
@@ -100,13 +103,15 @@ class Scene:
             self.stack,
             self.recorder,
             seed,
-            sim=self.opts.sim,
+            sim={"min_answers": self.opts.callbacks, **self.opts.sim},
             builtin={**self.opts.builtin, **({"rate": builtin_rate} if builtin_rate else {})},
             canary=canary,
         )
         if note:
             self.outcome.notes.append(f"simulator not used ({note}); built-in generator only")
         self.did("load through the public APIs only: " + " + ".join(x.name for x in self.loads))
+        if any(isinstance(x, SimulatorLoad) for x in self.loads):
+            self.callbacks_before = await checks.count_callbacks(self.stack)
         self._load_stop = asyncio.Event()
         self._load_task = asyncio.create_task(self._run_loads(self._load_stop))
 
@@ -167,6 +172,7 @@ class Scene:
             await checks.check_topics(self.stack),
             await checks.check_metrics(self.stack, self.opts.metrics_wait),
             checks.check_recovered(settled, self.groups_before),
+            await checks.check_callbacks(self.stack, self.callbacks_before, self.opts.callbacks),
             *(extra or []),
         ]
         self.outcome.checks.extend(found)
@@ -197,7 +203,7 @@ async def broker_pause(s: Scene) -> None:
     """Load, SIGSTOP the broker, load on while it is stopped, SIGCONT, load, recover."""
     o = s.opts
     before, pause, after = o.t(15, 4), o.t(30, 5), o.t(10, 3)
-    s.start_load()
+    await s.start_load()
     await s.sleep(before)
     await s.note_groups()
     n0 = s.accepted_count()
@@ -228,7 +234,7 @@ async def broker_restart(s: Scene) -> None:
     broker with its topics, `jingmin replay`, relays started; load the whole time."""
     o = s.opts
     before, after = o.t(15, 4), o.t(15, 4)
-    s.start_load()
+    await s.start_load()
     await s.sleep(before)
     await s.note_groups()
     n0 = s.accepted_count()
@@ -275,7 +281,7 @@ async def relay_kill(s: Scene) -> None:
     """kill -9 of every relay every 2-4 s for 30 s under load; the supervisor restarts them."""
     o = s.opts
     before, chaos, after = o.t(10, 4), o.t(30, 8), o.t(10, 3)
-    s.start_load()
+    await s.start_load()
     await s.sleep(before)
     await s.note_groups()
     rng = random.Random(o.seed)
@@ -360,7 +366,7 @@ async def metrics_workers(s: Scene) -> None:
     """kill -9 of a faust processor (its worker restarts it), of the whole metrics worker,
     of a processor again; then a second processor joins, takes partitions, and leaves."""
     o = s.opts
-    s.start_load()
+    await s.start_load()
     await s.sleep(o.t(15, 4))
     await s.note_groups()
     worker = s.stack.procs_of("worker", "metrics")[0]
@@ -418,7 +424,7 @@ async def processor_zombie(s: Scene) -> None:
     to the first, the load goes on, then it resumes (SIGCONT): the metrics database must
     refuse its late batch, and the figures stay exact."""
     o = s.opts
-    s.start_load()
+    await s.start_load()
     await s.sleep(o.t(10, 3))
     await s.note_groups()
     zombie, url = _extra_processor(s, "zombie")
@@ -617,7 +623,7 @@ async def api_kill(s: Scene) -> None:
     the lost-answer probe."""
     o = s.opts
     before, chaos, after = o.t(8, 3), o.t(30, 10), o.t(6, 2)
-    s.start_load(builtin_rate=4.0)
+    await s.start_load(builtin_rate=4.0)
     load = s.builtin
     assert load is not None
     await s.sleep(before)
@@ -649,7 +655,7 @@ async def postgres_restart(s: Scene) -> None:
     """`pg_ctl stop -m fast` of the private PostgreSQL under load, 5 s down, started again."""
     o = s.opts
     before, down, after = o.t(15, 4), o.t(5, 2), o.t(20, 6)
-    s.start_load()
+    await s.start_load()
     await s.sleep(before)
     await s.note_groups()
     t0 = time.monotonic()

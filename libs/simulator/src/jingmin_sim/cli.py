@@ -102,6 +102,13 @@ def simulate(
         bool, typer.Option(help="Run the installed checks (entry points jingmin.sim.checks).")
     ] = False,
     progress: Annotated[bool, typer.Option()] = True,
+    drill: Annotated[
+        bool,
+        typer.Option(
+            help="A drill (the chaos load): every callback answered minutes after what it "
+            "follows, 满意/基本满意/不满意 all present, recovery orders reported at once."
+        ),
+    ] = False,
 ) -> None:
     """Drive the platform with a realistic county-bureau workload, through its HTTP APIs."""
     include = frozenset(STREAMS)
@@ -124,6 +131,7 @@ def simulate(
         discover_timeout=discover_timeout,
         progress=progress,
         include=include,
+        drill=drill,
     )
     try:
         config.window()

@@ -49,6 +49,11 @@ class Options:
     discover_timeout: float = 60.0
     poll_interval: float = 0.5
     progress: bool = True
+    # A drill (the chaos load): every callback is answered, with a fixed mix of answers,
+    # and what follows a resolution (the callback, a recovery order's report, the follow-up
+    # call) comes minutes later, up to the present, instead of hours or days later in
+    # office hours. Nothing then depends on the hour the run starts.
+    drill: bool = False
     # Streams to simulate; everything by default.
     include: frozenset[str] = frozenset(
         {"cases", "callbacks", "complaints", "supervision", "visits", "engagements"}
@@ -86,9 +91,12 @@ class Story:
     def tally(self, name: str, n: int = 1) -> None:
         self.run.tallies[name] += n
 
-    async def at(self, t: datetime) -> bool:
-        """Wait for simulated time `t`; False when it lies beyond the window (stop here)."""
-        return await self.run.reach(t)
+    async def at(self, t: datetime, *, soon: bool = False) -> bool:
+        """Wait for simulated time `t`; False when it lies beyond the window (stop here).
+
+        `soon`: `t` was placed by `Run.soon` (a drill's step), which may pass the window.
+        """
+        return await self.run.reach(t, soon=soon)
 
     def name(self, server_id: str, label: str) -> None:
         """Remember what this story calls a server-assigned id (for the request log)."""
@@ -238,11 +246,28 @@ class Run:
         self.sms_sink: Any = None
         self._wall_start = wall.monotonic()
         self._t0 = utcnow()
+        # Once set, no new arriving story starts; follow-ups of those begun still run.
+        self.stop_arrivals: asyncio.Event | None = None
 
     # ---- time -------------------------------------------------------------------------------
 
-    async def reach(self, t: datetime) -> bool:
-        if t > self.options.end:
+    def horizon(self, *, soon: bool = False) -> datetime:
+        """The latest event time a story may reach: the window's end, or in a drill, for a
+        step `Run.soon` placed (a callback, a recovery order's report and close), the
+        present: what follows a resolution near the end, or an answer on the SMS page
+        (recorded when it is posted), still runs."""
+        if soon and self.options.drill and not self.options.live:
+            return max(self.options.end, utcnow())
+        return self.options.end
+
+    def soon(self, after: datetime, rng: random.Random) -> datetime:
+        """A drill's next step: a minute or two after `after`, never in the future."""
+        t = after + timedelta(seconds=rng.uniform(30, 150))
+        return t if t <= utcnow() else max(after, utcnow().replace(microsecond=0))
+
+    async def reach(self, t: datetime, *, soon: bool = False) -> bool:
+        """Wait for `t` (live); False when it lies beyond the horizon (stop here)."""
+        if t > self.horizon(soon=soon):
             return False
         if self.options.live:
             delay = (t - utcnow()).total_seconds()
@@ -253,7 +278,9 @@ class Run:
     # ---- stories ----------------------------------------------------------------------------
 
     def spawn(self, start: Start) -> None:
-        if start.at > self.options.end:
+        # A follow-up starts when what it follows happened: beyond the window's end only
+        # after a drill's step (the only event times past it).
+        if start.at > self.horizon(soon=True):
             self.cut += 1
             return
         if self.options.live:
@@ -296,6 +323,9 @@ class Run:
         tasks = []
         for start in starts:
             await slots.acquire()
+            if start.generation == 0 and self.stop_arrivals and self.stop_arrivals.is_set():
+                slots.release()
+                break
             tasks.append(asyncio.create_task(one(start)))
         await asyncio.gather(*tasks)
 

@@ -371,6 +371,8 @@ def _logistic(rng: random.Random) -> float:
 VICTIM_CATEGORIES = frozenset(
     {"theft", "fraud", "fight", "robbery", "harassment", "domestic_violence"}
 )
+# A drill's answers to first callbacks (the chaos load): every value, 不满意 often.
+DRILL_ANSWERS = {"satisfied": 45.0, "basically_satisfied": 30.0, "dissatisfied": 25.0}
 P_WANTS_COMPLAINT = 0.10  # of 不满意 answers; doubled when the officer's attitude was poor
 P_COMMENT = 0.3
 

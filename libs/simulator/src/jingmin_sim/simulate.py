@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -43,6 +44,8 @@ class Config:
     poll_interval: float = 0.5
     progress: bool = True
     include: frozenset[str] = frozenset(STREAMS)
+    # Every callback answered promptly, with all three answers (engine.Options.drill).
+    drill: bool = False
 
     def window(self) -> tuple[datetime, datetime]:
         span = timedelta(days=self.days)
@@ -158,8 +161,13 @@ async def simulate(
     sms_sink: Any = None,
     log: RequestLog | None = None,
     check_health: bool = True,
+    stop_arrivals: asyncio.Event | None = None,
 ) -> Result:
-    """Simulate `config` against the services behind `clients`; only through their APIs."""
+    """Simulate `config` against the services behind `clients`; only through their APIs.
+
+    Once `stop_arrivals` is set (backfill), no new story of the window starts; the
+    follow-ups of those already begun (callbacks, recovery orders...) still run.
+    """
     start, end = config.window()
     codes = pick_bureaus(config.bureaus, config.bureau_codes)
     bureaus = [build_bureau(code, config.stations, config.seed) for code in codes]
@@ -185,9 +193,11 @@ async def simulate(
         poll_interval=config.poll_interval,
         progress=config.progress,
         include=include,
+        drill=config.drill,
     )
     run = Run(api, bureaus, options)
     run.sms_sink = sms_sink
+    run.stop_arrivals = stop_arrivals
     began = time.monotonic()
     await run.execute(iter(arrivals(run)))
     return Result(

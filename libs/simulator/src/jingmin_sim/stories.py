@@ -903,13 +903,17 @@ async def _report_and_close(
 ) -> datetime | None:
     rng, ids = s.rng, {"order": order_id}
     median, sigma = report_days
-    reported = m.next_office_time(
-        m.add_working_days(issued, m.lognormal(rng, median, sigma * 0.5)), rng
-    )
+    drill = s.run.options.drill
+    if drill:
+        reported = s.run.soon(issued, rng)
+    else:
+        reported = m.next_office_time(
+            m.add_working_days(issued, m.lognormal(rng, median, sigma * 0.5)), rng
+        )
     # The owner unit reports: the station's leader, or the bureau's staff for an order
     # owned a level up.
     reporter = reporter or s.as_officer(station, s.officer(station, "station_leader"))
-    if not await s.at(reported):
+    if not await s.at(reported, soon=drill):
         return None
     await s.post(
         "complaints",
@@ -920,8 +924,12 @@ async def _report_and_close(
         reported,
     )
     s.tally("supervision.orders.reported")
-    checked = m.next_office_time(reported + seconds(m.lognormal(rng, m.DAY, 0.6)), rng)
-    if await s.at(checked):
+    checked = (
+        s.run.soon(reported, rng)
+        if drill
+        else m.next_office_time(reported + seconds(m.lognormal(rng, m.DAY, 0.6)), rng)
+    )
+    if await s.at(checked, soon=drill):
         await s.post(
             "complaints",
             "/v1/supervision/orders/{order}/close",
@@ -1090,9 +1098,17 @@ async def callback_story(s: Story, case: CaseRef) -> None:
     if status != "scheduled":
         s.tally(f"callbacks.already_{status}")
         return
+    drill = s.run.options.drill
     satisfaction = case.experience.satisfaction(rng)
+    if drill and case.trigger != "service_recovery":
+        # A drill's answers: all three, 不满意 often enough to open recovery orders.
+        # (The follow-up after a recovery is answered as the model says.)
+        satisfaction = m.choose(rng, m.DRILL_ANSWERS)
     security = case.experience.security(rng)
     sink = s.run.sms_sink
+    if drill:
+        await _drill_callback(s, case, found, callback_id, satisfaction, security, last)
+        return
     phone_after = 1.0
     if found.get("mode") == "sms":
         if sink is not None and rng.random() < m.P_SMS_ANSWER and not _quiet(s):
@@ -1161,6 +1177,41 @@ async def callback_story(s: Story, case: CaseRef) -> None:
     s.tally("callbacks.unreached")
 
 
+async def _drill_callback(
+    s: Story,
+    case: CaseRef,
+    found: dict[str, Any],
+    callback_id: str,
+    satisfaction: str,
+    security: str,
+    last: datetime,
+) -> None:
+    """A drill's callback: answered on the SMS page when one was sent (the dev sink), else
+    by phone at the first call, a minute or two after what came before it."""
+    if found.get("mode") == "sms" and s.run.sms_sink is not None:
+        if await _answer_by_link(s, case, callback_id, satisfaction, security):
+            return
+        # No link within the wait (quiet hours, no contact): the station phones instead.
+    caller = s.officer(case.station, "community_officer")
+    actor = s.as_officer(case.station, caller)
+    t = s.run.soon(max(last, case.resolved_at), s.rng)
+    r = await s.post(
+        "visits",
+        "/v1/callbacks/{callback}/attempts",
+        {"callback": callback_id},
+        {"outcome": "reached"},
+        actor,
+        t,
+        expect=(409, 422),
+    )
+    if not r.ok:
+        s.tally(f"callbacks.closed_before_call.{r.status}")
+        return
+    s.tally("callbacks.attempt.reached")
+    answered = s.run.soon(t, s.rng)
+    await _answer(s, case, callback_id, satisfaction, security, answered, actor)
+
+
 def _quiet(s: Story) -> bool:
     """Visits' SMS loop sends no link in the quiet hours (20:00-08:00, the default policy):
     none can be answered then, so nobody waits for one."""
@@ -1183,7 +1234,7 @@ async def _answer(
     actor: Actor,
 ) -> None:
     rng = s.rng
-    if not await s.at(t):
+    if not await s.at(t, soon=s.run.options.drill):
         return
     body: dict[str, Any] = {"satisfaction": satisfaction, "security": security}
     if rng.random() < m.P_COMMENT:
@@ -1297,7 +1348,7 @@ async def _answer_by_link(
     from jingmin_sim.api import utcnow
 
     # The page records the answer at the time it is posted.
-    answered = min(utcnow(), s.run.options.end)
+    answered = min(utcnow(), s.run.horizon(soon=True))
     _after_answer(s, case, callback_id, satisfaction, wants, answered)
     return True
 
