@@ -65,9 +65,9 @@ def test_every_object_is_valid(rendered: dict[str, Objects]) -> None:
 
 def test_the_crd_schemas_catch_mistakes() -> None:
     crds = yaml.safe_load((SCHEMAS / "crds.yaml").read_text())
-    schema = {"$defs": crds["$defs"], **crds["kinds"]["kafka.strimzi.io/v1beta2/KafkaTopic"]}
+    schema = {"$defs": crds["$defs"], **crds["kinds"]["kafka.strimzi.io/v1/KafkaTopic"]}
     topic = {
-        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
         "metadata": {"name": "t", "labels": {"strimzi.io/cluster": "jingmin"}},
         "spec": {"topicName": "t", "partitions": 1, "replica": 3, "config": {}},
