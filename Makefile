@@ -37,8 +37,8 @@ setup:
 		echo "note: uv is not on PATH in this shell (pip put it in $$(python3 -m site --user-base)/bin);"; \
 		echo "      the README's commands use .venv/bin/jingmin, which works without it"; \
 	fi
-	@# npm packages: the Prometheus Operator's CRD validators (make deploy-check) and the
-	@# Node.js partner example (tests/partners).
+	@# npm packages: the Prometheus Operator, Strimzi and CloudNativePG validators
+	@# (make deploy-check) and the Node.js partner example (tests/partners).
 	@for dir in tests/deploy/crd-validate examples/partner_subscriber/node; do \
 		if [ ! -d $$dir/node_modules ]; then \
 			if command -v npm >/dev/null 2>&1; then \

@@ -220,7 +220,7 @@ def kafka_topics(plan: Plan) -> str:
             annotations["jingmin.io/planned"] = " ".join(t.planned.split())
         docs.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": "kafka.strimzi.io/v1",
                 "kind": "KafkaTopic",
                 "metadata": {
                     "name": _k8s_name(t.name),
@@ -264,7 +264,7 @@ def kafka_users(plan: Plan) -> str:
         )
         docs.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": "kafka.strimzi.io/v1",
                 "kind": "KafkaUser",
                 "metadata": {
                     "name": p.name,
@@ -399,7 +399,7 @@ def service_users(plan: Plan) -> str:
             acls.append(_acl("group", group, "prefix", "Read"))
         docs.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": "kafka.strimzi.io/v1",
                 "kind": "KafkaUser",
                 "metadata": {
                     "name": kafka_user_name(service),
@@ -419,7 +419,7 @@ def service_users(plan: Plan) -> str:
     # principal that may create, reconfigure and delete topics, run by an operator on demand.
     docs.append(
         {
-            "apiVersion": "kafka.strimzi.io/v1beta2",
+            "apiVersion": "kafka.strimzi.io/v1",
             "kind": "KafkaUser",
             "metadata": {
                 "name": OPERATOR_USER,
