@@ -42,7 +42,10 @@ def panel(
     description: str = "",
     thresholds: list[tuple[str, float | None]] | None = None,
     maximum: float | None = None,
+    counts: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """`counts`: refIds of volume targets shown in a ratio panel (n beside the rate), which
+    keep a plain count unit instead of the panel's percent."""
     steps = [{"color": c, "value": v} for c, v in (thresholds or [("green", None)])]
     defaults: dict[str, Any] = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
     if maximum is not None:
@@ -54,9 +57,16 @@ def panel(
         "datasource": DS,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
         "targets": [{**t, "refId": chr(65 + i)} for i, t in enumerate(targets)],
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": [_count_override(r) for r in counts]},
         "options": {"reduceOptions": {"calcs": ["lastNotNull"]}} if kind == "stat" else {},
     }
+
+
+def _count_override(ref: str) -> dict[str, Any]:
+    return {"matcher": {"id": "byFrameRefID", "options": ref},
+            "properties": [{"id": "unit", "value": "short"}, {"id": "max"}, {"id": "min"},
+                           {"id": "thresholds", "value": {"mode": "absolute",
+                                                          "steps": [{"color": "text", "value": None}]}}]}  # fmt: skip
 
 
 def row(title: str, y: int) -> dict[str, Any]:
@@ -67,7 +77,10 @@ def row(title: str, y: int) -> dict[str, Any]:
 def variables(station: bool = False) -> list[dict[str, Any]]:
     base = "jingmin_intake_cases_received_total"
 
-    def var(name: str, label: str, query: str, regex: str, multi: bool = True) -> dict[str, Any]:
+    def var(name: str, label: str, query: str, regex: str, wide: bool = True) -> dict[str, Any]:
+        # "All" is ".*" only for province and city, which the next variable narrows; a
+        # county's or station's "All" must be the listed values, or a city chosen with all
+        # its counties would show every county of the province.
         return {
             "name": name,
             "label": label,
@@ -77,9 +90,9 @@ def variables(station: bool = False) -> list[dict[str, Any]]:
             "definition": query,
             "regex": regex,
             "refresh": 2,
-            "multi": multi,
+            "multi": True,
             "includeAll": True,
-            "allValue": ".*",
+            **({"allValue": ".*"} if wide else {}),
             "current": {"selected": True, "text": "All", "value": "$__all"},
             "sort": 1,
         }
@@ -88,13 +101,14 @@ def variables(station: bool = False) -> list[dict[str, Any]]:
         var("province", "省 province", f"label_values({base}, bureau)", "/^([0-9]{2})/"),
         var("city", "市 city", f'label_values({base}{{bureau=~"$province.*"}}, bureau)',
             "/^([0-9]{4})/"),
-        var("county", "县/分局 county", f'label_values({base}{{bureau=~"$city.*"}}, bureau)', ""),
+        var("county", "县/分局 county", f'label_values({base}{{bureau=~"$city.*"}}, bureau)', "",
+            wide=False),
     ]  # fmt: skip
     if station:
         out.append(
             var("station", "派出所 station",
                 'label_values(jingmin_station_cases_received_total{bureau=~"$county"}, station)',
-                "")
+                "", wide=False)
         )  # fmt: skip
     return out
 
@@ -124,7 +138,17 @@ PCT = [("red", None), ("orange", 0.8), ("green", 0.9)]
 
 
 def ratio(num: str, den: str) -> str:
+    """Pooled over every series selected (counties, cities): sum of numerators over sum of
+    denominators, never an average of ratios (10 answers would weigh like 10,000)."""
     return f"sum({num}) / sum({den})"
+
+
+def satisfaction(match: str, by: str = "") -> str:
+    """Pooled satisfaction in rolling event-time windows, from the exported numerator and
+    denominator of the selected counties (`match`: the label matchers)."""
+    group = f" by ({by})" if by else ""
+    return (f"sum{group} (jingmin_satisfaction_satisfied{{{match}}}) / "
+            f"sum{group} (jingmin_satisfaction_answered{{{match}}})")  # fmt: skip
 
 
 def commander() -> dict[str, Any]:
@@ -133,10 +157,11 @@ def commander() -> dict[str, Any]:
         panel("Survey answers (volume, in range)", "stat",
               [target(f"sum(increase(jingmin_callback_answers_total{{{C}}}[$__range]))")], 0, 1),
         panel("Satisfaction 满意+基本满意 (30 d, event time)", "stat",
-              [target(f'avg(jingmin_satisfaction_ratio{{{C}, window="30d"}})')], 6, 1,
-              unit="percentunit", thresholds=PCT, maximum=1),
+              [target(satisfaction(f'{C}, window="30d"'), "satisfaction"),
+               target(f'sum(jingmin_satisfaction_answered{{{C}, window="30d"}})', "n answers")],
+              6, 1, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
         panel("Satisfaction, rolling windows", "timeseries",
-              [target(f"avg by (window) (jingmin_satisfaction_ratio{{{C}}})", "{{window}}")],
+              [target(satisfaction(C, by="window"), "{{window}}")],
               12, 1, w=12, unit="percentunit", maximum=1),
         panel("Answers by satisfaction (volume)", "timeseries",
               [target(f"sum by (satisfaction) (increase(jingmin_callback_answers_total{{{C}}}[$__rate_interval]))",
@@ -212,6 +237,8 @@ def station() -> dict[str, Any]:
         panel("Cases received per station (volume, in range)", "bargauge",
               [target(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__range]))",
                       "{{station}}")], 0, 0, w=12, h=10),
+        # One series per station, pooled over the station's answers by the exporter: the
+        # avg only drops the scrape labels (a second exporter replica serves the same value).
         panel("Satisfaction per station (30 d)", "bargauge",
               [target(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})",
                       "{{station}}")], 12, 0, w=12, h=10, unit="percentunit", thresholds=PCT,

@@ -2,7 +2,7 @@
 
 Labels are bureau, station, channel, kind, branch or area type only; officer, case and
 person ids never appear. The budget is per family: the worst case for 100 bureaus of 20
-stations each (every label value present) must stay under 10,000 series in all, so station
+stations each (every label value present) must stay under SERIES_LIMIT in all, so station
 level is kept to two families (a volume and its quality figure) and the finer breakdowns
 live in the JSON API. Counters and histograms are totals over every event time; the
 `_ratio` gauges are event-time windows ending now.
@@ -40,7 +40,7 @@ Labeler = Callable[[Cell], tuple[str, ...]]
 @dataclass(frozen=True)
 class Family:
     name: str
-    kind: str  # counter | histogram | gauge | ratio
+    kind: str  # counter | histogram | gauge | ratio | windowed (a ratio's numerator as a gauge)
     help: str
     labels: tuple[str, ...]
     budget: int  # series allowed, worst case
@@ -145,6 +145,15 @@ FAMILIES: tuple[Family, ...] = (
            "Share of survey answers 满意 or 基本满意 in a rolling event-time window.",
            ("bureau", "window"), B * len(WINDOWS), "callback.answered", where=_not_recovery,
            numerator=SATISFIED),
+    # The ratio's numerator and denominator, so that a city or province is pooled
+    # (sum / sum) in PromQL: an average of county ratios weighs 10 answers like 10,000.
+    Family("jingmin_satisfaction_answered", "windowed",
+           "Survey answers in a rolling event-time window (the satisfaction denominator).",
+           ("bureau", "window"), B * len(WINDOWS), "callback.answered", where=_not_recovery),
+    Family("jingmin_satisfaction_satisfied", "windowed",
+           "Survey answers 满意 or 基本满意 in a rolling event-time window (the numerator).",
+           ("bureau", "window"), B * len(WINDOWS), "callback.answered", where=_not_recovery,
+           numerator=SATISFIED),
     # ---- complaints
     Family("jingmin_complaints_received", "counter", "Complaints received.", ("bureau",), B,
            "complaints.received"),
@@ -188,6 +197,9 @@ FAMILIES: tuple[Family, ...] = (
 )  # fmt: skip
 
 SELF_BUDGET = 20  # the exporter's own series (freshness, snapshot state)
+# The endpoint's worst case for 100 bureaus of 20 stations (docs/operations/scaling.md
+# has the arithmetic): one Prometheus scrapes it every 30 s with room to spare.
+SERIES_LIMIT = 10_500
 
 
 def window_start(now: datetime, window: str) -> tuple[str, int | None]:
@@ -224,6 +236,8 @@ def collect(by_measure: dict[str, list[Cell]], now: datetime) -> Iterator[Metric
             yield gauge
         elif fam.kind == "histogram":
             yield _histogram(fam, source)
+        elif fam.kind == "windowed":
+            yield _window_count(fam, source, now)
         else:
             yield _ratio(fam, source, now)
 
@@ -253,8 +267,10 @@ def _histogram(fam: Family, cells: list[Cell]) -> HistogramMetricFamily:
     return metric
 
 
-def _ratio(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
-    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+def _windowed(
+    fam: Family, cells: list[Cell], now: datetime
+) -> Iterator[tuple[list[str], int, int]]:
+    """(labels, numerator, denominator) per label set and window (30 d when unlabelled)."""
     windows = ["30d"] if "window" not in fam.labels else list(WINDOWS)
     for window in windows:
         start_day, start_hour = window_start(now, window)
@@ -270,7 +286,20 @@ def _ratio(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
         for key in sorted(den):
             if den[key]:
                 labels = [*key, window] if "window" in fam.labels else list(key)
-                gauge.add_metric(labels, num[key] / den[key])
+                yield labels, num[key], den[key]
+
+
+def _ratio(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+    for labels, num, den in _windowed(fam, cells, now):
+        gauge.add_metric(labels, num / den)
+    return gauge
+
+
+def _window_count(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+    for labels, num, _den in _windowed(fam, cells, now):
+        gauge.add_metric(labels, float(num))
     return gauge
 
 
