@@ -130,10 +130,12 @@ def summary(s: Scope) -> dict[str, Any]:
             "on_time": rate(s.n("intake.closed", _is("on_time", "true")), closed + open_overdue),
             "closed": closed,
             "open_overdue": open_overdue,
+            # Only services with their visits recorded: the unrecorded ones beside it.
             "one_visit": rate(
                 s.n("intake.services_completed", _is("one_visit", "true")),
-                s.n("intake.services_completed"),
+                s.n("intake.services_completed", _is("one_visit", "true", "false")),
             ),
+            "services_unrecorded": s.n("intake.services_completed", _is("one_visit", "unrecorded")),
             "referral": rate(s.n("intake.transferred"), received),
             "transfer_latency": s.latency("intake.transferred"),
             "reopen": rate(s.n("intake.reopened"), closed),

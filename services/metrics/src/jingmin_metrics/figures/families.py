@@ -116,6 +116,14 @@ FAMILIES: tuple[Family, ...] = (
            "intake.open_overdue"),
     Family("jingmin_intake_services_completed", "counter",
            "Service applications completed.", ("bureau",), B, "intake.services_completed"),
+    # 一次办结率 = one_visit / visits_recorded: a service with no visit recorded says nothing
+    # about visits, so it is counted apart (unrecorded) instead of as done in one.
+    Family("jingmin_intake_services_visits_recorded", "counter",
+           "Service applications completed with their visits recorded.", ("bureau",), B,
+           "intake.services_completed", where=_is("one_visit", "true", "false")),
+    Family("jingmin_intake_services_unrecorded", "counter",
+           "Service applications completed with no visit recorded.", ("bureau",), B,
+           "intake.services_completed", where=_is("one_visit", "unrecorded")),
     Family("jingmin_intake_services_one_visit", "counter",
            "Service applications completed in one visit (一次办结).", ("bureau",), B,
            "intake.services_completed", where=_is("one_visit", "true")),
