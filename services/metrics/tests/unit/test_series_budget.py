@@ -60,3 +60,19 @@ def test_names_follow_prometheus_conventions() -> None:
         if f.kind == "counter":
             assert not f.name.endswith("_total"), "prometheus_client appends _total"
         assert not FORBIDDEN & set(f.labels)
+
+
+def test_latency_histograms_have_buckets_at_and_around_the_targets() -> None:
+    by_measure = index(synthetic_view(["330602"], 1, NOW, days=1).merged())
+    bounds: dict[str, set[float]] = {}
+    for fam in families.collect(by_measure, NOW):
+        for sample in fam.samples:
+            if sample.name.endswith("_bucket"):
+                bounds.setdefault(fam.name, set()).add(float(sample.labels["le"]))
+    response = {15, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf")}
+    day = 86400
+    assert bounds["jingmin_intake_dispatch_latency_seconds"] == response
+    assert bounds["jingmin_intake_arrival_latency_seconds"] == response
+    assert bounds["jingmin_intake_resolution_time_seconds"] == {
+        d * day for d in (1, 3, 7, 15, 30, 60)
+    } | {float("inf")}
