@@ -22,8 +22,9 @@ difference, which the table then names in a note:
   (`services_unrecorded`), outside the one-visit rate, as the simulator does;
 - field cases (issues raised in visits) are cases on the platform; complaints found by
   complaints but not by the simulator's polling are still complaints;
-- the JSON API gives no within-60-s share of dispatches: that row reads the Prometheus
-  histogram on `/metrics`, which covers all event time, not just the window;
+- the within-60-s share of dispatches is read from the Prometheus histogram on `/metrics`
+  (the JSON API has it too now, `intake.dispatch_within_60s`), which covers all event
+  time, not just the window;
 - event times are posted in whole seconds while the simulator judged lateness on its own
   sub-second clock: a step within a second of its target can land on either side.
 

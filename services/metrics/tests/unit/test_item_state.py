@@ -168,3 +168,25 @@ def _exposition(by_measure: dict) -> str:  # type: ignore[type-arg]
     reg = CollectorRegistry(auto_describe=False)
     reg.register(Figures())
     return generate_latest(reg).decode()
+
+
+def test_json_target_shares_carry_numerator_and_denominator_and_match_the_exporter() -> None:
+    late, quick = case_events(T0), case_events(T0 + timedelta(hours=1))
+    for e in quick:  # this one dispatched 30 s after receipt, inside the 60 s target
+        if e.type == "jingmin.intake.CaseDispatched.v1":
+            e.data["occurred_at"] = (T0 + timedelta(hours=1, seconds=30)).isoformat()
+    by_measure = index(_cells(list(_deliveries(late + quick))))
+    figures = compute.summary(compute.Scope(by_measure, ["330602"], None, None))
+    intake = figures["intake"]
+    assert intake["dispatch_within_60s"] == {"numerator": 1, "denominator": 2, "rate": 0.5}
+    # Both arrive 400 s after receipt, past their arrival due (390 s after receipt).
+    assert intake["arrival_on_target"] == {"numerator": 0, "denominator": 2, "rate": 0.0}
+    for key in ("acknowledged_on_time", "concluded_on_time"):
+        assert set(figures["complaints"][key]) == {"numerator", "denominator", "rate"}
+    buckets = {
+        float(s.labels["le"]): s.value
+        for fam in text_string_to_metric_families(_exposition(by_measure))
+        for s in fam.samples
+        if s.name == "jingmin_intake_dispatch_latency_seconds_bucket"
+    }
+    assert buckets[60.0] == 1 and buckets[float("inf")] == 2
