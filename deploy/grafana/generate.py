@@ -42,7 +42,10 @@ def panel(
     description: str = "",
     thresholds: list[tuple[str, float | None]] | None = None,
     maximum: float | None = None,
+    counts: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """`counts`: refIds of volume targets shown in a ratio panel (n beside the rate), which
+    keep a plain count unit instead of the panel's percent."""
     steps = [{"color": c, "value": v} for c, v in (thresholds or [("green", None)])]
     defaults: dict[str, Any] = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
     if maximum is not None:
@@ -54,9 +57,16 @@ def panel(
         "datasource": DS,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
         "targets": [{**t, "refId": chr(65 + i)} for i, t in enumerate(targets)],
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": [_count_override(r) for r in counts]},
         "options": {"reduceOptions": {"calcs": ["lastNotNull"]}} if kind == "stat" else {},
     }
+
+
+def _count_override(ref: str) -> dict[str, Any]:
+    return {"matcher": {"id": "byFrameRefID", "options": ref},
+            "properties": [{"id": "unit", "value": "short"}, {"id": "max"}, {"id": "min"},
+                           {"id": "thresholds", "value": {"mode": "absolute",
+                                                          "steps": [{"color": "text", "value": None}]}}]}  # fmt: skip
 
 
 def row(title: str, y: int) -> dict[str, Any]:
@@ -67,7 +77,10 @@ def row(title: str, y: int) -> dict[str, Any]:
 def variables(station: bool = False) -> list[dict[str, Any]]:
     base = "jingmin_intake_cases_received_total"
 
-    def var(name: str, label: str, query: str, regex: str, multi: bool = True) -> dict[str, Any]:
+    def var(name: str, label: str, query: str, regex: str, wide: bool = True) -> dict[str, Any]:
+        # "All" is ".*" only for province and city, which the next variable narrows; a
+        # county's or station's "All" must be the listed values, or a city chosen with all
+        # its counties would show every county of the province.
         return {
             "name": name,
             "label": label,
@@ -77,9 +90,9 @@ def variables(station: bool = False) -> list[dict[str, Any]]:
             "definition": query,
             "regex": regex,
             "refresh": 2,
-            "multi": multi,
+            "multi": True,
             "includeAll": True,
-            "allValue": ".*",
+            **({"allValue": ".*"} if wide else {}),
             "current": {"selected": True, "text": "All", "value": "$__all"},
             "sort": 1,
         }
@@ -88,13 +101,14 @@ def variables(station: bool = False) -> list[dict[str, Any]]:
         var("province", "省 province", f"label_values({base}, bureau)", "/^([0-9]{2})/"),
         var("city", "市 city", f'label_values({base}{{bureau=~"$province.*"}}, bureau)',
             "/^([0-9]{4})/"),
-        var("county", "县/分局 county", f'label_values({base}{{bureau=~"$city.*"}}, bureau)', ""),
+        var("county", "县/分局 county", f'label_values({base}{{bureau=~"$city.*"}}, bureau)', "",
+            wide=False),
     ]  # fmt: skip
     if station:
         out.append(
             var("station", "派出所 station",
                 'label_values(jingmin_station_cases_received_total{bureau=~"$county"}, station)',
-                "")
+                "", wide=False)
         )  # fmt: skip
     return out
 
@@ -124,7 +138,17 @@ PCT = [("red", None), ("orange", 0.8), ("green", 0.9)]
 
 
 def ratio(num: str, den: str) -> str:
+    """Pooled over every series selected (counties, cities): sum of numerators over sum of
+    denominators, never an average of ratios (10 answers would weigh like 10,000)."""
     return f"sum({num}) / sum({den})"
+
+
+def satisfaction(match: str, by: str = "") -> str:
+    """Pooled satisfaction in rolling event-time windows, from the exported numerator and
+    denominator of the selected counties (`match`: the label matchers)."""
+    group = f" by ({by})" if by else ""
+    return (f"sum{group} (jingmin_satisfaction_satisfied{{{match}}}) / "
+            f"sum{group} (jingmin_satisfaction_answered{{{match}}})")  # fmt: skip
 
 
 def commander() -> dict[str, Any]:
@@ -133,10 +157,11 @@ def commander() -> dict[str, Any]:
         panel("Survey answers (volume, in range)", "stat",
               [target(f"sum(increase(jingmin_callback_answers_total{{{C}}}[$__range]))")], 0, 1),
         panel("Satisfaction 满意+基本满意 (30 d, event time)", "stat",
-              [target(f'avg(jingmin_satisfaction_ratio{{{C}, window="30d"}})')], 6, 1,
-              unit="percentunit", thresholds=PCT, maximum=1),
+              [target(satisfaction(f'{C}, window="30d"'), "satisfaction"),
+               target(f'sum(jingmin_satisfaction_answered{{{C}, window="30d"}})', "n answers")],
+              6, 1, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
         panel("Satisfaction, rolling windows", "timeseries",
-              [target(f"avg by (window) (jingmin_satisfaction_ratio{{{C}}})", "{{window}}")],
+              [target(satisfaction(C, by="window"), "{{window}}")],
               12, 1, w=12, unit="percentunit", maximum=1),
         panel("Answers by satisfaction (volume)", "timeseries",
               [target(f"sum by (satisfaction) (increase(jingmin_callback_answers_total{{{C}}}[$__rate_interval]))",
@@ -212,6 +237,8 @@ def station() -> dict[str, Any]:
         panel("Cases received per station (volume, in range)", "bargauge",
               [target(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__range]))",
                       "{{station}}")], 0, 0, w=12, h=10),
+        # One series per station, pooled over the station's answers by the exporter: the
+        # avg only drops the scrape labels (a second exporter replica serves the same value).
         panel("Satisfaction per station (30 d)", "bargauge",
               [target(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})",
                       "{{station}}")], 12, 0, w=12, h=10, unit="percentunit", thresholds=PCT,
@@ -292,7 +319,8 @@ def timeliness() -> dict[str, Any]:
               [target(q(d, 0.5), "p50"), target(q(d, 0.9), "p90"),
                target("vector(60)", "target")], 0, 0, w=12, unit="s"),
         panel("Dispatch distribution vs target", "bargauge",
-              [target(share(d, "60.0"), "≤ 60 s"), target(share(d, "300.0"), "≤ 5 min")],
+              [target(share(d, "30.0"), "≤ 30 s"), target(share(d, "60.0"), "≤ 60 s"),
+               target(share(d, "120.0"), "≤ 2 min"), target(share(d, "300.0"), "≤ 5 min")],
               12, 0, w=6, unit="percentunit", maximum=1),
         panel("Dispatches (volume)", "stat", [target(f"sum({d}_count{{{C}}})")], 18, 0),
         panel("Arrival latency p50 / p90 (urban 5, suburban 10, rural 20 min)", "timeseries",
@@ -303,11 +331,13 @@ def timeliness() -> dict[str, Any]:
               maximum=1),
         panel("Arrivals on the bureau's own target / arrivals", "stat",
               [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}", f"{a}_count{{{C}}}")),
-               target(f"sum({a}_count{{{C}}})", "arrivals")], 18, 6, unit="percentunit"),
+               target(f"sum({a}_count{{{C}}})", "n arrivals")], 18, 6, unit="percentunit",
+              maximum=1, counts=("B",)),
         panel("Resolution time p50 / p90", "timeseries",
               [target(q(r, 0.5), "p50"), target(q(r, 0.9), "p90")], 0, 12, w=12, unit="s"),
-        panel("Resolved within 1 day / 7 days", "bargauge",
-              [target(share(r, "86400.0"), "≤ 1 d"), target(share(r, "604800.0"), "≤ 7 d")],
+        panel("Resolved within 1 / 3 / 7 / 30 days", "bargauge",
+              [target(share(r, "86400.0"), "≤ 1 d"), target(share(r, "259200.0"), "≤ 3 d"),
+               target(share(r, "604800.0"), "≤ 7 d"), target(share(r, "2592000.0"), "≤ 30 d")],
               12, 12, w=6, unit="percentunit", maximum=1),
         panel("On-time rate and open overdue", "stat",
               [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
@@ -315,11 +345,15 @@ def timeliness() -> dict[str, Any]:
                       f"sum(jingmin_intake_open_overdue_cases{{{C}}}))", "on time"),
                target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})", "open overdue")],
               18, 12),
-        panel("One-visit completion 一次办结 and services completed", "stat",
+        # Services with no visit recorded are outside the rate and shown beside it.
+        panel("One-visit completion 一次办结 (visits recorded) and services completed", "stat",
               [target(ratio(f"jingmin_intake_services_one_visit_total{{{C}}}",
-                            f"jingmin_intake_services_completed_total{{{C}}}"), "one visit"),
-               target(f"sum(jingmin_intake_services_completed_total{{{C}}})", "completed")],
-              0, 18),
+                            f"jingmin_intake_services_visits_recorded_total{{{C}}}"), "one visit"),
+               target(f"sum(jingmin_intake_services_visits_recorded_total{{{C}}})",
+                      "n visits recorded"),
+               target(f"sum(jingmin_intake_services_unrecorded_total{{{C}}})",
+                      "no visit recorded")],
+              0, 18, unit="percentunit", maximum=1, counts=("B", "C")),
         panel("Referral rate (transferred / received)", "stat",
               [target(ratio(f"jingmin_intake_cases_transferred_total{{{C}}}",
                             f"jingmin_intake_cases_received_total{{{C}}}"))],

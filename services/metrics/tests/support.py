@@ -100,7 +100,7 @@ VARYING: dict[str, tuple[str, ...]] = {
     "trigger": ("case_resolved", "service_recovery"),
     "on_time": ("true", "false"),
     "on_target": ("true", "false"),
-    "one_visit": ("true", "false"),
+    "one_visit": ("true", "false", "unrecorded"),
     "outcome": ("reached", "completed", "refused", "nobody_home", "substantiated"),
 }
 

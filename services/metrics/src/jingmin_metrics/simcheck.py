@@ -18,12 +18,13 @@ difference, which the table then names in a note:
   fewer (recognised when it holds more cases, visits or complaints than were simulated);
 - answers given on the public SMS page are recorded when posted, not back-dated: up to
   that many answers (and complaints ticked on the page) may fall after the period;
-- online service applications count as one visit on the platform, and the simulator does
-  not tally them: the platform may have more one-visit completions (never more repeats);
+- online service applications record no service visit: the platform counts them apart
+  (`services_unrecorded`), outside the one-visit rate, as the simulator does;
 - field cases (issues raised in visits) are cases on the platform; complaints found by
   complaints but not by the simulator's polling are still complaints;
-- the JSON API gives no within-60-s share of dispatches: that row reads the Prometheus
-  histogram on `/metrics`, which covers all event time, not just the window;
+- the within-60-s share of dispatches is read from the Prometheus histogram on `/metrics`
+  (the JSON API has it too now, `intake.dispatch_within_60s`), which covers all event
+  time, not just the window;
 - event times are posted in whole seconds while the simulator judged lateness on its own
   sub-second clock: a step within a second of its target can land on either side.
 
@@ -214,13 +215,6 @@ def simulated_rows(tallies: Mapping[str, int], figures: Mapping[str, float | Non
                 f"{sms} answers came through the SMS page, recorded when posted (not"
                 " back-dated): they may fall after the period"
             )
-    # Online (written) service applications are completed in one visit on the platform;
-    # the simulator tallies one-visit completion for the window desk only.
-    by["one-visit completion"].more_num = None
-    by["one-visit completion"].notes.append(
-        "the platform also counts online service applications (one visit each); the"
-        " simulator tallies window services only: more one-visit completions are expected"
-    )
     not_found = t.get("complaints.not_found", 0)
     if not_found:
         by["complaints received"].allow_more(not_found)

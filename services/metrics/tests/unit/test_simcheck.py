@@ -60,12 +60,13 @@ def rate(num: int, den: int) -> dict[str, Any]:
 
 
 def figures_body(**over: dict[str, Any]) -> dict[str, Any]:
-    """A `/v1/figures` "figures" body agreeing with TALLIES (online services added)."""
+    """A `/v1/figures` "figures" body agreeing with TALLIES (online services apart)."""
     body: dict[str, Any] = {
         "intake": {
             "received": 410,
             "arrival_on_target": rate(80, 100),
-            "one_visit": rate(94 + 30, 100 + 30),  # 30 online applications
+            "one_visit": rate(94, 100),  # 30 online applications: unrecorded, apart
+            "services_unrecorded": 30,
             "dispatch_latency": {"count": 100, "mean_seconds": 31.5},
         },
         "callbacks": {
@@ -121,7 +122,7 @@ def test_explained_differences_pass_but_only_in_the_allowed_direction() -> None:
     # ... in all: six fewer successes and six fewer others is twelve missing.
     both = judge(Row("x", Count(80, 100), Count(74, 88), fewer=8))
     assert both.verdict == "FAIL" and "lacks 12" in both.problem
-    # Any number more successes, but not more failures (online services are one visit).
+    # Any number more successes, but not more failures (a row that allows it).
     more = Row("x", Count(94, 100), Count(144, 150), more_num=None)
     assert judge(more).verdict == "explained"
     worse = Row("x", Count(94, 100), Count(144, 160), more_num=None)
@@ -147,14 +148,15 @@ def test_simulated_rows_follow_the_platform_definitions() -> None:
     assert rows["cases received"].simulated == volume(410)
     assert rows["callback contact rate"].simulated == Count(205, 300)
     assert rows["visits refused/nobody home"].simulated == Count(19, 100)
-    assert rows["one-visit completion"].more_num is None
-    assert rows["one-visit completion"].more_rest == 0
+    # Online applications record no visit: outside the rate on both sides, no allowance.
+    assert rows["one-visit completion"].simulated == Count(94, 100)
+    assert rows["one-visit completion"].more_num == 0
 
 
 def test_a_platform_that_agrees_passes_and_one_that_differs_fails() -> None:
     rows = rows_for(with_dispatch(figures_body()))
     assert {r.verdict for r in rows.values()} <= {"ok", "explained", "-"}, rows
-    assert rows["one-visit completion"].verdict == "explained"
+    assert rows["one-visit completion"].verdict == "ok"
     assert rows["satisfaction"].verdict == "ok"
 
     bad = rows_for(with_dispatch(figures_body(callbacks={"satisfaction": rate(160, 200)})))

@@ -321,10 +321,11 @@ class Case:
     def resolve(self, data: dict[str, Any], occurred_at: datetime, now: datetime) -> list[Fact]:
         self._require(OPEN, "resolve")
         extra: dict[str, Any] = {}
-        if self.kind == Kind.SERVICE:
-            # 一次办结: done in the single visit the service needed, or none recorded.
-            extra["one_visit"] = self.service_visits <= 1
-            extra["service_visits"] = max(self.service_visits, 1)
+        if self.kind == Kind.SERVICE and self.service_visits:
+            # 一次办结: done in the single visit the service needed. With no visit recorded
+            # both are left out: claiming one visit would make recording nothing score best.
+            extra["one_visit"] = self.service_visits == 1
+            extra["service_visits"] = self.service_visits
         return self._decide(Fact(RESOLVED, {**data, **extra}, occurred_at), now)
 
     def reject(

@@ -216,8 +216,7 @@ def _case_observations(case: list[tuple[int, Fact]], d: dict[str, str]) -> Itera
         res = resolved[1]
         yield _obs("intake.resolution_time", d, res["at"], value=latency_ms(rec["at"], res["at"]))
         if d["kind"] == "service":
-            one_visit = "false" if res.get("one_visit") is False else "true"
-            yield _obs("intake.services_completed", d, res["at"], one_visit)
+            yield _obs("intake.services_completed", d, res["at"], _one_visit(case, resolved))
 
     outcome = _first(case, *OUTCOMES)
     if outcome is not None:
@@ -246,6 +245,16 @@ def _case_observations(case: list[tuple[int, Fact]], d: dict[str, str]) -> Itera
 
     if _has_live_breach(case):
         yield Observation("intake.open_overdue", d["bureau"], None, _dims(d, None))
+
+
+def _one_visit(case: list[tuple[int, Fact]], resolved: tuple[int, Fact]) -> str:
+    """ "unrecorded" when no service visit came before the resolution: such a case says
+    nothing about visits, and counting it as one visit would make recording nothing score
+    best (intake's older events say `one_visit: true` for it, so the facts decide)."""
+    res_v, res = resolved
+    if not any(f["t"] == "service_visit" for v, f in case if v < res_v):
+        return "unrecorded"
+    return "false" if res.get("one_visit") is False else "true"
 
 
 def _has_live_breach(case: list[tuple[int, Fact]]) -> bool:

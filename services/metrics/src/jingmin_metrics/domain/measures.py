@@ -145,7 +145,8 @@ MEASURES: dict[str, Measure] = {
             Kind.COUNT,
             (*CASE_DIMS, "one_visit"),
             "first CaseResolved of a service case",
-            "Service applications completed, split by whether one visit sufficed (一次办结).",
+            "Service applications completed, split by whether one visit sufficed (一次办结):"
+            " true, false, or unrecorded (no service visit recorded before it).",
         ),
         _m(
             "intake.transferred",

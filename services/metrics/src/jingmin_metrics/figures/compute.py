@@ -70,6 +70,16 @@ class Scope:
                 out[f"p{int(q * 100)}_seconds_at_most"] = _quantile(vector[2:], count, q)
         return out
 
+    def within(self, measure: str, seconds: int) -> dict[str, Any]:
+        """Share of a latency at or under a target (a bound of the fine buckets), as the
+        Prometheus histogram's `le` bucket over its `_count` gives it."""
+        upto = BUCKETS_MS.index(seconds * 1000)
+        num = den = 0
+        for c in self.each(measure):
+            den += c.value[0]  # type: ignore[index]
+            num += sum(c.value[2 : 2 + upto + 1])  # type: ignore[index]
+        return rate(num, den)
+
     def by(self, measure: str, dim: str, where: Pred | None = None) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
         for c in self.each(measure, where):
@@ -106,6 +116,8 @@ def summary(s: Scope) -> dict[str, Any]:
             "by_kind": s.by("intake.received", "kind"),
             "by_channel": s.by("intake.received", "channel"),
             "dispatch_latency": s.latency("intake.dispatch_latency"),
+            # The 110 commander's first question: dispatched within the 60 s target.
+            "dispatch_within_60s": s.within("intake.dispatch_latency", 60),
             "arrival_latency": s.latency("intake.arrival_latency"),
             "arrival_on_target": rate(
                 s.n("intake.arrival_target", _is("on_target", "true")),
@@ -130,10 +142,12 @@ def summary(s: Scope) -> dict[str, Any]:
             "on_time": rate(s.n("intake.closed", _is("on_time", "true")), closed + open_overdue),
             "closed": closed,
             "open_overdue": open_overdue,
+            # Only services with their visits recorded: the unrecorded ones beside it.
             "one_visit": rate(
                 s.n("intake.services_completed", _is("one_visit", "true")),
-                s.n("intake.services_completed"),
+                s.n("intake.services_completed", _is("one_visit", "true", "false")),
             ),
+            "services_unrecorded": s.n("intake.services_completed", _is("one_visit", "unrecorded")),
             "referral": rate(s.n("intake.transferred"), received),
             "transfer_latency": s.latency("intake.transferred"),
             "reopen": rate(s.n("intake.reopened"), closed),

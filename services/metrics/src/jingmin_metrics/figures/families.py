@@ -2,7 +2,7 @@
 
 Labels are bureau, station, channel, kind, branch or area type only; officer, case and
 person ids never appear. The budget is per family: the worst case for 100 bureaus of 20
-stations each (every label value present) must stay under 10,000 series in all, so station
+stations each (every label value present) must stay under SERIES_LIMIT in all, so station
 level is kept to two families (a volume and its quality figure) and the finer breakdowns
 live in the JSON API. Counters and histograms are totals over every event time; the
 `_ratio` gauges are event-time windows ending now.
@@ -40,7 +40,7 @@ Labeler = Callable[[Cell], tuple[str, ...]]
 @dataclass(frozen=True)
 class Family:
     name: str
-    kind: str  # counter | histogram | gauge | ratio
+    kind: str  # counter | histogram | gauge | ratio | windowed (a ratio's numerator as a gauge)
     help: str
     labels: tuple[str, ...]
     budget: int  # series allowed, worst case
@@ -77,6 +77,14 @@ S = BUREAUS * STATIONS_PER_BUREAU
 SATISFIED = _is("satisfaction", "satisfied", "basically_satisfied")
 
 
+# Buckets at the targets and around them, so that a p50 or p90 is read between close
+# bounds instead of interpolated across minutes or days: the 60 s dispatch target and the
+# 5 / 10 / 20 min arrival targets, and 1 to 60 days for resolution (every one is a bound
+# of the processors' fine buckets, BUCKETS_MS).
+RESPONSE_S = (15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+RESOLUTION_S = (86400, 3 * 86400, 7 * 86400, 15 * 86400, 30 * 86400, 60 * 86400)
+
+
 def _hist_budget(buckets: Sequence[int], groups: int = B) -> int:
     return groups * (len(buckets) + 3)  # each bucket, +Inf, _sum, _count
 
@@ -93,18 +101,18 @@ FAMILIES: tuple[Family, ...] = (
     Family("jingmin_intake_cases_received", "counter", "Cases received, by kind.",
            ("bureau", "kind"), B * len(KINDS), "intake.received", label=_dim("kind")),
     Family("jingmin_intake_dispatch_latency_seconds", "histogram",
-           "First dispatch minus receipt.", ("bureau",), _hist_budget((60, 300)),
-           "intake.dispatch_latency", buckets_s=(60, 300)),
+           "First dispatch minus receipt.", ("bureau",), _hist_budget(RESPONSE_S),
+           "intake.dispatch_latency", buckets_s=RESPONSE_S),
     Family("jingmin_intake_arrival_latency_seconds", "histogram",
            "First arrival minus first dispatch (targets: urban 5, suburban 10, rural 20 min).",
-           ("bureau",), _hist_budget((300, 600, 1200)), "intake.arrival_latency",
-           buckets_s=(300, 600, 1200)),
+           ("bureau",), _hist_budget(RESPONSE_S), "intake.arrival_latency",
+           buckets_s=RESPONSE_S),
     Family("jingmin_intake_arrivals_on_target", "counter",
            "First arrivals within the bureau's arrival target for the area type.",
            ("bureau",), B, "intake.arrival_target", where=_is("on_target", "true")),
     Family("jingmin_intake_resolution_time_seconds", "histogram",
-           "First resolution minus receipt.", ("bureau",), _hist_budget((86400, 604800)),
-           "intake.resolution_time", buckets_s=(86400, 604800)),
+           "First resolution minus receipt.", ("bureau",), _hist_budget(RESOLUTION_S),
+           "intake.resolution_time", buckets_s=RESOLUTION_S),
     Family("jingmin_intake_cases_closed", "counter",
            "Cases with a promise that reached their first outcome.", ("bureau",), B,
            "intake.closed"),
@@ -116,6 +124,14 @@ FAMILIES: tuple[Family, ...] = (
            "intake.open_overdue"),
     Family("jingmin_intake_services_completed", "counter",
            "Service applications completed.", ("bureau",), B, "intake.services_completed"),
+    # 一次办结率 = one_visit / visits_recorded: a service with no visit recorded says nothing
+    # about visits, so it is counted apart (unrecorded) instead of as done in one.
+    Family("jingmin_intake_services_visits_recorded", "counter",
+           "Service applications completed with their visits recorded.", ("bureau",), B,
+           "intake.services_completed", where=_is("one_visit", "true", "false")),
+    Family("jingmin_intake_services_unrecorded", "counter",
+           "Service applications completed with no visit recorded.", ("bureau",), B,
+           "intake.services_completed", where=_is("one_visit", "unrecorded")),
     Family("jingmin_intake_services_one_visit", "counter",
            "Service applications completed in one visit (一次办结).", ("bureau",), B,
            "intake.services_completed", where=_is("one_visit", "true")),
@@ -143,6 +159,15 @@ FAMILIES: tuple[Family, ...] = (
            ("bureau",), B, "callback.completed_in_window", where=_not_recovery),
     Family("jingmin_satisfaction_ratio", "ratio",
            "Share of survey answers 满意 or 基本满意 in a rolling event-time window.",
+           ("bureau", "window"), B * len(WINDOWS), "callback.answered", where=_not_recovery,
+           numerator=SATISFIED),
+    # The ratio's numerator and denominator, so that a city or province is pooled
+    # (sum / sum) in PromQL: an average of county ratios weighs 10 answers like 10,000.
+    Family("jingmin_satisfaction_answered", "windowed",
+           "Survey answers in a rolling event-time window (the satisfaction denominator).",
+           ("bureau", "window"), B * len(WINDOWS), "callback.answered", where=_not_recovery),
+    Family("jingmin_satisfaction_satisfied", "windowed",
+           "Survey answers 满意 or 基本满意 in a rolling event-time window (the numerator).",
            ("bureau", "window"), B * len(WINDOWS), "callback.answered", where=_not_recovery,
            numerator=SATISFIED),
     # ---- complaints
@@ -188,6 +213,9 @@ FAMILIES: tuple[Family, ...] = (
 )  # fmt: skip
 
 SELF_BUDGET = 20  # the exporter's own series (freshness, snapshot state)
+# The endpoint's worst case for 100 bureaus of 20 stations (docs/operations/scaling.md
+# has the arithmetic): one Prometheus scrapes it every 30 s with room to spare.
+SERIES_LIMIT = 12_500
 
 
 def window_start(now: datetime, window: str) -> tuple[str, int | None]:
@@ -224,6 +252,8 @@ def collect(by_measure: dict[str, list[Cell]], now: datetime) -> Iterator[Metric
             yield gauge
         elif fam.kind == "histogram":
             yield _histogram(fam, source)
+        elif fam.kind == "windowed":
+            yield _window_count(fam, source, now)
         else:
             yield _ratio(fam, source, now)
 
@@ -253,8 +283,10 @@ def _histogram(fam: Family, cells: list[Cell]) -> HistogramMetricFamily:
     return metric
 
 
-def _ratio(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
-    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+def _windowed(
+    fam: Family, cells: list[Cell], now: datetime
+) -> Iterator[tuple[list[str], int, int]]:
+    """(labels, numerator, denominator) per label set and window (30 d when unlabelled)."""
     windows = ["30d"] if "window" not in fam.labels else list(WINDOWS)
     for window in windows:
         start_day, start_hour = window_start(now, window)
@@ -270,7 +302,20 @@ def _ratio(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
         for key in sorted(den):
             if den[key]:
                 labels = [*key, window] if "window" in fam.labels else list(key)
-                gauge.add_metric(labels, num[key] / den[key])
+                yield labels, num[key], den[key]
+
+
+def _ratio(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+    for labels, num, den in _windowed(fam, cells, now):
+        gauge.add_metric(labels, num / den)
+    return gauge
+
+
+def _window_count(fam: Family, cells: list[Cell], now: datetime) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+    for labels, num, _den in _windowed(fam, cells, now):
+        gauge.add_metric(labels, float(num))
     return gauge
 
 

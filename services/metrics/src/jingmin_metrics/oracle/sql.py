@@ -112,7 +112,7 @@ SELECT 'intake.resolution_time', c.bureau, r.at, {_dims("c", "r.at")}, {_MS.form
 FROM c JOIN firsts r ON r.case_id = c.case_id AND r.type = 'CaseResolved'
 UNION ALL
 SELECT 'intake.services_completed', c.bureau, r.at,
-       {_dims("c", "r.at", "CASE WHEN r.data->>'one_visit' = 'false' THEN 'false' ELSE 'true' END")}, 1
+       {_dims("c", "r.at", "CASE WHEN NOT EXISTS (SELECT 1 FROM ev sv WHERE sv.case_id = c.case_id AND sv.type = 'ServiceApplicationRecorded' AND sv.v < r.v) THEN 'unrecorded' WHEN r.data->>'one_visit' = 'false' THEN 'false' ELSE 'true' END")}, 1
 FROM c JOIN firsts r ON r.case_id = c.case_id AND r.type = 'CaseResolved'
 WHERE c.kind = 'service'
 UNION ALL
