@@ -141,6 +141,14 @@ MEASURES: dict[str, Measure] = {
             "Open cases with a breached promise that is still open.",
         ),
         _m(
+            "intake.overdue_open",
+            Kind.COUNT,
+            CASE_DIMS,
+            "first DeadlineBreached still open",
+            "The cases of intake.open_overdue, on the day of their first breach still open: the"
+            " open-and-overdue part of a day's on-time denominator (public daily topic).",
+        ),
+        _m(
             "intake.services_completed",
             Kind.COUNT,
             (*CASE_DIMS, "one_visit"),
