@@ -376,7 +376,13 @@ def _complaint_observations(facts: list[tuple[int, Fact]]) -> Iterator[Observati
     if received is None:
         return
     r = received[1]
-    head = (r["st"], r.get("channel", ""), r.get("category", ""), r.get("level", ""))
+    head = (
+        r["st"],
+        r.get("channel", ""),
+        r.get("category", ""),
+        r.get("level", ""),
+        r.get("party_category", ""),
+    )
     yield _plain("complaints.received", r, r["at"], head)
     for deadline, met in (("acknowledgement", "c_acknowledged"), ("conclusion", "c_concluded")):
         first = next(

@@ -66,7 +66,9 @@ CASE_DIMS = (
     "hour",
 )
 CALLBACK_DIMS = (*CASE_DIMS, "trigger")
-COMPLAINT_DIMS = ("station", "channel", "category", "level", "hour")
+# party_category: the complainant's, when the complaints service knows it (blank if not), so
+# the equity rates count the same complaints as the headline rate.
+COMPLAINT_DIMS = ("station", "channel", "category", "level", "party_category", "hour")
 ORDER_DIMS = ("station", "order_type", "item_type", "level", "hour")
 VISIT_DIMS = ("station", "programme", "mode", "area_type", "officer", "hour")
 ENGAGEMENT_DIMS = ("station", "type", "venue", "hour")

@@ -229,7 +229,7 @@ COMPLAINT_TYPES = [
     "ComplaintOverdue",
     "ComplaintEscalated",
 ]
-_C = ("station", "channel", "category", "level")
+_C = ("station", "channel", "category", "level", "party_category")
 
 COMPLAINT_OBSERVATIONS = f"""
 WITH ev AS (
@@ -238,7 +238,8 @@ WITH ev AS (
 ), r AS (
     SELECT DISTINCT ON (id) id, v, at, bureau, data->>'station' AS station,
            coalesce(data->>'channel', '') AS channel, coalesce(data->>'category', '') AS category,
-           coalesce(data->>'level', '') AS level
+           coalesce(data->>'level', '') AS level,
+           coalesce(data->>'party_category', '') AS party_category
     FROM ev WHERE type = 'ComplaintReceived' ORDER BY id, v
 )
 SELECT 'complaints.received' AS m, r.bureau, r.at, {_head("r", _C, "r.at")} AS dims, 1::bigint AS val
