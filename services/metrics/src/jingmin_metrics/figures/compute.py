@@ -15,7 +15,6 @@ from jingmin_metrics.figures.select import Cell, cells
 
 ByMeasure = dict[str, list[Cell]]
 Pred = Callable[[Cell], bool]
-SUPPRESS_BELOW = 5
 
 
 def rate(num: int, den: int) -> dict[str, Any]:
