@@ -397,6 +397,7 @@ class Sources:
         category: str | None = "inaction",
         at: datetime | None = None,
         case_id: str | None = None,
+        party: str | None = None,
     ) -> Envelope:
         case_id = case_id or uuid.uuid4().hex
         t = at or utcnow() - timedelta(minutes=30)
@@ -412,6 +413,8 @@ class Sources:
         }
         if category:
             data["category"] = category
+        if party:
+            data["party_category"] = party
         return self.envelope(
             "jingmin.intake.CaseReceived.v1", case_id, 1, t, data, source="/jingmin/intake"
         )

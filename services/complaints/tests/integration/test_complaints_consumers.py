@@ -169,6 +169,43 @@ async def test_a_callback_that_asks_for_a_complaint_opens_one_and_a_satisfied_on
     )
 
 
+async def test_every_complaint_carries_the_party_category_of_its_case(
+    make_consumer: ConsumerFactory,
+    sources: Sources,
+    stored: Stored,
+    api: Api,
+    registry: SchemaRegistry,
+) -> None:
+    """Equity figures count complaints by party: a complaint filed as an intake case, one
+    ticked on a callback's survey, and one received through the API about a case."""
+    filed = sources.case_received(party="vulnerable")
+    followed = sources.case_received(kind="alarm", category="dispute", party="non_local")
+    about = sources.case_received(kind="consultation", category="household", party="local")
+    case_id = followed.data["case_id"]
+    wants = sources.callback_answered(
+        case_id, satisfaction="satisfied", wants_complaint=True, complaint_category="attitude"
+    )
+    await deliver(make_consumer(), sources, [filed, followed, about, wants])
+    via_api = await api.receive(intake_case_id=about.data["case_id"])
+    stated = await api.receive(party_category="non_local")
+    unknown = await api.receive()
+    received = {
+        r["key"]: r["payload"]
+        for r in await stored.outbox()
+        if r["type"] == "jingmin.complaints.ComplaintReceived.v1"
+    }
+    for payload in received.values():
+        registry.validate("jingmin.complaints.ComplaintReceived.v1", payload)
+    callback_complaint = derived_id("callback-complaint", wants.data["callback_id"])
+    assert {k: p.get("party_category") for k, p in received.items()} == {
+        filed.data["case_id"]: "vulnerable",
+        callback_complaint: "non_local",
+        via_api["complaint_id"]: "local",
+        stated["complaint_id"]: "non_local",
+        unknown["complaint_id"]: None,  # nothing says who: counted apart, not guessed
+    }
+
+
 async def test_a_dissatisfied_follow_up_is_owned_a_level_up(
     make_consumer: ConsumerFactory, sources: Sources, api: Api
 ) -> None:

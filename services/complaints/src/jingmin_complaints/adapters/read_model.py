@@ -363,3 +363,22 @@ async def remember_callback(conn: asyncpg.Connection, data: dict[str, Any]) -> N
 async def callback_seen(conn: asyncpg.Connection, callback_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM callbacks_seen WHERE callback_id = $1", callback_id)
     return dict(row) if row else None
+
+
+async def remember_party(conn: asyncpg.Connection, case_id: str, party_category: str) -> None:
+    await conn.execute(
+        """INSERT INTO case_parties (case_id, party_category) VALUES ($1, $2)
+           ON CONFLICT (case_id) DO NOTHING""",
+        case_id,
+        party_category,
+    )
+
+
+async def party_of(conn: asyncpg.Connection, case_id: str | None) -> str | None:
+    """The party category of an intake case seen, or None (unknown case, or none recorded)."""
+    if not case_id:
+        return None
+    value: str | None = await conn.fetchval(
+        "SELECT party_category FROM case_parties WHERE case_id = $1", case_id
+    )
+    return value

@@ -77,6 +77,10 @@ class SourceHandler:
             "traceparent": envelope.traceparent,
         }
         tx = ChainedTransaction(conn, self.key)
+        if envelope.type == CASE_RECEIVED and data.get("party_category"):
+            # Remembered for every case: a later complaint about it, or from its callback's
+            # survey, carries the party category (equity figures).
+            await read_model.remember_party(conn, data["case_id"], data["party_category"])
         if envelope.type == CASE_RECEIVED and data.get("kind") == COMPLAINT_KIND:
             await self._complaint_from_case(tx, data, metadata)
         elif envelope.type == CALLBACK_SCHEDULED:
@@ -126,6 +130,8 @@ class SourceHandler:
         }
         if data.get("subject_id"):
             fields["subject_id"] = data["subject_id"]
+        if data.get("party_category"):
+            fields["party_category"] = data["party_category"]
         # The complaint keeps the case's id: whoever holds one can find the other.
         await self._open_complaint(
             tx, data["case_id"], fields, _time(data["occurred_at"]), metadata
@@ -156,6 +162,9 @@ class SourceHandler:
             }
             if case_id:
                 fields["related_case_id"] = case_id
+            party = await read_model.party_of(tx.connection, str(case_id) if case_id else None)
+            if party:
+                fields["party_category"] = party
             if subject_id:
                 fields["subject_id"] = subject_id
             complaint_id = derived_id("callback-complaint", callback_id)

@@ -30,6 +30,14 @@ CATEGORY_LABELS: dict[str, str] = {
 }
 
 
+class PartyCategory(StrEnum):
+    """Who the complainant is, as intake records a party (equity figures, DOMAIN.md §4)."""
+
+    LOCAL = "local"
+    NON_LOCAL = "non_local"
+    VULNERABLE = "vulnerable"
+
+
 class Channel(StrEnum):
     """Where the complaint came in: intake's channels, plus a callback answer (回访)."""
 

@@ -92,6 +92,7 @@ def complaint_fields(
     sealed: dict[str, Any],
     subject_officer: str | None = None,
     intake_case_id: str | None = None,
+    party_category: str | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "bureau": bureau,
@@ -104,6 +105,7 @@ def complaint_fields(
         "subject_id": subject_id,
         "anonymous": anonymous,
         "intake_case_id": intake_case_id,
+        "party_category": party_category,
         "receipt_hash": receipt_hash(code),
         "received_by": received_by,
         **sealed,
@@ -151,6 +153,8 @@ async def receive_complaint(
             sealed=sealed,
             subject_officer=body.subject_officer,
             intake_case_id=body.intake_case_id,
+            party_category=body.party_category
+            or await read_model.party_of(conn, body.intake_case_id),
         )
         return complaint.receive(data, policy, body.occurred_at or now, now)
 

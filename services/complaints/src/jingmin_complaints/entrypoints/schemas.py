@@ -27,6 +27,7 @@ from jingmin_complaints.domain.vocabulary import (
     InspectionKind,
     ItemType,
     Outcome,
+    PartyCategory,
     Remedy,
     ReopenReason,
     ReplyMode,
@@ -83,6 +84,11 @@ class ReceiveComplaint(Strict):
     account: Text = Field(description="What happened, in the complainant's words.")
     hoped_outcome: Text | None = None
     intake_case_id: ItemId | None = Field(None, description="The intake case it concerns.")
+    party_category: PartyCategory | None = Field(
+        None,
+        description="The complainant's party category (local, non-local, vulnerable). When"
+        " omitted, the party category intake recorded for `intake_case_id` is used.",
+    )
 
     @model_validator(mode="after")
     def _unit_in_bureau(self) -> ReceiveComplaint:

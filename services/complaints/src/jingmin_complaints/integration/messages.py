@@ -35,6 +35,7 @@ COMPLAINT_FIELDS: dict[str, tuple[str, ...]] = {
         "intake_case_id",
         "callback_id",
         "related_case_id",
+        "party_category",
         "deadlines",
     ),
     c.ACKNOWLEDGED: ("subject_unit", "level", "category", "deadlines"),

@@ -123,7 +123,7 @@ RULES: dict[str, EventRule] = {
     "jingmin.visits.OpinionRecorded.v1": EventRule("e_opinion", _keep("feedback")),
     "jingmin.visits.IssueRaised.v1": EventRule("issue", _keep("source_type", "kind", "category")),
     "jingmin.complaints.ComplaintReceived.v1": EventRule(
-        "c_received", _with_dues("channel", "category", "level")
+        "c_received", _with_dues("channel", "category", "level", "party_category")
     ),
     "jingmin.complaints.ComplaintAcknowledged.v1": EventRule("c_acknowledged", _with_dues()),
     "jingmin.complaints.InvestigationExtended.v1": EventRule("c_extended", _with_dues()),

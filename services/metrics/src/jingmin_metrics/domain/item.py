@@ -243,8 +243,12 @@ def _case_observations(case: list[tuple[int, Fact]], d: dict[str, str]) -> Itera
         if f["t"] == "reopened":
             yield _obs("intake.reopened", d, f["at"])
 
-    if _has_live_breach(case):
+    breach_at = _live_breach_at(case)
+    if breach_at is not None:
         yield Observation("intake.open_overdue", d["bureau"], None, _dims(d, None))
+        # The same case on the day it fell overdue: a daily figure (the public topic) can
+        # count it against that day, which a gauge of "now" cannot do.
+        yield _obs("intake.overdue_open", d, breach_at)
 
 
 def _one_visit(case: list[tuple[int, Fact]], resolved: tuple[int, Fact]) -> str:
@@ -257,9 +261,10 @@ def _one_visit(case: list[tuple[int, Fact]], resolved: tuple[int, Fact]) -> str:
     return "false" if res.get("one_visit") is False else "true"
 
 
-def _has_live_breach(case: list[tuple[int, Fact]]) -> bool:
-    """A breached promise still open: nothing after the breach met it, ended the case's
-    open period (an outcome) or set a new due for it."""
+def _live_breach_at(case: list[tuple[int, Fact]]) -> int | None:
+    """When the first breached promise still open was breached (None: there is none). Still
+    open: nothing after the breach met it, ended the case's open period (an outcome) or set
+    a new due for it."""
     for i, (_v, f) in enumerate(case):
         if f["t"] != "breached":
             continue
@@ -271,8 +276,9 @@ def _has_live_breach(case: list[tuple[int, Fact]]) -> bool:
                 ended = True
                 break
         if not ended:
-            return True
-    return False
+            at: int = f["at"]
+            return at
+    return None
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -370,7 +376,13 @@ def _complaint_observations(facts: list[tuple[int, Fact]]) -> Iterator[Observati
     if received is None:
         return
     r = received[1]
-    head = (r["st"], r.get("channel", ""), r.get("category", ""), r.get("level", ""))
+    head = (
+        r["st"],
+        r.get("channel", ""),
+        r.get("category", ""),
+        r.get("level", ""),
+        r.get("party_category", ""),
+    )
     yield _plain("complaints.received", r, r["at"], head)
     for deadline, met in (("acknowledgement", "c_acknowledged"), ("conclusion", "c_concluded")):
         first = next(

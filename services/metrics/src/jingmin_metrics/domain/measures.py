@@ -66,7 +66,9 @@ CASE_DIMS = (
     "hour",
 )
 CALLBACK_DIMS = (*CASE_DIMS, "trigger")
-COMPLAINT_DIMS = ("station", "channel", "category", "level", "hour")
+# party_category: the complainant's, when the complaints service knows it (blank if not), so
+# the equity rates count the same complaints as the headline rate.
+COMPLAINT_DIMS = ("station", "channel", "category", "level", "party_category", "hour")
 ORDER_DIMS = ("station", "order_type", "item_type", "level", "hour")
 VISIT_DIMS = ("station", "programme", "mode", "area_type", "officer", "hour")
 ENGAGEMENT_DIMS = ("station", "type", "venue", "hour")
@@ -139,6 +141,14 @@ MEASURES: dict[str, Measure] = {
             CASE_DIMS[:-1],
             "now",
             "Open cases with a breached promise that is still open.",
+        ),
+        _m(
+            "intake.overdue_open",
+            Kind.COUNT,
+            CASE_DIMS,
+            "first DeadlineBreached still open",
+            "The cases of intake.open_overdue, on the day of their first breach still open: the"
+            " open-and-overdue part of a day's on-time denominator (public daily topic).",
         ),
         _m(
             "intake.services_completed",

@@ -139,6 +139,10 @@ async def equity(
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
-    """Satisfaction and complaint rate of local, non-local and vulnerable parties (the gap)."""
+    """Satisfaction and complaint rate of local, non-local and vulnerable parties (the gap).
+
+    Complaints per 1,000 cases count the same complaints as `complaints.per_1000_cases`
+    (however filed: intake, the complaints API, a survey), by the party category each
+    carries; `complaints_party_unknown` holds those without one."""
     code = _scope(principal, scope, READ_ROLES)
     return _answer(request, code, start, end, compute.equity)

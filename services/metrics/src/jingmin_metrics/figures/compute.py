@@ -15,7 +15,6 @@ from jingmin_metrics.figures.select import Cell, cells
 
 ByMeasure = dict[str, list[Cell]]
 Pred = Callable[[Cell], bool]
-SUPPRESS_BELOW = 5
 
 
 def rate(num: int, den: int) -> dict[str, Any]:
@@ -278,17 +277,22 @@ def top_issues(s: Scope, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
 
 
 def equity(s: Scope) -> dict[str, Any]:
-    """Satisfaction and complaint rate for local, non-local and vulnerable parties, and the gap."""
+    """Satisfaction and complaint rate for local, non-local and vulnerable parties, and the gap.
+
+    Complaints are the headline's set (`complaints.received`: through intake, the complaints
+    API or a survey), split by the party category each carries; those without one are
+    counted apart, so the groups plus `complaints_party_unknown` make the headline count."""
     groups: dict[str, Any] = {}
     for party in ("local", "non_local", "vulnerable"):
         mine = _is("party_category", party)
         answers = s.each("callback.answered", _both(mine, _not(RECOVERY)))
         received = s.n("intake.received", mine)
-        complaints = s.n("intake.received", _both(mine, _is("kind", "complaint")))
+        complaints = s.n("complaints.received", mine)
         groups[party] = {
             "satisfaction": rate(
                 sum(c.count for c in answers if SATISFIED(c)), sum(c.count for c in answers)
             ),
+            "complaints": complaints,
             "complaints_per_1000_cases": round(complaints * 1000 / received, 2)
             if received
             else None,
@@ -299,6 +303,7 @@ def equity(s: Scope) -> dict[str, Any]:
     ]
     return {
         "groups": groups,
+        "complaints_party_unknown": s.n("complaints.received", _is("party_category", "")),
         "satisfaction_gap": round(max(rates) - min(rates), 4) if len(rates) > 1 else None,
     }
 

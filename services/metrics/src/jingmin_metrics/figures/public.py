@@ -1,9 +1,8 @@
 """Daily figures per bureau for other agencies (`metrics.daily.public.v1`).
 
 No station, officer, case, person or category appears: only a bureau's day totals by
-intake kind and the headline rates. Small cells are suppressed (DOMAIN.md §6): a count from
-1 to 4 is published as null, and a rate only when neither its numerator nor the rest of its
-denominator is from 1 to 4 (otherwise the rate would give the small count away).
+intake kind and the headline rates. Every figure goes through `disclosure` (small cells
+suppressed: DOMAIN.md §4, §6).
 """
 
 from __future__ import annotations
@@ -12,28 +11,11 @@ from typing import Any
 
 from jingmin_metrics.domain.cells import NOW
 from jingmin_metrics.figures import compute
+from jingmin_metrics.figures.disclosure import count, ratio
 from jingmin_metrics.figures.select import Cell
 
-SUPPRESS_BELOW = 5
 TYPE = "jingmin.metrics.DailyFigures.v1"  # = service.DAILY_TYPE
 SOURCE = "/jingmin/metrics"
-
-
-def _small(n: int) -> bool:
-    return 0 < n < SUPPRESS_BELOW
-
-
-def count(n: int) -> int | None:
-    return None if _small(n) else n
-
-
-def ratio(num: int, den: int) -> dict[str, Any]:
-    hidden = _small(num) or _small(den - num) or den < SUPPRESS_BELOW
-    return {
-        "numerator": count(num) if not hidden else None,
-        "denominator": count(den),
-        "rate": None if hidden or not den else round(num / den, 4),
-    }
 
 
 def bureau_days(by_measure: dict[str, list[Cell]]) -> set[tuple[str, str]]:
@@ -56,7 +38,12 @@ def daily(by_measure: dict[str, list[Cell]], bureau: str, day: str) -> dict[str,
         "cases_by_kind": {k: count(n) for k, n in s.by("intake.received", "kind").items()},
         "satisfaction": ratio(satisfied, answered),
         "security": ratio(secure, answered),
-        "cases_closed_on_time": ratio(s.n("intake.closed", compute._is("on_time", "true")), closed),
+        # DOMAIN §4, as on the boards: open cases already overdue count against the rate,
+        # here on the day they fell overdue (a day's record is revised when one closes).
+        "cases_closed_on_time": ratio(
+            s.n("intake.closed", compute._is("on_time", "true")),
+            closed + s.n("intake.overdue_open"),
+        ),
         "callback_coverage": ratio(
             s.n("callback.completed_in_window", not_recovery),
             s.n("callback.scheduled", not_recovery),

@@ -31,7 +31,9 @@ def index(merged: Merged) -> dict[str, list[Cell]]:
     out: dict[str, list[Cell]] = {}
     for (bureau, day), cells in merged.items():
         for (measure, dims), value in cells.items():
-            if measure in MEASURES:
+            # A record written before a measure gained a dimension (stored before an upgrade,
+            # until the figures are rebuilt) is left out rather than read at wrong positions.
+            if measure in MEASURES and len(dims) == len(MEASURES[measure].dims):
                 out.setdefault(measure, []).append(Cell(bureau, day, measure, dims, value))
     return out
 

@@ -91,6 +91,19 @@ WITH ev AS (
 ), outcome AS (
     SELECT DISTINCT ON (case_id) case_id, v, at FROM ev
     WHERE type IN {OUTCOMES} ORDER BY case_id, v
+), live_breach AS (
+    -- per case, the first breach nothing after it met, ended or gave a new due
+    SELECT DISTINCT ON (b.case_id) b.case_id, b.at FROM ev b
+    WHERE b.type = 'DeadlineBreached' AND NOT EXISTS (
+        SELECT 1 FROM ev l
+        WHERE l.case_id = b.case_id AND l.v > b.v AND (
+            l.type IN {OUTCOMES}
+            OR (b.data->>'deadline' = 'first_contact' AND l.type = 'FirstContactAssigned')
+            OR (b.data->>'deadline' = 'dispatch' AND l.type = 'CaseDispatched')
+            OR (b.data->>'deadline' = 'arrival' AND l.type = 'ArrivedOnScene')
+            OR (jsonb_typeof(l.data->'deadlines') = 'object'
+                AND l.data->'deadlines' ? (b.data->>'deadline'))))
+    ORDER BY b.case_id, b.v
 )
 SELECT 'intake.received' AS m, c.bureau, c.at, {_dims("c", "c.at")} AS dims, 1::bigint AS val
 FROM c
@@ -135,18 +148,10 @@ UNION ALL
 SELECT 'intake.open_overdue', c.bureau, NULL,
        ARRAY[c.station, c.channel, c.kind, c.branch, c.area_type, c.party_category,
              c.category, c.officer]::text[], 1
-FROM c
-WHERE EXISTS (
-    SELECT 1 FROM ev b
-    WHERE b.case_id = c.case_id AND b.type = 'DeadlineBreached' AND NOT EXISTS (
-        SELECT 1 FROM ev l
-        WHERE l.case_id = b.case_id AND l.v > b.v AND (
-            l.type IN {OUTCOMES}
-            OR (b.data->>'deadline' = 'first_contact' AND l.type = 'FirstContactAssigned')
-            OR (b.data->>'deadline' = 'dispatch' AND l.type = 'CaseDispatched')
-            OR (b.data->>'deadline' = 'arrival' AND l.type = 'ArrivedOnScene')
-            OR (jsonb_typeof(l.data->'deadlines') = 'object'
-                AND l.data->'deadlines' ? (b.data->>'deadline')))))
+FROM c JOIN live_breach b ON b.case_id = c.case_id
+UNION ALL
+SELECT 'intake.overdue_open', c.bureau, b.at, {_dims("c", "b.at")}, 1
+FROM c JOIN live_breach b ON b.case_id = c.case_id
 """
 
 CALLBACK_TYPES = [
@@ -224,7 +229,7 @@ COMPLAINT_TYPES = [
     "ComplaintOverdue",
     "ComplaintEscalated",
 ]
-_C = ("station", "channel", "category", "level")
+_C = ("station", "channel", "category", "level", "party_category")
 
 COMPLAINT_OBSERVATIONS = f"""
 WITH ev AS (
@@ -233,7 +238,8 @@ WITH ev AS (
 ), r AS (
     SELECT DISTINCT ON (id) id, v, at, bureau, data->>'station' AS station,
            coalesce(data->>'channel', '') AS channel, coalesce(data->>'category', '') AS category,
-           coalesce(data->>'level', '') AS level
+           coalesce(data->>'level', '') AS level,
+           coalesce(data->>'party_category', '') AS party_category
     FROM ev WHERE type = 'ComplaintReceived' ORDER BY id, v
 )
 SELECT 'complaints.received' AS m, r.bureau, r.at, {_head("r", _C, "r.at")} AS dims, 1::bigint AS val
