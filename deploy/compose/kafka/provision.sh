@@ -43,6 +43,7 @@ read_only() {  # principal resource-flag prefix operation...
 
 # Topics
 topic intake.case.events.v1 12 cleanup.policy=delete retention.ms=-1
+topic intake.unit.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic intake.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
 topic intake.hotline12345.public.v1 12 cleanup.policy=delete retention.ms=34560000000
 topic visits.callback.events.v1 12 cleanup.policy=delete retention.ms=-1

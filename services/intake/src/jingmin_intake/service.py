@@ -12,6 +12,7 @@ from jingmin_intake.integration.messages import (
     EVENT_TYPES,
     TOPIC,
     TYPES_BY_TOPIC,
+    UNIT_TOPIC,
     to_messages,
 )
 
@@ -24,6 +25,12 @@ SERVICE = ServiceSpec(
     topics=(
         # 12 partitions: keyed by case id, so a county's load spreads; room for 12 consumers.
         TopicSpec(TOPIC, partitions=12, description="Every intake case event, keyed by case id."),
+        TopicSpec(
+            UNIT_TOPIC,
+            partitions=12,
+            description="The unit register: stations and beats registered, renamed, retired;"
+            " keyed by unit code.",
+        ),
         TopicSpec(
             hotline.TOPIC,
             partitions=12,

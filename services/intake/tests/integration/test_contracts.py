@@ -18,7 +18,7 @@ from eventkit.contracts import CONTRACTS_ENV, SchemaRegistry, SchemaViolation, d
 from jingmin_intake.application.handlers import CaseCommands
 from jingmin_intake.application.sweeper import sweep_once
 from jingmin_intake.integration import hotline
-from jingmin_intake.integration.messages import EVENT_TYPES, TOPIC
+from jingmin_intake.integration.messages import EVENT_TYPES, TOPIC, UNIT_TOPIC
 
 if TYPE_CHECKING:
     from conftest import Api, Stored, TokenFactory
@@ -125,6 +125,17 @@ async def run_every_command(
     await stored.age_promises(minutes=5)
     assert await sweep_once(make_commands()) >= 1
 
+    # The unit register: a station and a beat registered, the beat renamed and retired.
+    admin = token("admin", subject="unit-admin")
+    for path, body in (
+        ("/v1/units", {"code": "330602001", "name": "城南派出所"}),
+        ("/v1/units", {"code": "33060200101", "name": "鲁迅社区警务室"}),
+        ("/v1/units/33060200101/rename", {"name": "鲁迅路社区警务室"}),
+        ("/v1/units/33060200101/retire", {}),
+    ):
+        r = await api.client.post(path, json=body, headers=admin)
+        assert r.status_code in (200, 201), r.text
+
 
 async def test_every_emitted_event_validates_against_its_schema(
     registry: SchemaRegistry,
@@ -158,4 +169,4 @@ async def test_every_emitted_event_validates_against_its_schema(
     assert not problems, "\n".join(problems)
 
     topics = {t for (t,) in await stored.pool.fetch("SELECT DISTINCT topic FROM outbox")}
-    assert topics == {TOPIC, hotline.TOPIC}
+    assert topics == {TOPIC, UNIT_TOPIC, hotline.TOPIC}

@@ -1,4 +1,4 @@
-"""Maps stored case events to the published contract (`intake.case.events.v1`).
+"""Maps stored events to the published contracts (`intake.case.events.v1`, `intake.unit.events.v1`).
 
 Only allow-listed fields leave the service: free text and personal fields are stored
 encrypted and never copied here, so no topic carries them, even as ciphertext.
@@ -13,10 +13,14 @@ from eventkit import outbox
 from eventkit.store import OutboxMessage, RecordedEvent
 
 from jingmin_intake.domain import case as events
+from jingmin_intake.domain import unit
 from jingmin_intake.integration import hotline
 
 SOURCE = "/jingmin/intake"
 TOPIC = "intake.case.events.v1"
+# The unit register on a topic of its own: case consumers (metrics, visits, complaints)
+# need not learn to skip it, and a board that names units reads only this.
+UNIT_TOPIC = "intake.unit.events.v1"
 DEAD_LETTER_TOPIC = "intake.dlq.v1"
 VERSION = 1
 
@@ -56,20 +60,38 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+UNIT_FIELDS: dict[str, tuple[str, ...]] = {
+    unit.REGISTERED: ("kind", "parent", "name"),
+    unit.RENAMED: ("old_name", "new_name"),
+    unit.RETIRED: (),
+}
+
+
 def ce_type(stored_type: str) -> str:
     return f"jingmin.intake.{stored_type}.v{VERSION}"
 
 
 CASE_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
-EVENT_TYPES: tuple[str, ...] = (*CASE_TYPES, hotline.TYPE)
-TYPES_BY_TOPIC = {TOPIC: CASE_TYPES, hotline.TOPIC: (hotline.TYPE,)}
+UNIT_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in UNIT_FIELDS)
+EVENT_TYPES: tuple[str, ...] = (*CASE_TYPES, *UNIT_TYPES, hotline.TYPE)
+TYPES_BY_TOPIC = {TOPIC: CASE_TYPES, UNIT_TOPIC: UNIT_TYPES, hotline.TOPIC: (hotline.TYPE,)}
 
 
 def public_data(event: RecordedEvent) -> dict[str, Any]:
+    if event.type in UNIT_FIELDS:
+        return outbox.public_data(event, "code", UNIT_FIELDS[event.type])
     return outbox.public_data(event, "case_id", PUBLIC_FIELDS[event.type])
 
 
 def to_messages(event: RecordedEvent) -> Sequence[OutboxMessage]:
+    if event.type in UNIT_FIELDS:
+        return outbox.single_message(
+            event,
+            source=SOURCE,
+            type_=ce_type(event.type),
+            data=public_data(event),
+            topic=UNIT_TOPIC,
+        )
     messages = list(
         outbox.single_message(
             event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=TOPIC
