@@ -17,13 +17,15 @@ import pytest
 from eventkit.testing import DatabaseFactory
 from jingmin_sim.api import DevTokens, RequestLog
 from jingmin_sim.simulate import Config, Result, render, simulate
+from jingmin_sim.windows import fixed_window_end
 from simkit import Platform, platform
 
 pytestmark = pytest.mark.integration
 
 # A fixed window in the past (Thursday 2026-11-19 00:00 to Friday 12:00 Beijing): both runs
-# simulate exactly it, and so does every run of the suite, whatever day it runs.
-END = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+# simulate exactly it, and so does every run of the suite, whatever day it runs
+# (fixed_window_end: unless the clock reads earlier than that).
+END = fixed_window_end(datetime(2026, 11, 20, 4, 0, tzinfo=UTC), 1.5)
 
 
 def config(**overrides: Any) -> Config:
