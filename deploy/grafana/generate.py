@@ -137,6 +137,18 @@ def dashboard(uid: str, title: str, panels: list[dict[str, Any]], station: bool 
 PCT = [("red", None), ("orange", 0.8), ("green", 0.9)]
 
 
+def named(expr: str) -> str:
+    """`expr` by station with each station's register name as a `name` label (labels stay
+    codes): `jingmin_unit_info`'s code copied into `station` and joined; `or` keeps the
+    stations the register does not know, and `max by` one info series per station however
+    many exporters are scraped."""
+    info = (
+        'max by (station, name) (label_replace(jingmin_unit_info{level="station"}, '
+        '"station", "$1", "code", "(.*)"))'
+    )
+    return f"({expr}) * on(station) group_left(name) {info} or on(station) ({expr})"
+
+
 def ratio(num: str, den: str) -> str:
     """Pooled over every series selected (counties, cities): sum of numerators over sum of
     denominators, never an average of ratios (10 answers would weigh like 10,000)."""
@@ -153,71 +165,71 @@ def satisfaction(match: str, by: str = "") -> str:
 
 def commander() -> dict[str, Any]:
     p = [
-        row("Satisfaction and security (满意度 / 安全感) — volume beside quality", 0),
-        panel("Survey answers (volume, in range)", "stat",
+        row("满意度与安全感 Satisfaction and security — volume beside quality", 0),
+        panel("回访答复量 Survey answers (volume, in range)", "stat",
               [target(f"sum(increase(jingmin_callback_answers_total{{{C}}}[$__range]))")], 0, 1),
-        panel("Satisfaction 满意+基本满意 (30 d, event time)", "stat",
+        panel("满意率 Satisfaction 满意+基本满意 (30 d, event time)", "stat",
               [target(satisfaction(f'{C}, window="30d"'), "satisfaction"),
                target(f'sum(jingmin_satisfaction_answered{{{C}, window="30d"}})', "n answers")],
               6, 1, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
-        panel("Satisfaction, rolling windows", "timeseries",
+        panel("满意率滚动窗口 Satisfaction, rolling windows", "timeseries",
               [target(satisfaction(C, by="window"), "{{window}}")],
               12, 1, w=12, unit="percentunit", maximum=1),
-        panel("Answers by satisfaction (volume)", "timeseries",
+        panel("按满意度分答复量 Answers by satisfaction (volume)", "timeseries",
               [target(f"sum by (satisfaction) (increase(jingmin_callback_answers_total{{{C}}}[$__rate_interval]))",
                       "{{satisfaction}}")], 0, 7, w=12),
-        panel("Sense of security 安全+基本安全", "stat",
+        panel("安全感 Sense of security 安全+基本安全", "stat",
               [target(ratio(f"jingmin_callback_answers_secure_total{{{C}}}",
                             f"jingmin_callback_answers_total{{{C}}}"))],
               12, 7, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("Callback coverage (回访率) and contact rate", "stat",
+        panel("回访率与联系率 Callback coverage and contact rate", "stat",
               [target(ratio(f"jingmin_callbacks_completed_in_window_total{{{C}}}",
                             f"jingmin_callbacks_scheduled_total{{{C}}}"), "coverage"),
                target(ratio(f"jingmin_callback_attempts_reached_total{{{C}}}",
                             f"jingmin_callback_attempts_total{{{C}}}"), "contact")],
               18, 7, unit="percentunit", maximum=1),
-        row("Timeliness — volume beside quality", 13),
-        panel("Cases received by kind (volume)", "timeseries",
+        row("时效 Timeliness — volume beside quality", 13),
+        panel("按类型受理量 Cases received by kind (volume)", "timeseries",
               [target(f"sum by (kind) (increase(jingmin_intake_cases_received_total{{{C}}}[$__rate_interval]))",
                       "{{kind}}")], 0, 14, w=12),
-        panel("On time: closed on time / (closed + open overdue)", "stat",
+        panel("按时办结率 On time: closed on time / (closed + open overdue)", "stat",
               [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
                       f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
                       f"sum(jingmin_intake_open_overdue_cases{{{C}}}))")],
               12, 14, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("Open overdue cases (now)", "stat",
+        panel("超期未结警情 Open overdue cases (now)", "stat",
               [target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})")], 18, 14,
               thresholds=[("green", None), ("orange", 1), ("red", 20)]),
-        panel("Dispatch latency p90 (target 60 s)", "timeseries",
+        panel("派警时长 p90 Dispatch latency p90 (target 60 s)", "timeseries",
               [target("histogram_quantile(0.9, sum by (le) (rate("
                       f"jingmin_intake_dispatch_latency_seconds_bucket{{{C}}}[$__rate_interval])))",
                       "p90")], 0, 20, w=12, unit="s"),
-        panel("Dispatched within 60 s", "stat",
+        panel("60秒内派警率 Dispatched within 60 s", "stat",
               [target(f'sum(jingmin_intake_dispatch_latency_seconds_bucket{{{C}, le="60.0"}}) / '
                       f"sum(jingmin_intake_dispatch_latency_seconds_count{{{C}}})")],
               12, 20, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("Arrivals on target", "stat",
+        panel("按时到场率 Arrivals on target", "stat",
               [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}",
                             f"jingmin_intake_arrival_latency_seconds_count{{{C}}}"))],
               18, 20, unit="percentunit", thresholds=PCT, maximum=1),
-        row("Complaints, supervision, visits — volume beside quality", 26),
-        panel("Complaints received (volume)", "stat",
+        row("投诉、督察、走访 Complaints, supervision, visits — volume beside quality", 26),
+        panel("投诉受理量 Complaints received (volume)", "stat",
               [target(f"sum(increase(jingmin_complaints_received_total{{{C}}}[$__range]))")],
               0, 27, w=4),
-        panel("Complaints per 1,000 cases", "stat",
+        panel("千件警情投诉数 Complaints per 1,000 cases", "stat",
               [target(f"1000 * sum(jingmin_complaints_received_total{{{C}}}) / "
                       f"sum(jingmin_intake_cases_received_total{{{C}}})")], 4, 27, w=4),
-        panel("Substantiated (incl. partially) / concluded", "stat",
+        panel("投诉属实率 Substantiated (incl. partially) / concluded", "stat",
               [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
                             f"jingmin_complaints_concluded_total{{{C}}}"))],
               8, 27, w=4, unit="percentunit", maximum=1),
-        panel("Supervision orders issued (volume)", "stat",
+        panel("督察令下发量 Supervision orders issued (volume)", "stat",
               [target(f"sum(increase(jingmin_supervision_orders_issued_total{{{C}}}[$__range]))")],
               12, 27, w=4),
-        panel("Open overdue supervision orders (now)", "stat",
+        panel("超期未结督察令 Open overdue supervision orders (now)", "stat",
               [target(f"sum(jingmin_supervision_open_overdue_orders{{{C}}})")], 16, 27, w=4,
               thresholds=[("green", None), ("red", 1)]),
-        panel("Visits attempted (volume) / refusal rate", "stat",
+        panel("走访量与拒访率 Visits attempted (volume) / refusal rate", "stat",
               [target(f"sum(jingmin_visits_attempted_total{{{C}}})", "attempted"),
                target(ratio(f"jingmin_visits_refused_total{{{C}}}",
                             f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
@@ -225,7 +237,7 @@ def commander() -> dict[str, Any]:
     ]  # fmt: skip
     return dashboard(
         "jingmin-commander",
-        "Jingmin — commander overview (county)",
+        "警民 局长总览 — Jingmin commander overview (county)",
         p,
         description="Satisfaction, security, timeliness, complaints, supervision "
         "and visits per county; every volume beside its quality figure.",
@@ -234,25 +246,25 @@ def commander() -> dict[str, Any]:
 
 def station() -> dict[str, Any]:
     p = [
-        panel("Cases received per station (volume, in range)", "bargauge",
-              [target(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__range]))",
-                      "{{station}}")], 0, 0, w=12, h=10),
+        panel("各派出所受理量 Cases received per station (volume, in range)", "bargauge",
+              [target(named(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__range]))"),
+                      "{{name}} {{station}}")], 0, 0, w=12, h=10),
         # One series per station, pooled over the station's answers by the exporter: the
         # avg only drops the scrape labels (a second exporter replica serves the same value).
-        panel("Satisfaction per station (30 d)", "bargauge",
-              [target(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})",
-                      "{{station}}")], 12, 0, w=12, h=10, unit="percentunit", thresholds=PCT,
+        panel("各派出所满意率 Satisfaction per station (30 d)", "bargauge",
+              [target(named(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})"),
+                      "{{name}} {{station}}")], 12, 0, w=12, h=10, unit="percentunit", thresholds=PCT,
               maximum=1),
-        panel("Cases received per station over time", "timeseries",
-              [target(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__rate_interval]))",
-                      "{{station}}")], 0, 10, w=12, h=8),
-        panel("Satisfaction per station over time (30 d window)", "timeseries",
-              [target(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})",
-                      "{{station}}")], 12, 10, w=12, h=8, unit="percentunit", maximum=1),
+        panel("各派出所受理量趋势 Cases received per station over time", "timeseries",
+              [target(named(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__rate_interval]))"),
+                      "{{name}} {{station}}")], 0, 10, w=12, h=8),
+        panel("各派出所满意率趋势 Satisfaction per station over time (30 d window)", "timeseries",
+              [target(named(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})"),
+                      "{{name}} {{station}}")], 12, 10, w=12, h=8, unit="percentunit", maximum=1),
     ]  # fmt: skip
     return dashboard(
         "jingmin-station",
-        "Jingmin — station drill-down",
+        "警民 派出所 — Jingmin station drill-down",
         p,
         station=True,
         description="Volume and satisfaction per station. Officer-level figures "
@@ -263,44 +275,46 @@ def station() -> dict[str, Any]:
 
 def complaints() -> dict[str, Any]:
     p = [
-        panel("Complaints received (volume)", "timeseries",
+        panel("投诉受理量 Complaints received (volume)", "timeseries",
               [target(f"sum(increase(jingmin_complaints_received_total{{{C}}}[$__rate_interval]))",
                       "received")], 0, 0, w=12),
-        panel("Substantiation rate", "stat",
+        panel("属实率 Substantiation rate", "stat",
               [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
                             f"jingmin_complaints_concluded_total{{{C}}}"))],
               12, 0, unit="percentunit", maximum=1),
-        panel("Concluded (volume)", "stat",
+        panel("办结量 Concluded (volume)", "stat",
               [target(f"sum(jingmin_complaints_concluded_total{{{C}}})")], 18, 0),
-        panel("Acknowledged on time (due: 15 days)", "stat",
+        panel("按时受理告知率 Acknowledged on time (due: 15 days)", "stat",
               [target(ratio(f"jingmin_complaints_acknowledgements_on_time_total{{{C}}}",
                             f"jingmin_complaints_acknowledgements_due_total{{{C}}}"))],
               0, 6, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("Concluded on time (60 days, one extension)", "stat",
+        panel("按时办结率 Concluded on time (60 days, one extension)", "stat",
               [target(ratio(f"jingmin_complaints_conclusions_on_time_total{{{C}}}",
                             f"jingmin_complaints_conclusions_due_total{{{C}}}"))],
               6, 6, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("Acknowledgements / conclusions due (volume)", "stat",
+        panel("应告知/应办结量 Acknowledgements / conclusions due (volume)", "stat",
               [target(f"sum(jingmin_complaints_acknowledgements_due_total{{{C}}})", "ack due"),
                target(f"sum(jingmin_complaints_conclusions_due_total{{{C}}})", "conclusion due")],
               12, 6),
-        panel("Open overdue complaints (now)", "stat",
+        panel("超期未结投诉 Open overdue complaints (now)", "stat",
               [target(f"sum(jingmin_complaints_open_overdue{{{C}}})")], 18, 6,
               thresholds=[("green", None), ("red", 1)]),
-        panel("Supervision orders issued (volume)", "timeseries",
+        panel("督察令下发量 Supervision orders issued (volume)", "timeseries",
               [target(f"sum(increase(jingmin_supervision_orders_issued_total{{{C}}}[$__rate_interval]))",
                       "issued")], 0, 12, w=12),
-        panel("Open overdue supervision orders (now)", "timeseries",
+        panel("超期未结督察令 Open overdue supervision orders (now)", "timeseries",
               [target(f"sum by (bureau) (jingmin_supervision_open_overdue_orders{{{C}}})",
                       "{{bureau}}")], 12, 12, w=12),
-        panel("Service recovery: satisfied on follow-up after 不满意", "stat",
+        panel("整改后满意率 Service recovery: satisfied on follow-up after 不满意", "stat",
               [target(ratio(f"jingmin_recovery_followups_satisfied_total{{{C}}}",
                             f"jingmin_recovery_followups_answered_total{{{C}}}"))],
               0, 18, unit="percentunit", maximum=1),
-        panel("Service-recovery follow-ups answered (volume)", "stat",
+        panel("整改回访答复量 Service-recovery follow-ups answered (volume)", "stat",
               [target(f"sum(jingmin_recovery_followups_answered_total{{{C}}})")], 6, 18),
     ]  # fmt: skip
-    return dashboard("jingmin-complaints", "Jingmin — complaints and supervision", p)
+    return dashboard(
+        "jingmin-complaints", "警民 投诉与督察 — Jingmin complaints and supervision", p
+    )
 
 
 def timeliness() -> dict[str, Any]:
@@ -315,38 +329,38 @@ def timeliness() -> dict[str, Any]:
     a = "jingmin_intake_arrival_latency_seconds"
     r = "jingmin_intake_resolution_time_seconds"
     p = [
-        panel("Dispatch latency p50 / p90 (target 60 s)", "timeseries",
+        panel("派警时长 Dispatch latency p50 / p90 (target 60 s)", "timeseries",
               [target(q(d, 0.5), "p50"), target(q(d, 0.9), "p90"),
                target("vector(60)", "target")], 0, 0, w=12, unit="s"),
-        panel("Dispatch distribution vs target", "bargauge",
+        panel("派警时长分布 Dispatch distribution vs target", "bargauge",
               [target(share(d, "30.0"), "≤ 30 s"), target(share(d, "60.0"), "≤ 60 s"),
                target(share(d, "120.0"), "≤ 2 min"), target(share(d, "300.0"), "≤ 5 min")],
               12, 0, w=6, unit="percentunit", maximum=1),
-        panel("Dispatches (volume)", "stat", [target(f"sum({d}_count{{{C}}})")], 18, 0),
-        panel("Arrival latency p50 / p90 (urban 5, suburban 10, rural 20 min)", "timeseries",
+        panel("派警量 Dispatches (volume)", "stat", [target(f"sum({d}_count{{{C}}})")], 18, 0),
+        panel("到场时长 Arrival latency p50 / p90 (urban 5, suburban 10, rural 20 min)", "timeseries",
               [target(q(a, 0.5), "p50"), target(q(a, 0.9), "p90")], 0, 6, w=12, unit="s"),
-        panel("Arrival distribution vs area targets", "bargauge",
+        panel("到场时长分布 Arrival distribution vs area targets", "bargauge",
               [target(share(a, "300.0"), "≤ 5 min"), target(share(a, "600.0"), "≤ 10 min"),
                target(share(a, "1200.0"), "≤ 20 min")], 12, 6, w=6, unit="percentunit",
               maximum=1),
-        panel("Arrivals on the bureau's own target / arrivals", "stat",
+        panel("按本局标准到场率 Arrivals on the bureau's own target / arrivals", "stat",
               [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}", f"{a}_count{{{C}}}")),
                target(f"sum({a}_count{{{C}}})", "n arrivals")], 18, 6, unit="percentunit",
               maximum=1, counts=("B",)),
-        panel("Resolution time p50 / p90", "timeseries",
+        panel("办结时长 Resolution time p50 / p90", "timeseries",
               [target(q(r, 0.5), "p50"), target(q(r, 0.9), "p90")], 0, 12, w=12, unit="s"),
-        panel("Resolved within 1 / 3 / 7 / 30 days", "bargauge",
+        panel("1/3/7/30天内办结 Resolved within 1 / 3 / 7 / 30 days", "bargauge",
               [target(share(r, "86400.0"), "≤ 1 d"), target(share(r, "259200.0"), "≤ 3 d"),
                target(share(r, "604800.0"), "≤ 7 d"), target(share(r, "2592000.0"), "≤ 30 d")],
               12, 12, w=6, unit="percentunit", maximum=1),
-        panel("On-time rate and open overdue", "stat",
+        panel("按时率与超期未结 On-time rate and open overdue", "stat",
               [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
                       f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
                       f"sum(jingmin_intake_open_overdue_cases{{{C}}}))", "on time"),
                target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})", "open overdue")],
               18, 12),
         # Services with no visit recorded are outside the rate and shown beside it.
-        panel("One-visit completion 一次办结 (visits recorded) and services completed", "stat",
+        panel("一次办结率 One-visit completion (visits recorded) and services completed", "stat",
               [target(ratio(f"jingmin_intake_services_one_visit_total{{{C}}}",
                             f"jingmin_intake_services_visits_recorded_total{{{C}}}"), "one visit"),
                target(f"sum(jingmin_intake_services_visits_recorded_total{{{C}}})",
@@ -354,54 +368,54 @@ def timeliness() -> dict[str, Any]:
                target(f"sum(jingmin_intake_services_unrecorded_total{{{C}}})",
                       "no visit recorded")],
               0, 18, unit="percentunit", maximum=1, counts=("B", "C")),
-        panel("Referral rate (transferred / received)", "stat",
+        panel("移交率 Referral rate (transferred / received)", "stat",
               [target(ratio(f"jingmin_intake_cases_transferred_total{{{C}}}",
                             f"jingmin_intake_cases_received_total{{{C}}}"))],
               6, 18, unit="percentunit", maximum=1),
     ]  # fmt: skip
-    return dashboard("jingmin-timeliness", "Jingmin — timeliness vs targets", p)
+    return dashboard("jingmin-timeliness", "警民 时效 — Jingmin timeliness vs targets", p)
 
 
 def platform() -> dict[str, Any]:
     http = "jingmin_http_request_duration_seconds"
     p = [
-        panel("API latency p99 by service", "timeseries",
+        panel("接口时延 p99 API latency p99 by service", "timeseries",
               [target(f"histogram_quantile(0.99, sum by (service, le) (rate({http}_bucket[5m])))",
                       "{{service}}")], 0, 0, w=12, unit="s"),
-        panel("API 5xx share by service", "timeseries",
+        panel("接口5xx占比 API 5xx share by service", "timeseries",
               [target(f'(sum by (service) (rate({http}_count{{status=~"5.."}}[5m])) or '
                       f"sum by (service) (rate({http}_count[5m])) * 0) / "
                       f"sum by (service) (rate({http}_count[5m]))", "{{service}}")],
               12, 0, w=12, unit="percentunit"),
-        panel("Outbox pending (relay backlog)", "timeseries",
+        panel("待发消息 Outbox pending (relay backlog)", "timeseries",
               [target("sum by (service) (jingmin_outbox_pending_messages)", "{{service}}")],
               0, 6, w=12),
-        panel("Oldest pending outbox row (age)", "timeseries",
+        panel("最久待发消息 Oldest pending outbox row (age)", "timeseries",
               [target("max by (service) (jingmin_outbox_oldest_pending_seconds)", "{{service}}")],
               12, 6, w=12, unit="s"),
-        panel("Consumer lag (messages)", "timeseries",
+        panel("消费积压 Consumer lag (messages)", "timeseries",
               [target("sum by (service, consumer) (jingmin_consumer_lag_messages)",
                       "{{service}} {{consumer}}")], 0, 12, w=12),
-        panel("Dead letters (per second)", "timeseries",
+        panel("死信 Dead letters (per second)", "timeseries",
               [target('sum(rate(jingmin_consumer_processed_total{outcome="dead_lettered"}[5m])) '
                       "or vector(0)", "services"),
                target('sum(rate(jingmin_metrics_facts_total{outcome="dead_lettered"}[5m])) '
                       "or vector(0)", "metrics processors")], 12, 12, w=12),
-        panel("Metrics processors: rebalances (rebuilds, last hour)", "stat",
+        panel("指标处理器重平衡 Metrics processors: rebalances (rebuilds, last hour)", "stat",
               [target("sum(increase(jingmin_metrics_rebuilds_total[1h])) or vector(0)")],
               0, 18),
-        panel("Metrics processors: events applied / duplicates (per second)", "timeseries",
+        panel("指标处理器事件 Metrics processors: events applied / duplicates (per second)", "timeseries",
               [target('sum by (outcome) (rate(jingmin_metrics_facts_total[5m]))',
                       "{{outcome}}")], 6, 18, w=6),
-        panel("Metrics exporter: snapshot age and partitions reporting", "stat",
+        panel("指标导出器状态 Metrics exporter: snapshot age and partitions reporting", "stat",
               [target("max(jingmin_metrics_snapshot_age_seconds)", "age s"),
                target("min(jingmin_metrics_partitions_reporting)", "partitions")], 12, 18),
-        panel("Metrics exporter: events applied (all processors)", "stat",
+        panel("指标导出器事件 Metrics exporter: events applied (all processors)", "stat",
               [target("max(jingmin_metrics_events_applied_total)")], 18, 18),
     ]  # fmt: skip
     return dashboard(
         "jingmin-platform",
-        "Jingmin — platform health (bureau IT)",
+        "警民 平台运行 — Jingmin platform health (bureau IT)",
         p,
         description="API latency and errors, outbox backlog and age, consumer "
         "lag, dead letters, metrics processors and exporter.",

@@ -25,7 +25,7 @@ from eventkit.envelope import Envelope
 from eventkit.personal import Vault
 from eventkit.problems import PROBLEM_JSON
 from eventkit.settings import KernelSettings
-from eventkit.testing import DatabaseFactory
+from eventkit.testing import DatabaseFactory, consumer_record
 from fastapi import FastAPI
 from jingmin_complaints.application.consumers import SourceHandler, build_consumer
 from jingmin_complaints.application.handlers import Commands
@@ -472,21 +472,7 @@ class Sources:
 
     def record(self, env: Envelope, topic: str) -> Record:
         self.offset += 1
-        value = env.kafka_value()
-        key = env.key.encode()
-        return ConsumerRecord(
-            topic=topic,
-            partition=0,
-            offset=self.offset,
-            timestamp=0,
-            timestamp_type=0,
-            key=key,
-            value=value,
-            checksum=None,
-            serialized_key_size=len(key),
-            serialized_value_size=len(value),
-            headers=env.kafka_headers(),
-        )
+        return consumer_record(env, topic, self.offset)
 
 
 @pytest.fixture

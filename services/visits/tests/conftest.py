@@ -20,7 +20,7 @@ from eventkit.consumer import IdempotentConsumer
 from eventkit.envelope import Envelope
 from eventkit.problems import PROBLEM_JSON
 from eventkit.settings import KernelSettings
-from eventkit.testing import DatabaseFactory
+from eventkit.testing import DatabaseFactory, consumer_record
 from fastapi import FastAPI
 from jingmin_visits.application.intake_consumer import IntakeHandler, build_consumer
 from jingmin_visits.entrypoints.app import create_app
@@ -204,21 +204,7 @@ class Intake:
 
     def record(self, env: Envelope, *, topic: str = INTAKE_TOPIC) -> Record:
         self.offset += 1
-        value = env.kafka_value()
-        key = env.key.encode()
-        return ConsumerRecord(
-            topic=topic,
-            partition=0,
-            offset=self.offset,
-            timestamp=0,
-            timestamp_type=0,
-            key=key,
-            value=value,
-            checksum=None,
-            serialized_key_size=len(key),
-            serialized_value_size=len(value),
-            headers=env.kafka_headers(),
-        )
+        return consumer_record(env, topic, self.offset)
 
 
 @pytest.fixture

@@ -8,14 +8,17 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import pytest_asyncio
+from aiokafka import ConsumerRecord
 from playwright.async_api import Browser, async_playwright
 
 from eventkit import db, devstack
+from eventkit.envelope import Envelope
 from eventkit.settings import KernelSettings
 
 __all__ = ["DatabaseFactory", "free_port", "wait_for"]
@@ -134,3 +137,53 @@ async def browser() -> AsyncIterator[Browser]:
             yield chromium
         finally:
             await chromium.close()
+
+
+def unit_event(
+    kind: str, code: str, version: int, name: str = "", at: datetime | None = None
+) -> Envelope:
+    """A unit register event (`Registered`, `Renamed`, `Retired`) as intake publishes it."""
+    at = at or datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+    data: dict[str, Any] = {
+        "code": code,
+        "bureau": code[:6],
+        "station": code[:9],
+        "occurred_at": at.isoformat(),
+    }
+    if kind == "Registered":
+        station = len(code) == 9
+        data |= {"kind": "station" if station else "beat", "name": name}
+        data["parent"] = code[:6] if station else code[:9]
+    elif kind == "Renamed":
+        data |= {"old_name": "旧名", "new_name": name}
+    ce = f"jingmin.intake.Unit{kind}.v1"
+    return Envelope(
+        id=f"{code}-{version}-{kind}",
+        source="/jingmin/intake",
+        type=ce,
+        subject=code,
+        time=at,
+        data=data,
+        dataschema=f"urn:jingmin:schema:{ce}",
+        bureau=code[:6],
+        streamid=code,
+        streamversion=version,
+    )
+
+
+def consumer_record(env: Envelope, topic: str, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    """`env` as a consumer receives it from partition 0 of `topic`."""
+    value, key = env.kafka_value(), env.key.encode()
+    return ConsumerRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=env.kafka_headers(),
+    )

@@ -46,6 +46,7 @@ SERVICE = ServiceSpec(
     workers=(
         "jingmin_metrics.stream.runner:run",
         "jingmin_metrics.adapters.daily_publisher:run",
+        "jingmin_metrics.adapters.unit_names:run",
     ),
     dead_letter_topic=DEAD_LETTER_TOPIC,
     event_types=(DAILY_TYPE,),

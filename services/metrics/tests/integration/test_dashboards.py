@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
 import yaml
-from eventkit import devstack, telemetry
+from eventkit import devstack, telemetry, unitnames
 from eventkit.auth import issue_token
 from eventkit.settings import KernelSettings
-from eventkit.testing import DatabaseFactory, wait_for
+from eventkit.testing import DatabaseFactory, unit_event, wait_for
 from eventkit.topics import ensure_topics
 from jingmin_metrics.service import SERVICE
 from jingmin_metrics.stream import telemetry as processor_telemetry
@@ -32,6 +33,11 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[4]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+# Every station of the snapshot but one is in the register: named panels show the names and
+# still the station the register does not know.
+UNNAMED = "330603003"
+NAMED = {f"{b}{n:03d}": f"第{n}派出所 {b}" for b in ("330602", "330603") for n in (1, 2, 3)}
+NAMED.pop(UNNAMED)
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "metrics.rules.yml"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -106,6 +112,12 @@ async def exporter(
     dsn = await fresh_database([SERVICE.migrations])
     now = datetime.now(UTC)
     await store_figures(dsn, snapshot_records(synthetic_observations(["330602", "330603"], 3, now)))
+    conn = await asyncpg.connect(dsn)
+    try:
+        for code, name in NAMED.items():
+            await unitnames.apply(conn, unit_event("Registered", code, 1, name))
+    finally:
+        await conn.close()
     settings = KernelSettings(
         jingmin_home=tmp_path,
         master_key=base64.b64encode(os.urandom(32)).decode(),
@@ -195,10 +207,19 @@ async def _query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
 async def test_every_panel_variable_and_rule_returns_data(prometheus: str) -> None:
     async with httpx.AsyncClient(base_url=prometheus, timeout=10) as client:
         empty = []
+        named = 0
         for board, title, expr in panel_queries():
-            if not await _query(client, _grafana(expr)):
+            result = await _query(client, _grafana(expr))
+            if not result:
                 empty.append(f"{board} / {title}: {expr}")
+            if "jingmin_unit_info" in expr:
+                # A panel that shows names: each known station by its register name, and
+                # the unknown one still there, by its code.
+                named += 1
+                shown = {s["metric"]["station"]: s["metric"].get("name") for s in result}
+                assert shown == {**NAMED, UNNAMED: None}, f"{board} / {title}: {shown}"
         assert not empty, "panels without data:\n" + "\n".join(empty)
+        assert named >= 4, "the station board shows no names"
 
         for board, query in variable_queries():
             match = re.fullmatch(r"label_values\((.*), (\w+)\)", query)

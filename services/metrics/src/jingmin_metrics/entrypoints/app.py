@@ -18,6 +18,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from jingmin_metrics.adapters.figures_reader import FiguresReader
+from jingmin_metrics.adapters.unit_names import Names
 from jingmin_metrics.entrypoints.exporter import Figures, registry
 from jingmin_metrics.entrypoints.routes import router
 
@@ -62,6 +63,8 @@ def create_app(settings: KernelSettings | None = None, dsn: str | None = None) -
 
     @app.get("/metrics", include_in_schema=False)
     async def figures_metrics() -> Response:
+        # A small table, read per scrape: a rename shows on the next scrape.
+        app.state.figures.names = await Names.load(app.state.pool)
         return Response(generate_latest(app.state.figures_registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/metrics/process", include_in_schema=False)

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from jingmin_metrics.adapters.figures_reader import FiguresReader
+from jingmin_metrics.adapters.unit_names import Names
 from jingmin_metrics.figures import families
 from jingmin_metrics.figures.select import Cell, index
 
@@ -21,6 +22,8 @@ class Figures:
         self.reader = reader
         self._version = -1
         self._index: dict[str, list[Cell]] = {}
+        # Replaced before each scrape and API answer (the app loads them from the database).
+        self.names = Names()
 
     def index(self) -> dict[str, list[Cell]]:
         view = self.reader.view
@@ -36,7 +39,18 @@ class FiguresCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         reader = self.figures.reader
-        yield from families.collect(self.figures.index(), datetime.now(UTC))
+        by_measure = self.figures.index()
+        yield from families.collect(by_measure, datetime.now(UTC))
+        # Names beside codes: boards join this on the code (labels stay codes).
+        info = GaugeMetricFamily(
+            "jingmin_unit_info",
+            "1 per county served and per station or beat in service; its current name.",
+            labels=["code", "name", "level"],
+        )
+        bureaus = {c.bureau for cells in by_measure.values() for c in cells}
+        for code, name, level in self.figures.names.info(bureaus):
+            info.add_metric([code, name, level], 1.0)
+        yield info
         ready = GaugeMetricFamily(
             "jingmin_metrics_snapshot_ready",
             "1 once the exporter has read the figures in the metrics database.",

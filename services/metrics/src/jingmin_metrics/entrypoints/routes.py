@@ -10,6 +10,7 @@ from eventkit import problems
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from fastapi import APIRouter, Path, Query, Request
 
+from jingmin_metrics.adapters.unit_names import Names
 from jingmin_metrics.domain.clock import OFFSET
 from jingmin_metrics.entrypoints.exporter import Figures
 from jingmin_metrics.figures import compute
@@ -52,10 +53,13 @@ def _scope(principal: Principal, scope: str | None, roles: tuple[str, ...]) -> s
     return code
 
 
-def _envelope(request: Request, scope: str, first: str, last: str, body: Any) -> dict[str, Any]:
+def _envelope(
+    request: Request, scope: str, names: Names, first: str, last: str, body: Any
+) -> dict[str, Any]:
     view = _figures(request).reader.view
     return {
         "scope": scope,
+        "name": names.name(scope),
         "from": first,
         "to": last,
         "events_applied": view.facts(),
@@ -64,17 +68,25 @@ def _envelope(request: Request, scope: str, first: str, last: str, body: Any) ->
     }
 
 
-def _answer(
+async def _answer(
     request: Request,
     code: str,
     start: date | None,
     end: date | None,
     figures_of: Callable[[compute.Scope], Any],
+    named: Callable[[Any, Names], Any] = lambda body, names: body,
 ) -> dict[str, Any]:
-    """The figures `figures_of` computes for one scope and period, in the common envelope."""
+    """The figures `figures_of` computes for one scope and period, in the common envelope,
+    with the scope's name and, through `named`, the names of the units in the body."""
     first, last = _period(start, end)
     s = compute.Scope(_figures(request).index(), [code], first, last)
-    return _envelope(request, code, first, last, figures_of(s))
+    names = await Names.load(request.app.state.pool)
+    return _envelope(request, code, names, first, last, named(figures_of(s), names))
+
+
+def _station_names(rows: dict[str, dict[str, Any]], names: Names) -> dict[str, dict[str, Any]]:
+    """Each station row gets its name (null when the register does not know the code)."""
+    return {code: {"name": names.name(code), **row} for code, row in rows.items()}
 
 
 @router.get("/figures")
@@ -87,7 +99,7 @@ async def figures(
 ) -> dict[str, Any]:
     """Every figure of a scope (province, city, bureau or station) for a period."""
     code = _scope(principal, scope, READ_ROLES)
-    return _answer(request, code, start, end, compute.summary)
+    return await _answer(request, code, start, end, compute.summary)
 
 
 @router.get("/figures/breakdown")
@@ -101,7 +113,10 @@ async def breakdown(
 ) -> dict[str, Any]:
     """Volume, satisfaction and on-time rate per station, channel, kind, branch, area type."""
     code = _scope(principal, scope, READ_ROLES)
-    return _answer(request, code, start, end, lambda s: compute.breakdown(s, dimension))
+    named = _station_names if dimension == "station" else (lambda body, names: body)
+    return await _answer(
+        request, code, start, end, lambda s: compute.breakdown(s, dimension), named
+    )
 
 
 @router.get("/stations/{station}/officers")
@@ -114,7 +129,7 @@ async def station_officers(
 ) -> dict[str, Any]:
     """Officer-level figures of one station (commanders and supervisors only)."""
     authorize(principal, station, OFFICER_ROLES)
-    return _answer(request, station, start, end, compute.officers)
+    return await _answer(request, station, start, end, compute.officers)
 
 
 @router.get("/top-issues")
@@ -128,7 +143,7 @@ async def top_issues(
 ) -> dict[str, Any]:
     """Case categories ranked by volume and by dissatisfaction."""
     code = _scope(principal, scope, READ_ROLES)
-    return _answer(request, code, start, end, lambda s: compute.top_issues(s, limit))
+    return await _answer(request, code, start, end, lambda s: compute.top_issues(s, limit))
 
 
 @router.get("/equity")
@@ -145,4 +160,4 @@ async def equity(
     (however filed: intake, the complaints API, a survey), by the party category each
     carries; `complaints_party_unknown` holds those without one."""
     code = _scope(principal, scope, READ_ROLES)
-    return _answer(request, code, start, end, compute.equity)
+    return await _answer(request, code, start, end, compute.equity)
