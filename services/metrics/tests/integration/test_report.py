@@ -15,16 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from eventkit.auth import issue_token
 from eventkit.testing import DatabaseFactory
 from jingmin_metrics.domain.clock import local_day, parse_us
 from jingmin_metrics.domain.item import Observation
 from jingmin_metrics.report import cells
-from jingmin_metrics.report.cli import produce
+from jingmin_metrics.report.cli import produce, report
 from jingmin_metrics.report.league import HEADLINES
 from jingmin_metrics.service import SERVICE
 from openpyxl import load_workbook
 from support import _dims, figures_api, snapshot_records, store_figures
+from typer.testing import CliRunner, Result
 
 pytestmark = [
     pytest.mark.integration,
@@ -156,3 +158,26 @@ async def test_report_pdf_and_xlsx_hold_the_json_apis_figures_with_names(
     await asyncio.to_thread(_page1, tmp_path / "r.pdf", tmp_path / "page")
     rendered = list(tmp_path.glob("page*.png"))
     assert len(rendered) == 1 and rendered[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _cli(args: list[str]) -> Result:
+    app = typer.Typer()
+    app.command()(report)
+    return CliRunner().invoke(app, args)
+
+
+async def test_the_command_writes_the_file_it_names(
+    stack: tuple[httpx.AsyncClient, str, dict[str, str]], tmp_path: Path
+) -> None:
+    _, dsn, _ = stack
+    out = tmp_path / "通报.xlsx"
+    args = ["--scope", COUNTY, "--month", "2026-11", "--format", "xlsx", "--out", str(out)]
+    result = await asyncio.to_thread(_cli, [*args, "--dsn", dsn])
+    assert result.exit_code == 0, result.output
+    sheet = load_workbook(out)["满意率"]
+    # No register given: stations are shown by their code.
+    assert [row[0] for row in sheet.iter_rows(min_row=3, values_only=True)] == [
+        FUSHAN,
+        TASHAN,
+        "越城区",
+    ]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 from jingmin_metrics.figures.definitions import markdown
 from jingmin_metrics.report.cli import report
 from jingmin_metrics.report.league import month_bounds, previous_month
+from jingmin_metrics.report.names import IntakeUnitNames, scope_name
 from typer.testing import CliRunner
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -40,3 +42,17 @@ def test_month_bounds_and_the_month_before() -> None:
     assert month_bounds("2026-11") == ("2026-11-01", "2026-11-30")
     assert month_bounds("2028-02") == ("2028-02-01", "2028-02-29")
     assert previous_month("2026-01") == "2025-12"
+
+
+def test_station_names_come_from_intakes_unit_register() -> None:
+    def units(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/units"
+        assert request.url.params["scope"] == "330602"
+        assert request.headers["Authorization"] == "Bearer t0k"
+        items = [{"code": "330602001", "name": "府山派出所", "kind": "station"}]
+        return httpx.Response(200, json={"scope": "330602", "divisions": [], "items": items})
+
+    client = httpx.Client(transport=httpx.MockTransport(units))
+    names = IntakeUnitNames("http://intake.test/", "t0k", client).names("330602")
+    assert names == {"330602001": "府山派出所"}
+    assert scope_name("330602") == "越城区" and scope_name("990000") == "990000"

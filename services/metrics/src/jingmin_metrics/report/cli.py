@@ -81,8 +81,8 @@ def report(
 
         dsn = metrics_dsn(metrics_settings())
     names: UnitNames = IntakeUnitNames(intake_url, token) if intake_url and token else NoNames()
-    if intake_url is None:
-        typer.echo("jingmin report: no --intake-url: stations are shown by code", err=True)
+    if isinstance(names, NoNames):
+        typer.echo("jingmin report: no --intake-url and --token: stations shown by code", err=True)
     body = produce(dsn, scope, month, format, names)
     path = out or Path(f"report-{scope}-{month}.{format}")
     path.write_bytes(body)

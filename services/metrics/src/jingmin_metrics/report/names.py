@@ -18,15 +18,15 @@ class UnitNames(Protocol):
 
 
 class IntakeUnitNames:
-    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
-        self.base_url, self.token, self.timeout = base_url.rstrip("/"), token, timeout
+    def __init__(self, base_url: str, token: str, client: httpx.Client | None = None) -> None:
+        self.base_url, self.token = base_url.rstrip("/"), token
+        self.client = client or httpx.Client(timeout=10.0)
 
     def names(self, scope: str) -> dict[str, str]:
-        response = httpx.get(
+        response = self.client.get(
             f"{self.base_url}/v1/units",
             params={"scope": scope},
             headers={"Authorization": f"Bearer {self.token}"},
-            timeout=self.timeout,
         )
         response.raise_for_status()
         return {u["code"]: u["name"] for u in response.json()["items"]}
