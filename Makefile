@@ -46,6 +46,12 @@ setup:
 			else echo "npm not found: install nodejs and npm for $$dir (see .ci/run)"; fi; \
 		fi; \
 	done
+	@# Debian packages of the monthly report (jingmin report): the CJK fonts its PDF embeds,
+	@# and poppler-utils (pdftotext, pdftoppm) its tests read the PDF with.
+	@if ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then \
+		echo "Noto Sans CJK not found: install fonts-noto-cjk for jingmin report (see .ci/run)"; fi
+	@if ! command -v pdftotext >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then \
+		echo "pdftotext/pdftoppm not found: install poppler-utils (see .ci/run)"; fi
 
 dev: setup
 	$(UV) run jingmin dev

@@ -3,12 +3,21 @@ synthetic snapshot as processors would publish it."""
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
+from eventkit import devstack
 from eventkit.envelope import Envelope
+from eventkit.settings import KernelSettings
+from eventkit.testing import wait_for
+from eventkit.topics import ensure_topics
 from jingmin_metrics.domain.cells import Cells
 from jingmin_metrics.domain.clock import local_day, local_hour, parse_us
 from jingmin_metrics.domain.item import Observation
@@ -186,3 +195,25 @@ async def store_figures(dsn: str, records: Iterable[tuple[str, bytes | None]]) -
     finally:
         await conn.close()
     return len(rows)
+
+
+@asynccontextmanager
+async def figures_api(
+    home: Path, broker: str, dsn: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, KernelSettings]]:
+    """The metrics JSON API over a metrics database, once its reader has caught up."""
+    from jingmin_metrics.entrypoints.app import create_app
+    from jingmin_metrics.service import SERVICE
+
+    await ensure_topics(broker, devstack.service_topics(SERVICE))
+    settings = KernelSettings(
+        jingmin_home=home,
+        master_key=base64.b64encode(os.urandom(32)).decode(),
+        kafka_bootstrap_servers=broker,
+    )
+    app = create_app(settings, dsn=dsn)
+    async with app.router.lifespan_context(app):
+        await wait_for(lambda: app.state.reader.caught_up.is_set(), timeout=30)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://metrics.test") as c:
+            yield c, settings

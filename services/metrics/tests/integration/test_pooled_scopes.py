@@ -5,9 +5,7 @@ of 10 answers must not weigh like one of 1,000 (issue 17)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -17,16 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from eventkit import devstack
 from eventkit.auth import issue_token
 from eventkit.settings import KernelSettings
-from eventkit.testing import DatabaseFactory, wait_for
-from eventkit.topics import ensure_topics
+from eventkit.testing import DatabaseFactory
 from jingmin_metrics.domain.clock import local_day, parse_us
 from jingmin_metrics.domain.item import Observation
 from jingmin_metrics.service import SERVICE
 from prometheus_client.parser import text_string_to_metric_families
-from support import _dims, snapshot_records, store_figures
+from support import _dims, figures_api, snapshot_records, store_figures
 
 pytestmark = pytest.mark.integration
 
@@ -59,22 +55,10 @@ def _observations() -> list[Observation]:
 async def client(
     tmp_path: Path, metrics_broker: str, fresh_database: DatabaseFactory
 ) -> AsyncIterator[tuple[httpx.AsyncClient, KernelSettings]]:
-    from jingmin_metrics.entrypoints.app import create_app
-
-    await ensure_topics(metrics_broker, devstack.service_topics(SERVICE))
     dsn = await fresh_database([SERVICE.migrations])
     await store_figures(dsn, snapshot_records(_observations()))
-    settings = KernelSettings(
-        jingmin_home=tmp_path,
-        master_key=base64.b64encode(os.urandom(32)).decode(),
-        kafka_bootstrap_servers=metrics_broker,
-    )
-    app = create_app(settings, dsn=dsn)
-    async with app.router.lifespan_context(app):
-        await wait_for(lambda: app.state.reader.caught_up.is_set(), timeout=30)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://metrics.test") as c:
-            yield c, settings
+    async with figures_api(tmp_path, metrics_broker, dsn) as served:
+        yield served
 
 
 async def test_city_satisfaction_in_the_json_api_is_pooled(

@@ -1,0 +1,117 @@
+"""Every figure's definition, written once: the metrics README's definitions table and the
+monthly report's appendix are both rendered from `DEFINITIONS` (a test keeps the README in
+step), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Definition:
+    key: str  # the JSON path under `figures` in GET /v1/figures
+    figure: str
+    name_zh: str
+    numerator: str
+    denominator: str
+    window: str
+    domain: str  # how it stands to DOMAIN.md §4
+
+
+DEFINITIONS: tuple[Definition, ...] = (
+    Definition(
+        "callbacks.satisfaction", "satisfaction rate", "满意率",
+        "answers 满意 or 基本满意",
+        "answered surveys (service-recovery follow-ups apart)", "answer time", "as §4",
+    ),
+    Definition(
+        "callbacks.contact", "contact rate", "回访接通率",
+        "callback attempts with outcome `reached`", "callback attempts (`CallbackAttempted`)",
+        "attempt time",
+        "differs: counts recorded call attempts only, i.e. phone callbacks. An SMS survey is "
+        "no attempt (visits records `CallbackSurveySent`, no outcome); its reach shows in "
+        "callback coverage. §4's \"attempted callbacks\" is read per attempt, so repeated "
+        "unreachable calls lower the rate",
+    ),
+    Definition(
+        "callbacks.coverage", "callback coverage (回访率)", "回访率",
+        "scheduled callbacks answered at or before their expiry (`expires_at` = due + the "
+        "bureau's `expire_after_seconds`, default 7 days)",
+        "scheduled callbacks, service-recovery follow-ups apart (suppressed ones are counted "
+        "apart, `callbacks.suppressed`)",
+        "the cohort by scheduling time",
+        "differs in the window: §4 says \"within the window\" without naming it; §5's targets "
+        "(SMS within 2 h, phone within 3 days) set the callback's *due*, and an answer after "
+        "the due but before expiry still counts as covered. Coverage by the due alone is not "
+        "computed",
+    ),
+    Definition(
+        "intake.dispatch_within_60s", "dispatch within 60 s", "60秒内派警率",
+        "cases first dispatched within 60 s of receipt (the `le=\"60\"` bucket)",
+        "cases dispatched", "dispatch time", "as §4 and §5 (NFPA 1225: 90 % within 60 s)",
+    ),
+    Definition(
+        "intake.arrival_on_target", "arrival on target", "按时到场率",
+        "first arrivals at or before the arrival due set at dispatch (the bureau's target by "
+        "area type)",
+        "first arrivals", "arrival time", "as §4",
+    ),
+    Definition(
+        "intake.on_time", "on-time rate (boards, JSON)", "按时办结率",
+        "cases with a promise reaching their first outcome with no promise breached before it",
+        "those cases + open cases whose breach is still open now (`intake.open_overdue`)",
+        "outcome time; open overdue: now", "as §4",
+    ),
+    Definition(
+        "", "on-time rate (public daily topic)", "按时办结率（对外日报）",
+        "as above, per bureau day",
+        "cases reaching their outcome that day + open cases whose first breach still open fell "
+        "that day (`intake.overdue_open`)",
+        "outcome day; breach day (the day is revised when the case closes)",
+        "as §4; a day cannot hold a \"now\" gauge, so an open overdue case counts on its "
+        "breach day",
+    ),
+    Definition(
+        "intake.one_visit", "one-visit completion (一次办结率)", "一次办结率",
+        "service cases whose first resolution says `one_visit`",
+        "service cases resolved with at least one service visit recorded before it",
+        "resolution time",
+        "differs: services with no visit recorded (`intake.services_unrecorded`) are left out "
+        "of both and shown beside the rate, so recording nothing cannot score 100 %",
+    ),
+    Definition(
+        "complaints.per_1000_cases", "complaint rate", "每千件警情投诉数",
+        "complaints received (`complaints.received`: through intake, the complaints API or a "
+        "survey's 我要投诉)",
+        "intake cases received, ×1,000", "receipt time of each", "as §4",
+    ),
+    Definition(
+        "", "equity complaint rate", "群体投诉率",
+        "complaints received whose `party_category` is the group's",
+        "intake cases of the group, ×1,000", "receipt time",
+        "as §4; the same complaint set as the complaint rate. Complaints whose party nobody "
+        "knows are `complaints_party_unknown`",
+    ),
+    Definition(
+        "complaints.substantiation", "substantiation rate", "投诉查实率",
+        "first conclusions substantiated or partially", "first conclusions",
+        "conclusion time", "as §4",
+    ),
+)  # fmt: skip
+
+
+def by_key(key: str) -> Definition:
+    return next(d for d in DEFINITIONS if d.key == key)
+
+
+def markdown() -> str:
+    """The README's definitions table (paste the output; a test compares)."""
+    lines = [
+        "| figure | numerator | denominator | window (event time) | DOMAIN §4 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {d.figure} | {d.numerator} | {d.denominator} | {d.window} | {d.domain} |"
+        for d in DEFINITIONS
+    ]
+    return "\n".join(lines) + "\n"
