@@ -138,13 +138,14 @@ QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("intake", "/v1/contact-reads"): {"item_id": "{case_id}"},
     ("complaints", "/v1/contact-reads"): {"item_id": "{complaint_id}"},
     ("metrics", "/v1/figures/breakdown"): {"dimension": "station"},
+    ("intake", "/v1/units"): {"scope": BUREAU},
 }
 # Query parameters naming a unit: set to bureau 330602's, a foreign token must be refused.
 UNIT_QUERIES = {"bureau": BUREAU, "station": STATION, "unit": STATION, "scope": BUREAU}
 
 
 def _fill(text: str, w: World, service: str) -> str:
-    ids = dict(w.ids, bureau=BUREAU, station=STATION)
+    ids = dict(w.ids, bureau=BUREAU, station=STATION, code=STATION)  # code: a register unit
     ids["item_id"] = w.ids["complaint_id"] if service == "complaints" else w.ids["case_id"]
     if service == "complaints":
         # A person this service holds data of: the complainant.

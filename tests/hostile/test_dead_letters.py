@@ -63,6 +63,9 @@ OTHER_CONSUMERS: dict[str, str] = {
     "their poison handling is tested in services/metrics",
     "jingmin_metrics.adapters.daily_publisher:run": "reads the figures in metrics' own database, "
     "which only the metrics processors write",
+    "jingmin_metrics.adapters.unit_names:run": "follows intake's unit register into metrics' "
+    "own database (METRICS_DATABASE_DSN, not the worker's pool); its poison is tested at its "
+    "consumer in services/metrics/tests/integration/test_unit_names.py",
 }
 POISONS = ("malformed bytes", "wrong schema", "unknown type", "oversized")
 # Poison that a consumer applies instead of refusing; each one is a reported defect.

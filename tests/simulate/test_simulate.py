@@ -206,7 +206,7 @@ def test_the_kernel_cli_loads_simulate_as_a_plugin() -> None:
     def tail() -> None:
         """A kernel command: a plugin may not take its name."""
 
-    assert cli.load_plugins(app) == ["simulate"]
+    assert "simulate" in cli.load_plugins(app)  # beside other services' plugins (report)
     result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     for option in ("--bureaus", "--stations-per-bureau", "--days", "--rate", "--compress",

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[4]
 BOARD = ROOT / "deploy" / "grafana" / "dashboards" / "commander-overview.json"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-SATISFACTION_PANEL = "Satisfaction 满意+基本满意 (30 d, event time)"
+SATISFACTION_PANEL = "满意率 Satisfaction 满意+基本满意 (30 d, event time)"
 # Two counties of one city (3306) with very different volumes, and one of another city.
 SMALL, LARGE, ELSEWHERE = "330602", "330603", "330102"
 ANSWERS = {SMALL: (5, 10), LARGE: (900, 1000), ELSEWHERE: (1, 100)}  # (satisfied, answered)

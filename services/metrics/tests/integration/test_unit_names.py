@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -34,13 +36,26 @@ class NoDeadLetters:
         raise AssertionError(f"nothing should be dead-lettered (to {topic})")
 
 
-def consumer(pool: asyncpg.Pool, name: str = "metrics.unit-names") -> IdempotentConsumer:
+class DeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, bytes]]] = []
+
+    async def send(self, topic: str, **kw: Any) -> Any:
+        self.sent.append((topic, dict(kw.get("headers") or [])))
+        delivered = asyncio.get_running_loop().create_future()  # as AIOKafkaProducer.send
+        delivered.set_result(None)
+        return delivered
+
+
+def consumer(
+    pool: asyncpg.Pool, name: str = "metrics.unit-names", dead: Any = None
+) -> IdempotentConsumer:
     return IdempotentConsumer(
         pool,
         name=name,
         service="metrics",
         handler=unitnames.apply,
-        producer=cast(AIOKafkaProducer, NoDeadLetters()),
+        producer=cast(AIOKafkaProducer, dead or NoDeadLetters()),
         dead_letter_topic="metrics.dlq.v1",
         validate=SchemaRegistry.load().validate,
     )
@@ -87,6 +102,25 @@ async def test_register_events_apply_once_and_a_replay_never_brings_back_an_old_
         (STATION, "城南中心派出所", "station"),
         (BEAT, "府山警务室", "beat"),
     ]
+
+
+async def test_poison_on_the_register_topic_is_dead_lettered_and_the_next_event_applies(
+    pool: asyncpg.Pool,
+) -> None:
+    # tests/hostile/test_dead_letters.py covers the workers it runs on the dev broker; this
+    # worker keeps metrics' own database, so its poison is covered here, at its consumer.
+    dead = DeadLetters()
+    good = REGISTER[0]
+    broken = replace(good, id="broken", data={**good.data, "name": 12345})
+    unknown = replace(good, id="unknown", type="jingmin.intake.NoSuchEventEver.v1")
+    assert await deliver(consumer(pool, dead=dead), [broken, unknown, good]) == [
+        "dead_lettered",
+        "dead_lettered",
+        "applied",
+    ]
+    assert [topic for topic, _h in dead.sent] == ["metrics.dlq.v1"] * 2
+    assert all(h.get("dlq_reason") for _t, h in dead.sent), dead.sent
+    assert [u.name for u in await unitnames.current(pool)] == ["城南派出所"]
 
 
 @pytest.fixture
