@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -38,7 +39,15 @@ _metrics_dsn: str | None = None
 
 
 class ProcessorProcess:
-    """One metrics processor (`python -m jingmin_metrics.stream worker`) as a child process."""
+    """One metrics processor (`python -m jingmin_metrics.stream worker`) as a child process.
+
+    Supervised as the metrics worker loop supervises it in production
+    (`jingmin_metrics.stream.runner.supervise`): a processor that exits on its own is started
+    again. faust can crash on aiokafka's fetcher KeyError during a rebalance
+    (robinhood/aiokafka#19, open upstream); the figures stay exact because each batch and
+    its positions commit in one PostgreSQL transaction, and a restart resumes from them.
+    Only `kill()` and `stop()` end it for good. Restarts are counted and logged.
+    """
 
     def __init__(
         self,
@@ -52,8 +61,31 @@ class ProcessorProcess:
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = home / f"{name}.log"
+        self.restarts = 0
+        self._ended = threading.Event()  # set by kill() and stop(): no restart after them
+        self._lock = threading.Lock()  # a restart and kill()/stop() never interleave
 
     def start(self) -> ProcessorProcess:
+        self._spawn()
+        threading.Thread(target=self._supervise, name=f"supervise-{self.name}", daemon=True).start()
+        return self
+
+    def _supervise(self) -> None:
+        while not self._ended.is_set():
+            proc = self.proc
+            assert proc is not None
+            proc.wait()
+            if self._ended.wait(1.0):  # the runner waits a moment before a restart too
+                return
+            with self._lock:
+                if self._ended.is_set():
+                    return
+                self.restarts += 1
+                with open(self.log, "ab") as out:
+                    out.write(f"--- exited with {proc.returncode}; restarting ---\n".encode())
+                self._spawn()
+
+    def _spawn(self) -> None:
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -75,15 +107,18 @@ class ProcessorProcess:
             start_new_session=True,
         )
         out.close()
-        return self
 
     def kill(self) -> None:
         """`kill -9`: no shutdown, no final commit, no flush."""
+        with self._lock:
+            self._ended.set()
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:
+        with self._lock:
+            self._ended.set()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

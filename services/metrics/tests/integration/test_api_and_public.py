@@ -31,7 +31,9 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC)
 BUREAU, OTHER = "330602", "330603"
-TODAY = (NOW + OFFSET).date()
+# The Beijing day of the newest synthetic observations, 5 minutes before NOW
+# (support.synthetic_observations): not NOW's own day in the first minutes after midnight.
+TODAY = (NOW - timedelta(minutes=5) + OFFSET).date()
 
 
 @pytest.fixture(scope="module")
