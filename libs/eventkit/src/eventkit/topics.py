@@ -93,6 +93,25 @@ async def recreate_topics(
         await admin.close()
 
 
+async def repair_partitions(
+    bootstrap: str, topics: Sequence[TopicSpec], replicas: int | None = None
+) -> list[str]:
+    """Recreate those of `topics` that exist with another partition count; returns them.
+
+    Only for topics whose records the owner can write again (a processor's regroup topic),
+    never for a service's or a partner's topic. A broker that creates a topic on the first
+    metadata request naming it (Tansu always does; Apache Kafka with
+    auto.create.topics.enable) gives it its default partition count when a running client
+    asks before the owner has made it, e.g. when a lost cluster comes back; keyed records
+    would then land on partitions their owner does not expect.
+    """
+    have = await list_topics(bootstrap)
+    wrong = [t for t in topics if t.name in have and have[t.name] != t.partitions]
+    if wrong:
+        await recreate_topics(bootstrap, wrong, replicas)
+    return [t.name for t in wrong]
+
+
 async def list_topics(bootstrap: str) -> dict[str, int]:
     """Every topic on the cluster, by name, with its partition count."""
     admin = await _admin(bootstrap)

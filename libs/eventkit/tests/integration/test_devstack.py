@@ -300,3 +300,17 @@ def test_cli_token_prints_a_jwt_and_rejects_bad_input(tmp_path: Path) -> None:
     assert result.output.strip().count(".") == 2
     bad = runner.invoke(cli.app, [*args[:-1], "soon"], env=env)
     assert bad.exit_code != 0
+
+
+async def test_repair_partitions_remakes_only_a_topic_of_another_count(
+    kafka_bootstrap: str,
+) -> None:
+    right = TopicSpec(_unique("devstack.right.events.v1"), partitions=2)
+    wrong = TopicSpec(_unique("devstack.wrong.events.v1"), partitions=3)
+    absent = TopicSpec(_unique("devstack.absent.events.v1"), partitions=2)
+    await topics.ensure_topics(kafka_bootstrap, [right])
+    await topics.ensure_topics(kafka_bootstrap, [TopicSpec(wrong.name, partitions=1)])
+    repaired = await topics.repair_partitions(kafka_bootstrap, [right, wrong, absent])
+    assert repaired == [wrong.name]
+    have = await topics.list_topics(kafka_bootstrap)
+    assert (have[right.name], have[wrong.name], absent.name in have) == (2, 3, False)

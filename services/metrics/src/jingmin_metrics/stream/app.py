@@ -311,8 +311,15 @@ async def keep_topics() -> None:
     processor that lived through the loss would otherwise wait on sends to the regroup
     topic and fail every offset commit (UnknownTopicOrPartition), its group never caught up.
     """
+    bootstrap = settings.kafka_bootstrap_servers
     try:
-        created = await topics.ensure_topics(settings.kafka_bootstrap_servers, internal_topics())
+        created = await topics.ensure_topics(bootstrap, internal_topics())
+        # On a broker that makes topics on first use, this processor's own clients may have
+        # made the regroup topic with the broker's default partition count before this timer
+        # ran (a race on the dev broker, seen in the lost-cluster test): make it again.
+        repaired = await topics.repair_partitions(
+            bootstrap, processor_topics(settings.metrics_app_id, PARTITIONS)
+        )
     except (Exception, asyncio.CancelledError) as exc:  # the broker may be away
         if not kafka.transient(exc):
             raise
@@ -320,6 +327,12 @@ async def keep_topics() -> None:
         return
     if created:
         log.warning("created missing topics %s (was the cluster lost?)", created)
+    if repaired:
+        log.warning(
+            "made %s again with %d partitions (the broker had made it on first use)",
+            repaired,
+            PARTITIONS,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
