@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from jingmin_metrics.adapters.unit_names import Names
 from jingmin_metrics.domain.clock import OFFSET
 from jingmin_metrics.entrypoints.exporter import Figures
-from jingmin_metrics.figures import compute
+from jingmin_metrics.figures import compute, definitions
 
 router = APIRouter(prefix="/v1", tags=["figures"])
 
@@ -89,7 +89,7 @@ def _station_names(rows: dict[str, dict[str, Any]], names: Names) -> dict[str, d
     return {code: {"name": names.name(code), **row} for code, row in rows.items()}
 
 
-@router.get("/figures")
+@router.get("/figures", description=definitions.openapi())
 async def figures(
     request: Request,
     principal: CurrentPrincipal,

@@ -191,8 +191,11 @@ def summary(s: Scope) -> dict[str, Any]:
         "supervision": {
             "issued": s.n("supervision.issued"),
             "by_type": s.by("supervision.issued", "order_type"),
+            # reported on time / (reported + open and already overdue), as intake.on_time:
+            # an order never reported back must not leave the rate untouched.
             "reported_on_time": rate(
-                s.n("supervision.reported", _is("on_time", "true")), s.n("supervision.reported")
+                s.n("supervision.reported", _is("on_time", "true")),
+                s.n("supervision.reported") + s.n("supervision.open_overdue"),
             ),
             "open_overdue": s.n("supervision.open_overdue"),
             "overdue": s.n("supervision.overdue"),

@@ -25,6 +25,22 @@ DEFINITIONS: tuple[Definition, ...] = (
         "answered surveys (service-recovery follow-ups apart)", "answer time", "as §4",
     ),
     Definition(
+        "callbacks.satisfaction_strict", "satisfaction rate, strict", "非常满意率",
+        "answers 满意", "answered surveys (service-recovery follow-ups apart)", "answer time",
+        "as §4",
+    ),
+    Definition(
+        "callbacks.security", "security rate", "安全感",
+        "answers 安全 or 基本安全", "answered surveys (service-recovery follow-ups apart)",
+        "answer time", "as §4",
+    ),
+    Definition(
+        "callbacks.service_recovery", "service-recovery effect", "整改回访满意率",
+        "answers 满意 or 基本满意 to service-recovery follow-ups (the callback after a "
+        "不满意 and its rectification)",
+        "answered service-recovery follow-ups", "answer time", "as §4",
+    ),
+    Definition(
         "callbacks.contact", "contact rate", "回访接通率",
         "callback attempts with outcome `reached`", "callback attempts (`CallbackAttempted`)",
         "attempt time",
@@ -80,6 +96,17 @@ DEFINITIONS: tuple[Definition, ...] = (
         "of both and shown beside the rate, so recording nothing cannot score 100 %",
     ),
     Definition(
+        "intake.referral", "referral rate", "移交率",
+        "cases transferred (first `CaseTransferred`)", "intake cases received",
+        "transfer time; receipt time", "as §4",
+    ),
+    Definition(
+        "intake.reopen", "reopen rate (cases)", "警情重开率",
+        "reopenings (each `CaseReopened`)",
+        "cases with a promise reaching their first outcome (`intake.closed`)",
+        "reopening time; outcome time", "as §4",
+    ),
+    Definition(
         "complaints.per_1000_cases", "complaint rate", "每千件警情投诉数",
         "complaints received (`complaints.received`: through intake, the complaints API or a "
         "survey's 我要投诉)",
@@ -97,11 +124,69 @@ DEFINITIONS: tuple[Definition, ...] = (
         "first conclusions substantiated or partially", "first conclusions",
         "conclusion time", "as §4",
     ),
+    Definition(
+        "complaints.acknowledged_on_time", "complaint acknowledgement on time",
+        "投诉按时受理率",
+        "complaints acknowledged before an overdue was recorded",
+        "complaints whose acknowledgement fell due (the first of `ComplaintAcknowledged` and "
+        "`ComplaintOverdue`)",
+        "the first of the two", "as §4 (within deadline / due)",
+    ),
+    Definition(
+        "complaints.concluded_on_time", "complaint conclusion on time", "投诉按时办结率",
+        "complaints concluded by their (possibly extended) deadline before an overdue was "
+        "recorded",
+        "complaints whose conclusion fell due (the first of `ComplaintConcluded` and "
+        "`ComplaintOverdue`)",
+        "the first of the two", "as §4 (within deadline / due)",
+    ),
+    Definition(
+        "complaints.reopen", "reopen rate (complaints)", "投诉重开率",
+        "closures disputed (each `ComplaintReopened`)", "closures (each `ComplaintClosed`)",
+        "event time of each", "as §4",
+    ),
+    Definition(
+        "supervision.reported_on_time", "supervision report-back on time", "督办按时反馈率",
+        "reports back on time",
+        "reports back + open orders past their deadline now (`supervision.open_overdue`)",
+        "report time; open overdue: now",
+        "§4's on-time rule applied to orders: an order never reported back counts against "
+        "the rate, so not reporting cannot score better than reporting late",
+    ),
+    Definition(
+        "visits.refusal", "refusal rate", "走访拒访率",
+        "visit attempts refused or with nobody home", "visit attempts", "attempt time",
+        "as §4",
+    ),
+    Definition(
+        "visits.officers_visiting", "officers visiting (全警走访)", "民警走访参与率",
+        "officers with at least one completed visit",
+        "officers active in the scope and period (cases or visits)", "visit time",
+        "as §4 (officers with ≥1 visit / officers)",
+    ),
 )  # fmt: skip
 
 
 def by_key(key: str) -> Definition:
     return next(d for d in DEFINITIONS if d.key == key)
+
+
+def openapi() -> str:
+    """The figures route's OpenAPI description: each JSON figure's definition."""
+    lines = [
+        "Every figure of a scope (province, city, bureau or station) for a period. Ratios are "
+        "pooled: `numerator` and `denominator` summed over the scope, `rate` their quotient "
+        "(null when the denominator is 0). Definitions (DOMAIN.md §4; the metrics README and "
+        "the monthly report's appendix say the same):",
+        "",
+    ]
+    lines += [
+        f"- `{d.key}` ({d.name_zh}, {d.figure}): {d.numerator} / {d.denominator}; "
+        f"window: {d.window}; {d.domain}."
+        for d in DEFINITIONS
+        if d.key
+    ]
+    return "\n".join(lines)
 
 
 def markdown() -> str:
