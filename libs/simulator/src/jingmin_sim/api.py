@@ -76,8 +76,9 @@ class FileTokens:
     """Tokens from the bureau's identity provider: one per role, from a file.
 
     The file holds either a JSON object mapping roles (`intake_operator`, `officer`,
-    `supervisor`) to tokens, or a single token used for everything. Each token's scope
-    must cover every bureau simulated.
+    `supervisor`, and optionally `admin`, which registers the simulated stations by name)
+    to tokens, or a single token used for everything. Each token's scope must cover every
+    bureau simulated.
     """
 
     def __init__(self, path: Path) -> None:

@@ -174,7 +174,7 @@ class Officer:
 @dataclass(frozen=True)
 class Station:
     code: str
-    name: str
+    name: str  # in full, with its bureau's: 越城区公安分局府山派出所
     area_type: AreaType
     # Station-level service quality: management, staffing, 作风. Drawn once per run.
     quality: float
@@ -185,6 +185,14 @@ class Station:
     @property
     def bureau(self) -> str:
         return self.code[:6]
+
+    @property
+    def unit_name(self) -> str:
+        """The name within its bureau, as the unit register keeps it: 府山派出所."""
+        for prefix in ("公安分局", "公安局"):
+            if prefix in self.name:
+                return self.name.split(prefix, 1)[1]
+        return self.name
 
     def beat(self, index: int) -> str:
         return f"{self.code}{index % 6 + 1:02d}"

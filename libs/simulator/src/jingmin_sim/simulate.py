@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from jingmin_sim.api import Api, RequestLog, Stats, TokenSource
+from jingmin_sim.api import Actor, Api, RequestLog, Stats, TokenSource, iso
 from jingmin_sim.engine import Options, Run
-from jingmin_sim.geography import build_bureau, pick_bureaus
+from jingmin_sim.geography import Bureau, build_bureau, pick_bureaus
 from jingmin_sim.stories import arrivals
 
 STREAMS = ("cases", "callbacks", "complaints", "supervision", "visits", "engagements")
@@ -153,6 +153,31 @@ async def reachable(clients: Mapping[str, httpx.AsyncClient]) -> dict[str, str]:
     return problems
 
 
+async def register_units(api: Api, bureaus: list[Bureau], at: datetime) -> None:
+    """Each simulated station in intake's unit register, as its bureau admin would enter it,
+    so the boards, the JSON API and the monthly report show names. A station an earlier run
+    registered answers 409, which is no error (the same run again gets its first answer).
+    Without an admin token (a token file with none) or with one refused (403), stations stay
+    unnamed: names are for people reading the figures, not part of the workload."""
+    for bureau in bureaus:
+        admin = Actor("admin", f"{bureau.code}-admin", bureau.code)
+        try:
+            api.tokens.token(admin)
+        except KeyError:
+            return
+        for station in bureau.stations:
+            await api.request(
+                "intake",
+                "POST",
+                "/v1/units",
+                admin,
+                endpoint="/v1/units",
+                story=f"unit/{station.code}",
+                json_body={"code": station.code, "name": station.unit_name, "occurred_at": iso(at)},
+                expect=(403, 409),
+            )
+
+
 async def simulate(
     config: Config,
     clients: Mapping[str, httpx.AsyncClient],
@@ -195,6 +220,7 @@ async def simulate(
         include=include,
         drill=config.drill,
     )
+    await register_units(api, bureaus, start)
     run = Run(api, bureaus, options)
     run.sms_sink = sms_sink
     run.stop_arrivals = stop_arrivals
