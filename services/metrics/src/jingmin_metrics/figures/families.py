@@ -32,6 +32,13 @@ KINDS = ("alarm", "help", "consultation", "service", "petition", "opinion", "tip
 SATISFACTION = ("satisfied", "basically_satisfied", "dissatisfied")
 WINDOWS = {"24h": None, "7d": 7, "30d": 30}
 RECOVERY = "service_recovery"
+# Equity groups (DOMAIN §3.1 party category); a case or complaint with none is "unknown".
+PARTIES = ("local", "non_local", "vulnerable", "unknown")
+# Visit programmes (DOMAIN §3.2); a value outside the list is "other" (labels stay bounded).
+PROGRAMMES = (
+    "aimin", "leadership", "model_officer", "household_survey", "vulnerable",
+    "open_evaluation", "three_visits", "other",
+)  # fmt: skip
 
 Selector = Callable[[Cell], bool]
 Labeler = Callable[[Cell], tuple[str, ...]]
@@ -54,6 +61,16 @@ class Family:
 
 def _dim(name: str) -> Labeler:
     return lambda c: (c.bureau, c.dim(name))
+
+
+def _bounded(name: str, values: Sequence[str]) -> Labeler:
+    """(bureau, the dimension) with any value outside `values` as the last of them."""
+
+    def label(c: Cell) -> tuple[str, ...]:
+        value = c.dim(name)
+        return (c.bureau, value if value in values else values[-1])
+
+    return label
 
 
 def _station(c: Cell) -> tuple[str, ...]:
@@ -205,17 +222,44 @@ FAMILIES: tuple[Family, ...] = (
     Family("jingmin_recovery_followups_satisfied", "counter",
            "Service-recovery follow-ups answered 满意 or 基本满意.", ("bureau",), B,
            "callback.answered", where=lambda c: c.dim("trigger") == RECOVERY and SATISFIED(c)),
+    Family("jingmin_supervision_reports", "counter", "Supervision orders reported back.",
+           ("bureau",), B, "supervision.reported"),
+    Family("jingmin_supervision_reports_on_time", "counter",
+           "Supervision orders reported back by their deadline.", ("bureau",), B,
+           "supervision.reported", where=_is("on_time", "true")),
+    Family("jingmin_supervision_escalations", "counter",
+           "Supervision orders escalated one level up.", ("bureau",), B,
+           "supervision.escalated"),
     # ---- visits
     Family("jingmin_visits_attempted", "counter", "Visit attempts.", ("bureau",), B,
            "visits.attempted"),
     Family("jingmin_visits_refused", "counter", "Visit attempts refused or with nobody home.",
            ("bureau",), B, "visits.attempted", where=_is("outcome", "refused", "nobody_home")),
+    Family("jingmin_visits_completed", "counter", "Visits completed, by programme.",
+           ("bureau", "programme"), B * len(PROGRAMMES), "visits.attempted",
+           where=_is("outcome", "completed"), label=_bounded("programme", PROGRAMMES)),
+    # ---- equity (差异性执法): the same figures per party category, counted as the headline
+    Family("jingmin_party_cases_received", "counter", "Cases received, by party category.",
+           ("bureau", "party_category"), B * len(PARTIES), "intake.received",
+           label=_bounded("party_category", PARTIES)),
+    Family("jingmin_party_answers", "counter",
+           "Callback surveys answered (service recovery apart), by party category.",
+           ("bureau", "party_category"), B * len(PARTIES), "callback.answered",
+           where=_not_recovery, label=_bounded("party_category", PARTIES)),
+    Family("jingmin_party_answers_satisfied", "counter",
+           "Answers 满意 or 基本满意 (service recovery apart), by party category.",
+           ("bureau", "party_category"), B * len(PARTIES), "callback.answered",
+           where=_both(_not_recovery, SATISFIED), label=_bounded("party_category", PARTIES)),
+    Family("jingmin_party_complaints_received", "counter",
+           "Complaints received (however filed), by the complainant's party category.",
+           ("bureau", "party_category"), B * len(PARTIES), "complaints.received",
+           label=_bounded("party_category", PARTIES)),
 )  # fmt: skip
 
 SELF_BUDGET = 20  # the exporter's own series (freshness, snapshot state)
 # The endpoint's worst case for 100 bureaus of 20 stations (docs/operations/scaling.md
 # has the arithmetic): one Prometheus scrapes it every 30 s with room to spare.
-SERIES_LIMIT = 12_500
+SERIES_LIMIT = 15_000
 
 
 def window_start(now: datetime, window: str) -> tuple[str, int | None]:
