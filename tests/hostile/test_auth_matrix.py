@@ -51,6 +51,10 @@ PUBLIC = frozenset(
         ("GET", "/track"),
         ("GET", "/track/{code}"),
         ("GET", "/assets/complaints.css"),
+        ("GET", "/assets/complaints.js"),
+        # The complaint form's place look-ups: GB/T 2260 names and stations, nothing personal.
+        ("GET", "/v1/public/divisions"),
+        ("GET", "/v1/public/divisions/{county}/stations"),
         ("GET", "/schemas/{name}"),
     }
 )

@@ -40,6 +40,7 @@ CALLBACK_TOPIC = "visits.callback.events.v1"
 VISIT_TOPIC = "visits.visit.events.v1"
 COMPLAINT_TOPIC = "complaints.complaint.events.v1"
 SUPERVISION_TOPIC = "complaints.supervision.events.v1"
+UNIT_TOPIC = "intake.unit.events.v1"
 
 # Every worker of every installed service, by what it does. A worker missing here fails
 # test_every_worker_is_classified: a new consumer must join the table below.
@@ -48,6 +49,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "jingmin_visits.application.intake_consumer:run": (INTAKE_TOPIC,),
     "jingmin_visits.application.complaints_consumer:run": (COMPLAINT_TOPIC, SUPERVISION_TOPIC),
     "jingmin_complaints.application.consumers:run": (INTAKE_TOPIC, CALLBACK_TOPIC),
+    "jingmin_complaints.adapters.unit_names:run": (UNIT_TOPIC,),
 }
 NOT_CONSUMERS = frozenset(
     {
@@ -112,7 +114,7 @@ async def valid_messages(w: World) -> dict[tuple[str, str], Valid]:
     case, cb = w.ids["case_id"], w.ids["callback_id"]
     complaint_case, complaint = w.ids["complaint_case_id"], w.ids["complaint_id"]
     order = w.ids["recovery_order_id"]
-    visit = w.ids["visit_id"]
+    visit, unit = w.ids["visit_id"], w.ids["unit_code"]
     issue_case = await visits.fetchval(
         "SELECT data->>'issue_id' FROM events WHERE stream_id = $1 AND type = 'IssueRaised'", visit
     )
@@ -138,6 +140,13 @@ async def valid_messages(w: World) -> dict[tuple[str, str], Valid]:
             ),
             lambda pool: _exists(
                 pool, "SELECT 1 FROM supervision_orders WHERE callback_id = $1", cb
+            ),
+        ),
+        ("jingmin_complaints.adapters.unit_names:run", UNIT_TOPIC): Valid(
+            unit,
+            await _outbox(intake, UNIT_TOPIC, unit, ("intake.UnitRegistered",)),
+            lambda pool: _exists(
+                pool, "SELECT 1 FROM unit_names WHERE code = $1 AND name IS NOT NULL", unit
             ),
         ),
         ("jingmin_intake.application.visits_consumer:run", VISIT_TOPIC): Valid(

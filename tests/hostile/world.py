@@ -33,6 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "simulate"))
 from simkit import platform
 
 BUREAU, STATION = "330602", "330602001"
+# A station in intake's unit register (not STATION, whose code the auth matrix aims unit
+# commands at): what the unit-names consumers follow.
+REGISTERED_UNIT = "330602009"
 OTHER_BUREAU = "330603"
 ALL_ROLES = ("intake_operator", "officer", "supervisor", "commander", "partner", "admin", "service")
 
@@ -251,6 +254,14 @@ async def seed(w: World, pump: Callable[[], Any]) -> None:
             },
         )
     )
+    unit = await _ok(
+        await i.post(
+            "/v1/units",
+            headers=w.token("admin"),
+            json={"code": REGISTERED_UNIT, "name": "城南派出所"},
+        )
+    )
+    w.ids["unit_code"] = unit["code"]
     await pump()
     await _follow_ups(w, pump)
 

@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -21,7 +22,7 @@ from eventkit import db, devstack
 from eventkit.envelope import Envelope
 from eventkit.settings import KernelSettings
 
-__all__ = ["DatabaseFactory", "free_port", "wait_for"]
+__all__ = ["DatabaseFactory", "free_port", "serving", "wait_for"]
 
 free_port = devstack.free_port
 
@@ -187,3 +188,23 @@ def consumer_record(env: Envelope, topic: str, offset: int = 0) -> ConsumerRecor
         serialized_value_size=len(value),
         headers=env.kafka_headers(),
     )
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """`app` under uvicorn on a free local port, as a browser reaches it; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started, timeout=20)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)

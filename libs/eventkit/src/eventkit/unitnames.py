@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from eventkit.consumer import IdempotentConsumer, Validator, consume_until_stopped
 from eventkit.envelope import Envelope
 from eventkit.settings import KernelSettings
+
+if TYPE_CHECKING:
+    from eventkit.worker import WorkerContext
 
 TOPIC = "intake.unit.events.v1"
 REGISTERED = "jingmin.intake.UnitRegistered.v1"
@@ -74,6 +78,11 @@ async def current(conn: asyncpg.Connection | asyncpg.Pool, prefix: str = "") -> 
     return [Unit(**dict(r)) for r in rows]
 
 
+async def stations(conn: asyncpg.Connection | asyncpg.Pool, bureau: str) -> list[Unit]:
+    """A county's stations in service, by code (what a citizen may name as a subject)."""
+    return [u for u in await current(conn, bureau) if u.kind == "station"]
+
+
 async def follow(
     settings: KernelSettings,
     stop: asyncio.Event,
@@ -101,3 +110,30 @@ async def follow(
             validate=validate,
         ),
     )
+
+
+async def keep(
+    ctx: WorkerContext,
+    pool: asyncpg.Pool,
+    *,
+    service: str,
+    dead_letter_topic: str,
+    validate: Validator | None = None,
+    restart_delay: float = 5.0,
+) -> None:
+    """A worker loop's body: `follow` until `ctx.stop`, a new session after broker trouble.
+
+    `pool` is the database the service's readers look in (its worker pool, or another one).
+    """
+
+    async def session() -> None:
+        await follow(
+            ctx.settings,
+            ctx.stop,
+            pool,
+            service=service,
+            dead_letter_topic=dead_letter_topic,
+            validate=validate,
+        )
+
+    await ctx.repeat(session, restart_delay, f"{service} unit names")

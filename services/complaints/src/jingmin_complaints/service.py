@@ -44,6 +44,7 @@ SERVICE = ServiceSpec(
     workers=(
         "jingmin_complaints.application.sweeper:run",
         "jingmin_complaints.application.consumers:run",
+        "jingmin_complaints.adapters.unit_names:run",
     ),
     dead_letter_topic=DEAD_LETTER_TOPIC,
     event_types=EVENT_TYPES,

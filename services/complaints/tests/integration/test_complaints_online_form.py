@@ -3,7 +3,6 @@ tracking page, and the CloudEvent on the topic; plus the form's defences over pl
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 from eventkit import kafka
@@ -20,7 +18,7 @@ from eventkit.auth import issue_token
 from eventkit.contracts import SchemaRegistry
 from eventkit.relay import OutboxRelay
 from eventkit.settings import KernelSettings
-from eventkit.testing import free_port, wait_for
+from eventkit.testing import serving
 from eventkit.topics import ensure_topics
 from fastapi import FastAPI
 from jingmin_complaints.application.receipts import receipt_hash
@@ -42,30 +40,17 @@ ACCOUNT = "11月20日上午在城关派出所户籍窗口办理身份证，民�
 @pytest.fixture
 async def served(settings: KernelSettings, dsn: str) -> AsyncIterator[str]:
     """The complaints API on a real port, as a browser reaches it."""
-    app = create_app(settings, dsn=dsn)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started, timeout=20)
-    base = f"http://127.0.0.1:{port}"
-    # The bureau lists its stations, so the form offers them by name.
-    commander = issue_token(settings, subject="chief", roles=["commander"], scopes=[BUREAU])
-    async with httpx.AsyncClient(base_url=base) as client:
-        r = await client.put(
-            f"/v1/policies/{BUREAU}",
-            json={"units": {STATION: "城关派出所", BUREAU + "002": "府山派出所"}},
-            headers={"Authorization": f"Bearer {commander}"},
-        )
-        assert r.status_code == 200, r.text
-    try:
+    async with serving(create_app(settings, dsn=dsn)) as base:
+        # The bureau lists its stations, so the form offers them by name.
+        commander = issue_token(settings, subject="chief", roles=["commander"], scopes=[BUREAU])
+        async with httpx.AsyncClient(base_url=base) as client:
+            r = await client.put(
+                f"/v1/policies/{BUREAU}",
+                json={"units": {STATION: "城关派出所", BUREAU + "002": "府山派出所"}},
+                headers={"Authorization": f"Bearer {commander}"},
+            )
+            assert r.status_code == 200, r.text
         yield base
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
 
 
 async def read_topic(bootstrap: str, topic: str, key: str) -> list[ConsumerRecord[bytes, bytes]]:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 
 from jingmin_complaints.adapters.contacts import complaint_contact
 from jingmin_complaints.application.handlers import Commands
-from jingmin_complaints.entrypoints import public, routes, supervision_routes
+from jingmin_complaints.entrypoints import places, public, routes, supervision_routes
 from jingmin_complaints.entrypoints.formtoken import FormTokens
 from jingmin_complaints.entrypoints.ratelimit import RateLimiter
 
@@ -31,6 +31,7 @@ def create_app(settings: KernelSettings | None = None, dsn: str | None = None) -
     router.include_router(routes.router)
     router.include_router(supervision_routes.router)
     router.include_router(public.router)
+    router.include_router(places.router)
     # Visits reads the complainant's contact at call time (complaint_concluded callbacks).
     router.include_router(contact_router(complaint_contact, noun="complaint"))
     app = service_app(

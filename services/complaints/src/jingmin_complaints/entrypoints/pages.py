@@ -1,8 +1,10 @@
-"""Server-rendered pages of the online complaint form: plain HTML, no script, values escaped."""
+"""Server-rendered pages of the online complaint form: plain HTML that works without script
+(a small script only saves the round trips of choosing a place), values escaped."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
@@ -42,7 +44,72 @@ background:#eef3fb;padding:12px;text-align:center;border-radius:6px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:0}
 dt{color:#555}dd{margin:0;font-weight:600}
 a{color:#0b3d91}
+fieldset{border:0;margin:0;padding:0}
+.place{margin:0}
+.next{margin-top:12px;background:#4a5d7e}
+.js .next{display:none}
 @media (min-width:720px){main{padding:24px}}
+"""
+
+
+# Saves the round trips of choosing a place: each level's names come from the public look-ups
+# (entrypoints/places.py) and the chosen county becomes the form's `bureau`. Without it (or
+# when a look-up fails) the chooser's own "下一步" does the same through the server.
+SCRIPT = """\
+(function () {
+  "use strict";
+  var root = document.documentElement;
+  root.classList.add("js");
+  function fallBack() { root.classList.remove("js"); }
+  function start() {
+    var chooser = document.getElementById("place");
+    var form = document.getElementById("complaint");
+    if (!chooser || !form) { fallBack(); return; }
+    var province = chooser.querySelector("#province");
+    var city = chooser.querySelector("#city");
+    var county = chooser.querySelector("#county");
+    var bureau = form.querySelector("#bureau");
+    var unit = form.querySelector("#unit");
+    var unknown = unit.options[0].cloneNode(true);
+    function get(url) {
+      return fetch(url, {headers: {Accept: "application/json"}}).then(function (r) {
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      });
+    }
+    function fill(select, places) {
+      select.length = 1;
+      places.forEach(function (p) { select.add(new Option(p.name, p.code)); });
+      select.disabled = places.length === 0;
+    }
+    function units(places) {
+      unit.length = 0;
+      unit.add(unknown.cloneNode(true));
+      places.forEach(function (p) { unit.add(new Option(p.name, p.code)); });
+    }
+    province.addEventListener("change", function () {
+      fill(city, []); fill(county, []); bureau.value = ""; units([]);
+      if (!province.value) { return; }
+      get("/v1/public/divisions?parent=" + encodeURIComponent(province.value))
+        .then(function (b) { fill(city, b.children); }).catch(fallBack);
+    });
+    city.addEventListener("change", function () {
+      fill(county, []); bureau.value = ""; units([]);
+      if (!city.value) { return; }
+      get("/v1/public/divisions?parent=" + encodeURIComponent(city.value))
+        .then(function (b) { fill(county, b.children); }).catch(fallBack);
+    });
+    county.addEventListener("change", function () {
+      bureau.value = county.value; units([]);
+      if (!county.value) { return; }
+      get("/v1/public/divisions/" + encodeURIComponent(county.value) + "/stations")
+        .then(function (b) { units(b.stations); }).catch(fallBack);
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else { start(); }
+})();
 """
 
 
@@ -55,6 +122,7 @@ def _page(title: str, body: str) -> str:
 <meta name="referrer" content="no-referrer">
 <title>{escape(title)}</title>
 <link rel="stylesheet" href="/assets/complaints.css">
+<script src="/assets/complaints.js" defer></script>
 </head>
 <body>
 <header><h1>{escape(title)}</h1></header>
@@ -81,6 +149,64 @@ def _error(errors: Mapping[str, str], name: str) -> str:
     return f'<span class="field-error" id="{name}-error">{escape(message)}</span>'
 
 
+Choices = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Places:
+    """The place chooser of an unbound form: each level's choices and what is chosen so far.
+
+    A level is offered once the one above is chosen (server side from GET parameters, or by
+    the script from /v1/public/divisions); the county's code is the form's `bureau`.
+    """
+
+    provinces: Choices
+    province: str = ""
+    cities: Choices = ()
+    city: str = ""
+    counties: Choices = ()
+    lineage: Choices = field(default=())  # (code, name) above and at a chosen county
+
+
+def _place_select(name: str, label: str, choices: Choices, selected: str, level: str) -> str:
+    options = _options([("", "请选择"), *choices], selected)
+    disabled = "" if choices else " disabled"
+    return (
+        f'<label for="{name}">{label}</label>'
+        f'<select id="{name}" name="{name}" data-level="{level}"{disabled}>{options}</select>'
+    )
+
+
+def place_chooser(places: Places, error: str = "") -> str:
+    """Step one of an unbound form: 省 → 市 → 县/区, a GET form of its own ("下一步" without
+    script), so choosing a place never sends what the person has written."""
+    selects = "".join(
+        (
+            _place_select(
+                "province", "省（自治区、直辖市）", places.provinces, places.province, "province"
+            ),
+            _place_select("city", "市（地区、州）", places.cities, places.city, "city"),
+            _place_select("county", "县（区）", places.counties, "", "county"),
+        )
+    )
+    return f"""<form method="get" action="/complain" id="place" class="place">
+<fieldset><legend><strong>所在地</strong><span class="hint">选择事情发生地所在的县（区），
+由当地公安局受理</span></legend>
+<noscript><p class="hint">请逐级选择后点击“下一步”，选好县（区）后再填写投诉内容。</p></noscript>
+{selects}{error}
+<button type="submit" class="next">下一步</button>
+</fieldset>
+</form>"""
+
+
+def _where(lineage: Choices) -> str:
+    names = " ".join(escape(n) for _c, n in lineage)
+    return (
+        f'<p id="place-chosen">所在地：<strong>{names}</strong> '
+        f'<a href="/complain">重新选择</a></p>'
+    )
+
+
 def form_page(
     *,
     bureau: str,
@@ -88,21 +214,26 @@ def form_page(
     token: str,
     values: Mapping[str, str] | None = None,
     errors: Mapping[str, str] | None = None,
+    places: Places | None = None,
 ) -> str:
-    """The complaint form; re-rendered with the person's input and messages after an error."""
+    """The complaint form; re-rendered with the person's input and messages after an error.
+
+    Bound to a bureau (`?bureau=`, or a place chosen without script) the bureau is a hidden
+    field; unbound, `places` offers the place chooser and the script fills the field.
+    """
     v = dict(values or {})
     e = dict(errors or {})
     summary = ""
     if e:
         items = "".join(f"<li>{escape(m)}</li>" for m in e.values())
         summary = f'<div class="errors" role="alert"><p>请修改以下内容：</p><ul>{items}</ul></div>'
+    chooser = where = ""
     if bureau:
-        bureau_field = f'<input type="hidden" name="bureau" value="{escape(bureau)}">'
-    else:
-        bureau_field = f"""<label for="bureau">所在县（区）公安局代码
-<span class="hint">6位行政区划代码，例如 330602</span></label>
-<input type="text" id="bureau" name="bureau" inputmode="numeric" maxlength="6"
- value="{escape(v.get("bureau", ""))}" required>{_error(e, "bureau")}"""
+        lineage = places.lineage if places else ()
+        where = _where(lineage) if lineage else ""
+    elif places is not None:
+        chooser = place_chooser(places, _error(e, "bureau"))
+    bureau_field = f'<input type="hidden" id="bureau" name="bureau" value="{escape(bureau)}">'
     unit_choices = [("", "不清楚 / 县局机关"), *sorted(units.items())]
     categories = [("", "请选择"), *CATEGORY_LABELS.items()]
     anonymous = " checked" if v.get("anonymous") else ""
@@ -127,10 +258,13 @@ def form_page(
     body = f"""
 <p>对公安民警的执法、服务或作风有意见，可以在这里投诉。我们会在规定时限内受理、调查并答复您。</p>
 {summary}
-<form method="post" action="/complain" accept-charset="utf-8" novalidate>
+{chooser}
+<form method="post" action="/complain" accept-charset="utf-8" novalidate id="complaint">
 <input type="hidden" name="token" value="{escape(token)}">
 {bureau_field}
-<label for="unit">被投诉单位</label>
+{where}
+<label for="unit">被投诉单位
+<span class="hint">派出所；不清楚或是县（区）公安局机关的，选第一项</span></label>
 <select id="unit" name="unit">{_options(unit_choices, v.get("unit", ""))}</select>
 {_error(e, "unit")}
 <label for="category">投诉类别</label>

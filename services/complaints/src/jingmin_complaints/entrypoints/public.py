@@ -16,13 +16,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import asyncpg
+from eventkit import divisions
 from eventkit.auth import Principal
 from eventkit.commands import CommandRequest
 from eventkit.problems import Problem
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from jingmin_complaints.adapters import read_model
+from jingmin_complaints.adapters import read_model, unit_names
 from jingmin_complaints.application.handlers import new_id
 from jingmin_complaints.application.receipts import new_receipt, normalise, receipt_hash
 from jingmin_complaints.domain.common import Fact
@@ -40,7 +41,8 @@ router = APIRouter(include_in_schema=False)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+        "connect-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -79,10 +81,28 @@ def _tokens(request: Request) -> FormTokens:
     return tokens
 
 
-async def _policy(request: Request, bureau: str) -> ComplaintPolicy:
+async def _units(request: Request, bureau: str) -> dict[str, str]:
+    """The stations a citizen may name in `bureau`, by code: the register's and the policy's."""
     async with request.app.state.pool.acquire() as conn:
         policy: ComplaintPolicy = await commands_of(request).policies.get(conn, bureau)
-    return policy
+        return await unit_names.stations(conn, bureau, policy.units)
+
+
+def _places(bureau: str, province: str, city: str) -> pages.Places:
+    """What the place chooser offers: from the chosen county's lineage, else the parameters
+    as far as they name real divisions (a stale city of another province is dropped)."""
+    if bureau:
+        return pages.Places(divisions.children(""), lineage=divisions.lineage(bureau))
+    province = province if len(province) == 2 and divisions.name(province) else ""
+    city = city if province and len(city) == 4 and city.startswith(province) else ""
+    city = city if divisions.name(city) else ""
+    return pages.Places(
+        provinces=divisions.children(""),
+        province=province,
+        cities=divisions.children(province) if province else (),
+        city=city,
+        counties=divisions.children(city) if city else (),
+    )
 
 
 async def _form(
@@ -92,15 +112,18 @@ async def _form(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    province: str = "",
+    city: str = "",
 ) -> HTMLResponse:
     cookie = request.cookies.get(COOKIE) or FormTokens.new_cookie()
-    units = (await _policy(request, bureau)).units if bureau else {}
+    units = await _units(request, bureau) if bureau else {}
     content = pages.form_page(
         bureau=bureau,
         units=units,
         token=_tokens(request).issue(cookie),
         values=values,
         errors=errors,
+        places=_places(bureau, province, city),
     )
     response = _html(content, status)
     response.set_cookie(
@@ -115,22 +138,42 @@ async def _form(
     return response
 
 
-@router.get("/assets/complaints.css")
-async def stylesheet() -> Response:
+def _asset(text: str, media_type: str) -> Response:
     return Response(
-        pages.CSS,
-        media_type="text/css; charset=utf-8",
+        text,
+        media_type=f"{media_type}; charset=utf-8",
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
 
 
+@router.get("/assets/complaints.css")
+async def stylesheet() -> Response:
+    return _asset(pages.CSS, "text/css")
+
+
+@router.get("/assets/complaints.js")
+async def script() -> Response:
+    return _asset(pages.SCRIPT, "text/javascript")
+
+
 @router.get("/complain")
-async def complaint_form(request: Request, bureau: str | None = None) -> HTMLResponse:
-    """The online complaint form (mobile first, no script needed)."""
+async def complaint_form(
+    request: Request,
+    bureau: str | None = None,
+    province: str | None = None,
+    city: str | None = None,
+    county: str | None = None,
+) -> HTMLResponse:
+    """The online complaint form (mobile first, no script needed).
+
+    Bound by `?bureau=` (a bureau's own link); otherwise the place chooser, one level per
+    "下一步" without script: `?province=33`, then `&city=3306`, then `?county=330602` binds.
+    """
     if limited := _limited(request, "view", VIEW):
         return limited
-    code = bureau if bureau and _BUREAU.match(bureau) else ""
-    return await _form(request, code)
+    chosen = bureau or county
+    code = chosen if chosen and _BUREAU.match(chosen) else ""
+    return await _form(request, code, province=province or "", city=city or "")
 
 
 _CODES = frozenset({"bureau", "unit", "category", "phone"})
@@ -148,7 +191,7 @@ def _clean(name: str, value: str) -> str:
 def _validate(values: dict[str, str], units: dict[str, str]) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not _BUREAU.match(values["bureau"]):
-        errors["bureau"] = "请填写6位县（区）公安局代码"
+        errors["bureau"] = "请选择所在县（区）"
     if values["unit"] and (
         values["unit"] not in units or not values["unit"].startswith(values["bureau"])
     ):
@@ -198,8 +241,7 @@ async def submit_complaint(request: Request) -> HTMLResponse:
     if raw.get("website"):
         # Only a robot fills the invisible field; tell it nothing useful.
         return _html(pages.message_page("无法提交", "提交未被受理。"), 422)
-    policy = await _policy(request, bureau) if bureau else ComplaintPolicy()
-    errors = _validate(values, policy.units)
+    errors = _validate(values, await _units(request, bureau) if bureau else {})
     if errors:
         return await _form(request, bureau, values=values, errors=errors, status=422)
     try:

@@ -30,10 +30,12 @@ class Limit:
 
 
 # Filing: 5 complaints an hour from one address is generous for a family sharing a phone and
-# tiny for a script. Tracking: 30 look-ups a minute. Viewing the form: 60 a minute.
+# tiny for a script. Tracking: 30 look-ups a minute. Viewing the form: 60 a minute. The
+# form's place look-ups (four a form at most, cached by the browser): 120 a minute.
 SUBMIT = Limit(5, 3600.0)
 TRACK = Limit(30, 60.0)
 VIEW = Limit(60, 60.0)
+LOOKUP = Limit(120, 60.0)
 
 
 class RateLimiter:

@@ -47,17 +47,13 @@ async def run(ctx: WorkerContext, restart_delay: float = 5.0) -> None:
     validate = SchemaRegistry.load().validate if settings.metrics_validate else None
     pool = await asyncpg.create_pool(metrics_dsn(settings), min_size=1, max_size=2)
     try:
-
-        async def session() -> None:
-            await unitnames.follow(
-                ctx.settings,
-                ctx.stop,
-                pool,
-                service="metrics",
-                dead_letter_topic=DEAD_LETTER_TOPIC,
-                validate=validate,
-            )
-
-        await ctx.repeat(session, restart_delay, "unit names")
+        await unitnames.keep(
+            ctx,
+            pool,
+            service="metrics",
+            dead_letter_topic=DEAD_LETTER_TOPIC,
+            validate=validate,
+            restart_delay=restart_delay,
+        )
     finally:
         await pool.close()
