@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from jingmin_metrics.figures import compute, families
 from jingmin_metrics.domain.measures import MEASURES
+from jingmin_metrics.figures import compute, families
 from jingmin_metrics.figures.select import Cell, index
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
