@@ -3,7 +3,11 @@
 """Writes the Grafana dashboards of deploy/grafana/dashboards/ (run it after editing here).
 
 Every panel that shows a volume sits beside the quality figure it must be read with
-("工作导向决定评估导向": evaluation drives behaviour). Variables province / city / county /
+("工作导向决定评估导向": evaluation drives behaviour). A stat is by event time, as the JSON
+API states it: over the exporter's rolling windows when its title names one (30 d), else
+over every event time (the exporter's counters). Never `increase(...[$__range])` in a
+stat: that counts when the exporter's figures grew (a replay or a backfill lands at once),
+not when the events happened; the timeseries show that arrival rate, and say so. Variables province / city / county /
 station are built from the `bureau` and `station` label values. The queries are tested
 against a real Prometheus (services/metrics/tests/integration/test_dashboards.py).
 
@@ -166,8 +170,8 @@ def satisfaction(match: str, by: str = "") -> str:
 def commander() -> dict[str, Any]:
     p = [
         row("满意度与安全感 Satisfaction and security — volume beside quality", 0),
-        panel("回访答复量 Survey answers (volume, in range)", "stat",
-              [target(f"sum(increase(jingmin_callback_answers_total{{{C}}}[$__range]))")], 0, 1),
+        panel("累计回访答复量 Survey answers (volume, all time)", "stat",
+              [target(f"sum(jingmin_callback_answers_total{{{C}}})")], 0, 1),
         panel("满意率 Satisfaction 满意+基本满意 (30 d, event time)", "stat",
               [target(satisfaction(f'{C}, window="30d"'), "satisfaction"),
                target(f'sum(jingmin_satisfaction_answered{{{C}, window="30d"}})', "n answers")],
@@ -213,9 +217,8 @@ def commander() -> dict[str, Any]:
                             f"jingmin_intake_arrival_latency_seconds_count{{{C}}}"))],
               18, 20, unit="percentunit", thresholds=PCT, maximum=1),
         row("投诉、督察、走访 Complaints, supervision, visits — volume beside quality", 26),
-        panel("投诉受理量 Complaints received (volume)", "stat",
-              [target(f"sum(increase(jingmin_complaints_received_total{{{C}}}[$__range]))")],
-              0, 27, w=4),
+        panel("累计投诉受理量 Complaints received (volume, all time)", "stat",
+              [target(f"sum(jingmin_complaints_received_total{{{C}}})")], 0, 27, w=4),
         panel("千件警情投诉数 Complaints per 1,000 cases", "stat",
               [target(f"1000 * sum(jingmin_complaints_received_total{{{C}}}) / "
                       f"sum(jingmin_intake_cases_received_total{{{C}}})")], 4, 27, w=4),
@@ -223,9 +226,8 @@ def commander() -> dict[str, Any]:
               [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
                             f"jingmin_complaints_concluded_total{{{C}}}"))],
               8, 27, w=4, unit="percentunit", maximum=1),
-        panel("督察令下发量 Supervision orders issued (volume)", "stat",
-              [target(f"sum(increase(jingmin_supervision_orders_issued_total{{{C}}}[$__range]))")],
-              12, 27, w=4),
+        panel("累计督察令下发量 Supervision orders issued (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_orders_issued_total{{{C}}})")], 12, 27, w=4),
         panel("超期未结督察令 Open overdue supervision orders (now)", "stat",
               [target(f"sum(jingmin_supervision_open_overdue_orders{{{C}}})")], 16, 27, w=4,
               thresholds=[("green", None), ("red", 1)]),
@@ -246,8 +248,8 @@ def commander() -> dict[str, Any]:
 
 def station() -> dict[str, Any]:
     p = [
-        panel("各派出所受理量 Cases received per station (volume, in range)", "bargauge",
-              [target(named(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__range]))"),
+        panel("各派出所累计受理量 Cases received per station (volume, all time)", "bargauge",
+              [target(named(f"sum by (station) (jingmin_station_cases_received_total{{{CS}}})"),
                       "{{name}} {{station}}")], 0, 0, w=12, h=10),
         # One series per station, pooled over the station's answers by the exporter: the
         # avg only drops the scrape labels (a second exporter replica serves the same value).
