@@ -235,7 +235,7 @@ def commander() -> dict[str, Any]:
               [target(f"sum(jingmin_visits_attempted_total{{{C}}})", "attempted"),
                target(ratio(f"jingmin_visits_refused_total{{{C}}}",
                             f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
-              20, 27, w=4),
+              20, 27, w=4, unit="percentunit", maximum=1, counts=("A",)),
     ]  # fmt: skip
     return dashboard(
         "jingmin-commander",
@@ -360,7 +360,7 @@ def timeliness() -> dict[str, Any]:
                       f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
                       f"sum(jingmin_intake_open_overdue_cases{{{C}}}))", "on time"),
                target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})", "open overdue")],
-              18, 12),
+              18, 12, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
         # Services with no visit recorded are outside the rate and shown beside it.
         panel("一次办结率 One-visit completion (visits recorded) and services completed (all time)", "stat",
               [target(ratio(f"jingmin_intake_services_one_visit_total{{{C}}}",

@@ -232,6 +232,16 @@ EMPTY_RECORDINGS = {
 }
 
 
+def _unit(panel: dict[str, Any], ref: str) -> str:
+    """The unit Grafana shows a target's value in: the panel's, or its override by refId."""
+    for override in panel["fieldConfig"].get("overrides", []):
+        if override["matcher"] == {"id": "byFrameRefID", "options": ref}:
+            for prop in override["properties"]:
+                if prop["id"] == "unit":
+                    return str(prop["value"])
+    return str(panel["fieldConfig"]["defaults"].get("unit", "short"))
+
+
 def _key(title: str) -> str:
     return title.split(" ", 1)[0]
 
@@ -432,6 +442,7 @@ async def _check(prom: Prom, api: httpx.AsyncClient, p: Platform) -> None:
                 counterpart = COUNTERPARTS.get(key)
                 if counterpart is None:
                     assert key[:2] in NO_COUNTERPART, f"panel {key} neither compared nor listed"
+                unit = _unit(panel, target["refId"])
                 values: dict[str, Value | dict[str, Value]] = {}
                 for scope in (SMALL, LARGE, CITY):
                     expr = _vars(target["expr"], county_var[scope], station_var[scope])
@@ -442,6 +453,13 @@ async def _check(prom: Prom, api: httpx.AsyncClient, p: Platform) -> None:
                     getter, by = counterpart
                     want = await getter(scopes[scope])
                     values[scope] = want
+                    # A share shows as a percentage, a count or a rate per 1,000 as a number.
+                    one = next(iter(want.values()), (0, None)) if isinstance(want, dict) else want
+                    fraction = one[1] is not None and "千件" not in key[1]
+                    if scope == SMALL and (unit == "percentunit") != fraction:
+                        mismatches.append(
+                            f"{key}: unit {unit} for a {'share' if fraction else 'count'}"
+                        )
                     where = f"{path.stem} / {panel['title']} / {target['refId']} @ {scope}"
                     if by:
                         got = {s["metric"].get(by, ""): float(s["value"][1]) for s in result}
