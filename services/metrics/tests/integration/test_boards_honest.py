@@ -414,7 +414,9 @@ async def _check(prom: Prom, api: httpx.AsyncClient, p: Platform) -> None:
 
     settings: KernelSettings = p.settings
     token = issue_token(settings, subject="c", roles=["commander"], scopes=[CITY[:2]])
-    today = (datetime.now(UTC) + OFFSET).date()
+    # The bureau day of the scrape, not of the clock now: the exporter's rolling windows
+    # ended at the scrape, and the API's periods are stated in days (explicit from / to).
+    today = (datetime.fromtimestamp(prom.at, UTC) + OFFSET).date()
     scopes = {c: Json(api, token, c, today) for c in (SMALL, LARGE, CITY)}
     # The counties really differ in volume.
     small, large = [await scopes[c].get("figures", "all") for c in (SMALL, LARGE)]
