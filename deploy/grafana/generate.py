@@ -3,7 +3,11 @@
 """Writes the Grafana dashboards of deploy/grafana/dashboards/ (run it after editing here).
 
 Every panel that shows a volume sits beside the quality figure it must be read with
-("工作导向决定评估导向": evaluation drives behaviour). Variables province / city / county /
+("工作导向决定评估导向": evaluation drives behaviour). A stat is by event time, as the JSON
+API states it: over the exporter's rolling windows when its title names one (30 d), "now" for open
+items, else over every event time (the exporter's counters; "all time" in the title). Never `increase(...[$__range])` in a
+stat: that counts when the exporter's figures grew (a replay or a backfill lands at once),
+not when the events happened; the timeseries show that arrival rate, and say so. Variables province / city / county /
 station are built from the `bureau` and `station` label values. The queries are tested
 against a real Prometheus (services/metrics/tests/integration/test_dashboards.py).
 
@@ -166,8 +170,8 @@ def satisfaction(match: str, by: str = "") -> str:
 def commander() -> dict[str, Any]:
     p = [
         row("满意度与安全感 Satisfaction and security — volume beside quality", 0),
-        panel("回访答复量 Survey answers (volume, in range)", "stat",
-              [target(f"sum(increase(jingmin_callback_answers_total{{{C}}}[$__range]))")], 0, 1),
+        panel("累计回访答复量 Survey answers (volume, all time)", "stat",
+              [target(f"sum(jingmin_callback_answers_total{{{C}}})")], 0, 1),
         panel("满意率 Satisfaction 满意+基本满意 (30 d, event time)", "stat",
               [target(satisfaction(f'{C}, window="30d"'), "satisfaction"),
                target(f'sum(jingmin_satisfaction_answered{{{C}, window="30d"}})', "n answers")],
@@ -178,11 +182,11 @@ def commander() -> dict[str, Any]:
         panel("按满意度分答复量 Answers by satisfaction (volume)", "timeseries",
               [target(f"sum by (satisfaction) (increase(jingmin_callback_answers_total{{{C}}}[$__rate_interval]))",
                       "{{satisfaction}}")], 0, 7, w=12),
-        panel("安全感 Sense of security 安全+基本安全", "stat",
+        panel("安全感 Sense of security 安全+基本安全 (all time)", "stat",
               [target(ratio(f"jingmin_callback_answers_secure_total{{{C}}}",
                             f"jingmin_callback_answers_total{{{C}}}"))],
               12, 7, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("回访率与联系率 Callback coverage and contact rate", "stat",
+        panel("回访率与联系率 Callback coverage and contact rate (all time)", "stat",
               [target(ratio(f"jingmin_callbacks_completed_in_window_total{{{C}}}",
                             f"jingmin_callbacks_scheduled_total{{{C}}}"), "coverage"),
                target(ratio(f"jingmin_callback_attempts_reached_total{{{C}}}",
@@ -192,7 +196,7 @@ def commander() -> dict[str, Any]:
         panel("按类型受理量 Cases received by kind (volume)", "timeseries",
               [target(f"sum by (kind) (increase(jingmin_intake_cases_received_total{{{C}}}[$__rate_interval]))",
                       "{{kind}}")], 0, 14, w=12),
-        panel("按时办结率 On time: closed on time / (closed + open overdue)", "stat",
+        panel("按时办结率 On time: closed on time / (closed + open overdue) (all time)", "stat",
               [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
                       f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
                       f"sum(jingmin_intake_open_overdue_cases{{{C}}}))")],
@@ -204,36 +208,34 @@ def commander() -> dict[str, Any]:
               [target("histogram_quantile(0.9, sum by (le) (rate("
                       f"jingmin_intake_dispatch_latency_seconds_bucket{{{C}}}[$__rate_interval])))",
                       "p90")], 0, 20, w=12, unit="s"),
-        panel("60秒内派警率 Dispatched within 60 s", "stat",
+        panel("60秒内派警率 Dispatched within 60 s (all time)", "stat",
               [target(f'sum(jingmin_intake_dispatch_latency_seconds_bucket{{{C}, le="60.0"}}) / '
                       f"sum(jingmin_intake_dispatch_latency_seconds_count{{{C}}})")],
               12, 20, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("按时到场率 Arrivals on target", "stat",
+        panel("按时到场率 Arrivals on target (all time)", "stat",
               [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}",
                             f"jingmin_intake_arrival_latency_seconds_count{{{C}}}"))],
               18, 20, unit="percentunit", thresholds=PCT, maximum=1),
         row("投诉、督察、走访 Complaints, supervision, visits — volume beside quality", 26),
-        panel("投诉受理量 Complaints received (volume)", "stat",
-              [target(f"sum(increase(jingmin_complaints_received_total{{{C}}}[$__range]))")],
-              0, 27, w=4),
-        panel("千件警情投诉数 Complaints per 1,000 cases", "stat",
+        panel("累计投诉受理量 Complaints received (volume, all time)", "stat",
+              [target(f"sum(jingmin_complaints_received_total{{{C}}})")], 0, 27, w=4),
+        panel("千件警情投诉数 Complaints per 1,000 cases (all time)", "stat",
               [target(f"1000 * sum(jingmin_complaints_received_total{{{C}}}) / "
                       f"sum(jingmin_intake_cases_received_total{{{C}}})")], 4, 27, w=4),
-        panel("投诉属实率 Substantiated (incl. partially) / concluded", "stat",
+        panel("投诉属实率 Substantiated (incl. partially) / concluded (all time)", "stat",
               [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
                             f"jingmin_complaints_concluded_total{{{C}}}"))],
               8, 27, w=4, unit="percentunit", maximum=1),
-        panel("督察令下发量 Supervision orders issued (volume)", "stat",
-              [target(f"sum(increase(jingmin_supervision_orders_issued_total{{{C}}}[$__range]))")],
-              12, 27, w=4),
+        panel("累计督察令下发量 Supervision orders issued (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_orders_issued_total{{{C}}})")], 12, 27, w=4),
         panel("超期未结督察令 Open overdue supervision orders (now)", "stat",
               [target(f"sum(jingmin_supervision_open_overdue_orders{{{C}}})")], 16, 27, w=4,
               thresholds=[("green", None), ("red", 1)]),
-        panel("走访量与拒访率 Visits attempted (volume) / refusal rate", "stat",
+        panel("走访量与拒访率 Visits attempted (volume) / refusal rate (all time)", "stat",
               [target(f"sum(jingmin_visits_attempted_total{{{C}}})", "attempted"),
                target(ratio(f"jingmin_visits_refused_total{{{C}}}",
                             f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
-              20, 27, w=4),
+              20, 27, w=4, unit="percentunit", maximum=1, counts=("A",)),
     ]  # fmt: skip
     return dashboard(
         "jingmin-commander",
@@ -246,8 +248,8 @@ def commander() -> dict[str, Any]:
 
 def station() -> dict[str, Any]:
     p = [
-        panel("各派出所受理量 Cases received per station (volume, in range)", "bargauge",
-              [target(named(f"sum by (station) (increase(jingmin_station_cases_received_total{{{CS}}}[$__range]))"),
+        panel("各派出所累计受理量 Cases received per station (volume, all time)", "bargauge",
+              [target(named(f"sum by (station) (jingmin_station_cases_received_total{{{CS}}})"),
                       "{{name}} {{station}}")], 0, 0, w=12, h=10),
         # One series per station, pooled over the station's answers by the exporter: the
         # avg only drops the scrape labels (a second exporter replica serves the same value).
@@ -278,21 +280,21 @@ def complaints() -> dict[str, Any]:
         panel("投诉受理量 Complaints received (volume)", "timeseries",
               [target(f"sum(increase(jingmin_complaints_received_total{{{C}}}[$__rate_interval]))",
                       "received")], 0, 0, w=12),
-        panel("属实率 Substantiation rate", "stat",
+        panel("属实率 Substantiation rate (all time)", "stat",
               [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
                             f"jingmin_complaints_concluded_total{{{C}}}"))],
               12, 0, unit="percentunit", maximum=1),
-        panel("办结量 Concluded (volume)", "stat",
+        panel("办结量 Concluded (volume, all time)", "stat",
               [target(f"sum(jingmin_complaints_concluded_total{{{C}}})")], 18, 0),
-        panel("按时受理告知率 Acknowledged on time (due: 15 days)", "stat",
+        panel("按时受理告知率 Acknowledged on time (due: 15 days) (all time)", "stat",
               [target(ratio(f"jingmin_complaints_acknowledgements_on_time_total{{{C}}}",
                             f"jingmin_complaints_acknowledgements_due_total{{{C}}}"))],
               0, 6, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("按时办结率 Concluded on time (60 days, one extension)", "stat",
+        panel("按时办结率 Concluded on time (60 days, one extension) (all time)", "stat",
               [target(ratio(f"jingmin_complaints_conclusions_on_time_total{{{C}}}",
                             f"jingmin_complaints_conclusions_due_total{{{C}}}"))],
               6, 6, unit="percentunit", thresholds=PCT, maximum=1),
-        panel("应告知/应办结量 Acknowledgements / conclusions due (volume)", "stat",
+        panel("应告知/应办结量 Acknowledgements / conclusions due (volume, all time)", "stat",
               [target(f"sum(jingmin_complaints_acknowledgements_due_total{{{C}}})", "ack due"),
                target(f"sum(jingmin_complaints_conclusions_due_total{{{C}}})", "conclusion due")],
               12, 6),
@@ -305,11 +307,11 @@ def complaints() -> dict[str, Any]:
         panel("超期未结督察令 Open overdue supervision orders (now)", "timeseries",
               [target(f"sum by (bureau) (jingmin_supervision_open_overdue_orders{{{C}}})",
                       "{{bureau}}")], 12, 12, w=12),
-        panel("整改后满意率 Service recovery: satisfied on follow-up after 不满意", "stat",
+        panel("整改后满意率 Service recovery: satisfied on follow-up after 不满意 (all time)", "stat",
               [target(ratio(f"jingmin_recovery_followups_satisfied_total{{{C}}}",
                             f"jingmin_recovery_followups_answered_total{{{C}}}"))],
               0, 18, unit="percentunit", maximum=1),
-        panel("整改回访答复量 Service-recovery follow-ups answered (volume)", "stat",
+        panel("整改回访答复量 Service-recovery follow-ups answered (volume, all time)", "stat",
               [target(f"sum(jingmin_recovery_followups_answered_total{{{C}}})")], 6, 18),
     ]  # fmt: skip
     return dashboard(
@@ -332,18 +334,18 @@ def timeliness() -> dict[str, Any]:
         panel("派警时长 Dispatch latency p50 / p90 (target 60 s)", "timeseries",
               [target(q(d, 0.5), "p50"), target(q(d, 0.9), "p90"),
                target("vector(60)", "target")], 0, 0, w=12, unit="s"),
-        panel("派警时长分布 Dispatch distribution vs target", "bargauge",
+        panel("派警时长分布 Dispatch distribution vs target (all time)", "bargauge",
               [target(share(d, "30.0"), "≤ 30 s"), target(share(d, "60.0"), "≤ 60 s"),
                target(share(d, "120.0"), "≤ 2 min"), target(share(d, "300.0"), "≤ 5 min")],
               12, 0, w=6, unit="percentunit", maximum=1),
-        panel("派警量 Dispatches (volume)", "stat", [target(f"sum({d}_count{{{C}}})")], 18, 0),
+        panel("派警量 Dispatches (volume, all time)", "stat", [target(f"sum({d}_count{{{C}}})")], 18, 0),
         panel("到场时长 Arrival latency p50 / p90 (urban 5, suburban 10, rural 20 min)", "timeseries",
               [target(q(a, 0.5), "p50"), target(q(a, 0.9), "p90")], 0, 6, w=12, unit="s"),
-        panel("到场时长分布 Arrival distribution vs area targets", "bargauge",
+        panel("到场时长分布 Arrival distribution vs area targets (all time)", "bargauge",
               [target(share(a, "300.0"), "≤ 5 min"), target(share(a, "600.0"), "≤ 10 min"),
                target(share(a, "1200.0"), "≤ 20 min")], 12, 6, w=6, unit="percentunit",
               maximum=1),
-        panel("按本局标准到场率 Arrivals on the bureau's own target / arrivals", "stat",
+        panel("按本局标准到场率 Arrivals on the bureau's own target / arrivals (all time)", "stat",
               [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}", f"{a}_count{{{C}}}")),
                target(f"sum({a}_count{{{C}}})", "n arrivals")], 18, 6, unit="percentunit",
               maximum=1, counts=("B",)),
@@ -353,14 +355,14 @@ def timeliness() -> dict[str, Any]:
               [target(share(r, "86400.0"), "≤ 1 d"), target(share(r, "259200.0"), "≤ 3 d"),
                target(share(r, "604800.0"), "≤ 7 d"), target(share(r, "2592000.0"), "≤ 30 d")],
               12, 12, w=6, unit="percentunit", maximum=1),
-        panel("按时率与超期未结 On-time rate and open overdue", "stat",
+        panel("按时率与超期未结 On-time rate (all time) and open overdue (now)", "stat",
               [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
                       f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
                       f"sum(jingmin_intake_open_overdue_cases{{{C}}}))", "on time"),
                target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})", "open overdue")],
-              18, 12),
+              18, 12, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
         # Services with no visit recorded are outside the rate and shown beside it.
-        panel("一次办结率 One-visit completion (visits recorded) and services completed", "stat",
+        panel("一次办结率 One-visit completion (visits recorded) and services completed (all time)", "stat",
               [target(ratio(f"jingmin_intake_services_one_visit_total{{{C}}}",
                             f"jingmin_intake_services_visits_recorded_total{{{C}}}"), "one visit"),
                target(f"sum(jingmin_intake_services_visits_recorded_total{{{C}}})",
@@ -368,7 +370,7 @@ def timeliness() -> dict[str, Any]:
                target(f"sum(jingmin_intake_services_unrecorded_total{{{C}}})",
                       "no visit recorded")],
               0, 18, unit="percentunit", maximum=1, counts=("B", "C")),
-        panel("移交率 Referral rate (transferred / received)", "stat",
+        panel("移交率 Referral rate (transferred / received) (all time)", "stat",
               [target(ratio(f"jingmin_intake_cases_transferred_total{{{C}}}",
                             f"jingmin_intake_cases_received_total{{{C}}}"))],
               6, 18, unit="percentunit", maximum=1),

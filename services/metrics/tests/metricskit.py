@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import yaml
 from aiokafka import ConsumerRecord
 from eventkit import devstack, kafka
 from eventkit.consumer import IdempotentConsumer
@@ -319,3 +321,26 @@ async def platform(
             _metrics_dsn = None
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+@asynccontextmanager
+async def prometheus_server(home: Path, config: dict[str, Any]) -> AsyncIterator[str]:
+    """A real Prometheus (the Debian package's) with `config`, on a free port, its data in
+    `home`; yields its base URL as soon as it is started (callers wait for what they need)."""
+    port = devstack.free_port()
+    (home / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = await asyncio.to_thread(open, home / "prometheus.log", "wb")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a long-running server, not awaited
+        [PROMETHEUS, f"--config.file={home / 'prometheus.yml'}",
+         f"--storage.tsdb.path={home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

@@ -36,6 +36,30 @@ def fixed_window_end(
     return end
 
 
+def recent_window_end(
+    reference: datetime,
+    days: float,
+    *,
+    now: datetime | None = None,
+    margin: timedelta = timedelta(days=1),
+) -> datetime:
+    """The latest end whole weeks from `reference` at least `margin` in the past whose days
+    are working days whenever the reference's are.
+
+    For a test whose figures are read in windows that end now (the exporter's rolling 7 and
+    30 days): the same weekday, Beijing hour and working days as the reference, so the same
+    kind of traffic, and always recent enough to lie inside those windows.
+    """
+    now = now or datetime.now(UTC)
+    wanted = _workdays(reference, days)
+    end = reference + timedelta(weeks=(now - margin - reference) // timedelta(weeks=1))
+    for _ in range(60):
+        if _workdays(end, days) == wanted:
+            return end
+        end -= timedelta(weeks=1)
+    raise ValueError(f"no week before {now - margin} like {reference}")
+
+
 def _workdays(end: datetime, days: float) -> tuple[bool, ...]:
     last = end.astimezone(TZ).date()
     first = (end - timedelta(days=days)).astimezone(TZ).date()

@@ -27,6 +27,7 @@ from eventkit.testing import DatabaseFactory, unit_event, wait_for
 from eventkit.topics import ensure_topics
 from jingmin_metrics.service import SERVICE
 from jingmin_metrics.stream import telemetry as processor_telemetry
+from metricskit import prometheus_server
 from support import snapshot_records, store_figures, synthetic_observations
 
 pytestmark = pytest.mark.integration
@@ -154,7 +155,6 @@ async def exporter(
 async def prometheus(tmp_path: Path, exporter: str) -> AsyncIterator[str]:
     if not Path(PROMETHEUS).exists():
         pytest.skip("prometheus not installed (apt-get install prometheus)")
-    port = devstack.free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
@@ -164,15 +164,7 @@ async def prometheus(tmp_path: Path, exporter: str) -> AsyncIterator[str]:
              "static_configs": [{"targets": [exporter]}]},
         ],
     }  # fmt: skip
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = await asyncio.to_thread(open, tmp_path / "prometheus.log", "wb")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - a long-running server, not awaited
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=log,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with prometheus_server(tmp_path, config) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
 
             async def scraped() -> bool:
@@ -190,10 +182,6 @@ async def prometheus(tmp_path: Path, exporter: str) -> AsyncIterator[str]:
 
             await wait_for(scraped, timeout=60, interval=0.5)
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 async def _query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:

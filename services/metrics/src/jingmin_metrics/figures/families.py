@@ -282,6 +282,9 @@ def _in_window(cell: Cell, start_day: str, start_hour: int | None) -> bool:
 
 def collect(by_measure: dict[str, list[Cell]], now: datetime) -> Iterator[Metric]:
     """Every family, from the merged cells (as prometheus_client metric families)."""
+    # A county served with nothing open overdue has 0 of it, not no series: an absent
+    # gauge would blank every figure it is added into (the on-time rate's denominator).
+    served = {(c.bureau,) for cells in by_measure.values() for c in cells}
     for fam in FAMILIES:
         source = [c for c in by_measure.get(fam.measure, ()) if fam.where(c)]
         if fam.kind == "counter":
@@ -291,7 +294,10 @@ def collect(by_measure: dict[str, list[Cell]], now: datetime) -> Iterator[Metric
             yield metric
         elif fam.kind == "gauge":
             gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
-            for labels, total in sorted(_sum(source, fam.label).items()):
+            totals = _sum(source, fam.label)
+            if fam.labels == ("bureau",):
+                totals = {**dict.fromkeys(served, 0), **totals}
+            for labels, total in sorted(totals.items()):
                 gauge.add_metric(list(labels), total)
             yield gauge
         elif fam.kind == "histogram":
