@@ -246,6 +246,35 @@ def commander() -> dict[str, Any]:
     )
 
 
+def league(title: str, value: str, n: str, x: int, y: int) -> dict[str, Any]:
+    """A station league table: value, n and the change from the same window 30 days
+    before, ranked by value (rank = place in the sorted table). One row per station;
+    `avg by` drops the scrape labels only (a second exporter replica serves the same)."""
+    cols = [
+        target(named(f"avg by (station) ({value}{{{CS}}})"), "", instant=True),
+        target(named(f"avg by (station) ({n}{{{CS}}})"), "", instant=True),
+        target(named(f"avg by (station) ({value}{{{CS}}}) - "
+                     f"avg by (station) ({value}{{{CS}}} offset 30d)"), "", instant=True),
+    ]  # fmt: skip
+    for t in cols:
+        t["format"] = "table"
+    p = panel(title, "table", cols, x, y, w=24, h=9, unit="percentunit", counts=("B",))
+    p["transformations"] = [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {
+            "excludeByName": {"Time": True},
+            "renameByName": {"name": "派出所", "station": "代码", "Value #A": "满意率",
+                             "Value #B": "n（答复）", "Value #C": "较上期 (30 d)"},
+            "indexByName": {"name": 0, "station": 1, "Value #A": 2, "Value #B": 3,
+                            "Value #C": 4}}},
+        {"id": "sortBy", "options": {"sort": [{"field": "满意率", "desc": True}]}},
+        {"id": "calculateField", "options": {"mode": "index", "alias": "名次",
+                                             "index": {"asPercentile": False}}},
+    ]  # fmt: skip
+    p["options"] = {"showHeader": True, "cellHeight": "sm"}
+    return p
+
+
 def station() -> dict[str, Any]:
     p = [
         panel("各派出所累计受理量 Cases received per station (volume, all time)", "bargauge",
@@ -263,6 +292,9 @@ def station() -> dict[str, Any]:
         panel("各派出所满意率趋势 Satisfaction per station over time (30 d window)", "timeseries",
               [target(named(f"avg by (station) (jingmin_station_satisfaction_ratio{{{CS}}})"),
                       "{{name}} {{station}}")], 12, 10, w=12, h=8, unit="percentunit", maximum=1),
+        league("满意率排名 Station league: satisfaction (30 d), n, change from 30 days before",
+               "jingmin_station_satisfaction_ratio", "jingmin_station_satisfaction_answered",
+               0, 18),
     ]  # fmt: skip
     return dashboard(
         "jingmin-station",
@@ -313,9 +345,87 @@ def complaints() -> dict[str, Any]:
               0, 18, unit="percentunit", maximum=1),
         panel("整改回访答复量 Service-recovery follow-ups answered (volume, all time)", "stat",
               [target(f"sum(jingmin_recovery_followups_answered_total{{{C}}})")], 6, 18),
+        # As the on-time rate of cases: an order past its deadline and never reported back
+        # counts against the rate, so not reporting scores no better than reporting late.
+        panel("督办按时反馈率 Supervision reported back on time / (reported + open overdue) (all time)", "stat",
+              [target(f"(sum(jingmin_supervision_reports_on_time_total{{{C}}}) or vector(0)) / "
+                      f"((sum(jingmin_supervision_reports_total{{{C}}}) or vector(0)) + "
+                      f"sum(jingmin_supervision_open_overdue_orders{{{C}}}))", "on time"),
+               target(f"(sum(jingmin_supervision_reports_total{{{C}}}) or vector(0)) + "
+                      f"sum(jingmin_supervision_open_overdue_orders{{{C}}})", "n due")],
+              12, 18, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
+        panel("督办升级 Supervision orders escalated (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_escalations_total{{{C}}}) or vector(0)")], 18, 18),
     ]  # fmt: skip
     return dashboard(
         "jingmin-complaints", "警民 投诉与督察 — Jingmin complaints and supervision", p
+    )
+
+
+def equity() -> dict[str, Any]:
+    """Unequal treatment (差异性执法, DOMAIN §3.1): the same figures per party category.
+    Cases and complaints with no category are counted apart, never in a group."""
+    P = 'party_category!="unknown"'
+
+    def by_party(num: str, den: str, scale: str = "") -> str:
+        # A group with cases but no complaints has a rate of 0, not none.
+        n, d = (
+            f"sum by (party_category) ({num}{{{C}, {P}}})",
+            f"sum by (party_category) ({den}{{{C}, {P}}})",
+        )
+        return f"{scale}({n} or 0 * {d}) / {d}"
+
+    sat = by_party("jingmin_party_answers_satisfied_total", "jingmin_party_answers_total")
+    p = [
+        panel("各群体满意率 Satisfaction by party: local / non-local / vulnerable (all time)", "bargauge",
+              [target(sat, "{{party_category}}")], 0, 0, w=12, h=7, unit="percentunit",
+              thresholds=PCT, maximum=1),
+        panel("各群体回访答复量 Survey answers by party (volume, all time)", "bargauge",
+              [target(f"sum by (party_category) (jingmin_party_answers_total{{{C}, {P}}})",
+                      "{{party_category}}")], 12, 0, w=12, h=7),
+        panel("各群体千件警情投诉数 Complaints per 1,000 cases by party (all time)", "bargauge",
+              [target(by_party("jingmin_party_complaints_received_total",
+                               "jingmin_party_cases_received_total", "1000 * "),
+                      "{{party_category}}")], 0, 7, w=12, h=7),
+        panel("各群体受理量与投诉量 Cases and complaints by party (volume, all time)", "bargauge",
+              [target(f"sum by (party_category) (jingmin_party_cases_received_total{{{C}, {P}}})",
+                      "cases {{party_category}}"),
+               target(f"sum by (party_category) (jingmin_party_complaints_received_total{{{C}, {P}}})",
+                      "complaints {{party_category}}")], 12, 7, w=12, h=7),
+        panel("满意率差距 Satisfaction gap: highest − lowest party (all time)", "stat",
+              [target(f"max({sat}) - min({sat})")], 0, 14, unit="percentunit",
+              thresholds=[("green", None), ("orange", 0.05), ("red", 0.1)]),
+        panel("投诉当事人类别不明 Complaints whose party category nobody knows (volume, all time)", "stat",
+              [target(f'sum(jingmin_party_complaints_received_total{{{C}, party_category="unknown"}}) or vector(0)')],
+              6, 14),
+    ]  # fmt: skip
+    return dashboard(
+        "jingmin-equity",
+        "警民 公平性 — Jingmin equity: local, non-local, vulnerable",
+        p,
+        description="Satisfaction and complaints per 1,000 cases for local, non-local and "
+        "vulnerable parties (DOMAIN §4 equity gap), each beside its volume.",
+    )
+
+
+def visits() -> dict[str, Any]:
+    p = [
+        panel("各项目走访完成量 Visits completed by programme (volume, all time)", "bargauge",
+              [target(f"sum by (programme) (jingmin_visits_completed_total{{{C}}})",
+                      "{{programme}}")], 0, 0, w=12, h=8),
+        panel("走访量与拒访率 Visits attempted (volume) / refusal rate (all time)", "stat",
+              [target(f"sum(jingmin_visits_attempted_total{{{C}}})", "attempted"),
+               target(ratio(f"jingmin_visits_refused_total{{{C}}}",
+                            f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
+              12, 0, w=12, h=8, unit="percentunit", maximum=1, counts=("A",)),
+    ]  # fmt: skip
+    return dashboard(
+        "jingmin-visits",
+        "警民 走访 — Jingmin visits by programme",
+        p,
+        description="爱民大走访, 领导干部大走访, 入户调查 and the other programmes: visits "
+        "completed, attempts and refusals. Officers visiting and engagement events are in "
+        "the metrics API (GET /v1/figures: visits, engagement).",
     )
 
 
@@ -428,6 +538,7 @@ def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     for name, build in (("commander-overview", commander), ("station-drilldown", station),
                         ("complaints-supervision", complaints), ("timeliness", timeliness),
+                        ("equity", equity), ("visits", visits),
                         ("platform-health", platform)):  # fmt: skip
         text = json.dumps(build(), ensure_ascii=False, indent=2) + "\n"
         (HERE / f"{name}.json").write_text(text, encoding="utf-8")

@@ -23,7 +23,7 @@ from jingmin_metrics.domain.clock import local_day, local_hour, parse_us
 from jingmin_metrics.domain.item import Observation
 from jingmin_metrics.domain.measures import MEASURES, Kind
 from jingmin_metrics.figures import snapshot
-from jingmin_metrics.figures.families import KINDS
+from jingmin_metrics.figures.families import KINDS, PROGRAMMES
 
 BUREAU, STATION = "330602", "330602001"
 
@@ -111,6 +111,8 @@ VARYING: dict[str, tuple[str, ...]] = {
     "on_target": ("true", "false"),
     "one_visit": ("true", "false", "unrecorded"),
     "outcome": ("reached", "completed", "refused", "nobody_home", "substantiated"),
+    "party_category": ("local", "non_local", "vulnerable", ""),
+    "programme": PROGRAMMES[:-1],
 }
 
 

@@ -83,6 +83,8 @@ def test_every_dashboard_has_its_panels_and_parses(tmp_path: Path) -> None:
         "station-drilldown",
         "complaints-supervision",
         "timeliness",
+        "equity",
+        "visits",
         "platform-health",
     }
     queries = panel_queries()
@@ -197,6 +199,11 @@ async def test_every_panel_variable_and_rule_returns_data(prometheus: str) -> No
         empty = []
         named = 0
         for board, title, expr in panel_queries():
+            if " offset 30d" in expr:
+                # A change from 30 days before (the league table): this Prometheus holds
+                # seconds of history, so it is rightly empty here; it still must parse.
+                await _query(client, _grafana(expr))
+                continue
             result = await _query(client, _grafana(expr))
             if not result:
                 empty.append(f"{board} / {title}: {expr}")
