@@ -161,7 +161,7 @@ def _fields(model: type[Any], row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in model.model_fields if k in row}
 
 
-@router.get("/survey-waves/{wave_id}", response_model=s.WaveDetail)
+@router.get("/survey-waves/{wave_id}", response_model=s.WaveDetail, responses={404: {}})
 async def get_wave(wave_id: WaveId, request: Request, principal: CurrentPrincipal) -> s.WaveDetail:
     """One wave: its definition, questionnaire, and each station's frame and draw."""
     async with request.app.state.pool.acquire() as conn:
@@ -239,7 +239,7 @@ def _parse_frame(raw: bytes) -> list[dict[str, str]]:
 @router.post(
     "/survey-waves/{wave_id}/frames/{station}",
     response_model=s.WaveAccepted,
-    responses={409: {}, 422: {}},
+    responses={404: {}, 409: {}, 422: {}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -300,7 +300,9 @@ async def import_frame(
 
 
 @router.post(
-    "/survey-waves/{wave_id}/draws", response_model=s.WaveAccepted, responses={409: {}, 422: {}}
+    "/survey-waves/{wave_id}/draws",
+    response_model=s.WaveAccepted,
+    responses={404: {}, 409: {}, 422: {}},
 )
 async def draw_sample(
     wave_id: WaveId,
@@ -334,7 +336,7 @@ async def draw_sample(
     )
 
 
-@router.get("/survey-waves/{wave_id}/sample", response_model=s.SamplePage)
+@router.get("/survey-waves/{wave_id}/sample", response_model=s.SamplePage, responses={404: {}})
 async def list_sample(
     wave_id: WaveId,
     request: Request,
@@ -421,7 +423,11 @@ async def record_attempt(
     )
 
 
-@router.get("/survey-waves/{wave_id}/units/{unit_id}/contact", response_model=s.UnitContact)
+@router.get(
+    "/survey-waves/{wave_id}/units/{unit_id}/contact",
+    response_model=s.UnitContact,
+    responses={404: {}},
+)
 async def unit_contact(
     wave_id: WaveId, unit_id: UnitId, request: Request, principal: CurrentPrincipal
 ) -> s.UnitContact:
@@ -454,7 +460,7 @@ async def unit_contact(
 # ---- estimates ----------------------------------------------------------------------------
 
 
-@router.get("/survey-waves/{wave_id}/estimates", response_model=s.Estimates)
+@router.get("/survey-waves/{wave_id}/estimates", response_model=s.Estimates, responses={404: {}})
 async def estimates(wave_id: WaveId, request: Request, principal: CurrentPrincipal) -> s.Estimates:
     """Per station and county: AAPOR RR1/RR3, satisfaction and security, weighted, with CIs."""
     async with request.app.state.pool.acquire() as conn:
