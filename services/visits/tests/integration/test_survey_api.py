@@ -141,8 +141,10 @@ async def test_a_wave_from_definition_to_estimates(
     )
     assert r.status_code == 200, r.text
 
-    # One of the people opted out of being contacted, before the draw.
-    opted = subject_ref({"phone": people[5]["phone"]}, settings)
+    # One of the people the draw will pick opted out of being contacted, before the draw.
+    frame_ids = await _frame_ids(db, wave_id)
+    chosen = frame_ids.index(draw_sample(frame_ids, 90, 20261207)[3])
+    opted = subject_ref({"phone": people[chosen]["phone"]}, settings)
     r = await client.post(
         "/v1/opt-outs", json={"subject_id": opted, "bureau": BUREAU}, headers=admin
     )
@@ -171,12 +173,17 @@ async def test_a_wave_from_definition_to_estimates(
             headers=field_officer,
         )
     ).json()["items"]
-    frame_ids = await _frame_ids(db, wave_id)
     assert [u["unit_id"] for u in sample] == draw_sample(frame_ids, 90, 20261207)
     index = {u: i for i, u in enumerate(frame_ids)}
     blocked = [u for u in sample if u["do_not_contact"]]
-    assert [index[u["unit_id"]] for u in blocked] == ([5] if 5 in map(index.get, [
-        u["unit_id"] for u in sample]) else [])  # fmt: skip
+    assert [index[u["unit_id"]] for u in blocked] == [chosen]
+    # The opted-out person is neither shown to an interviewer nor attempted.
+    url = f"/v1/survey-waves/{wave_id}/units/{blocked[0]['unit_id']}"
+    stored.problem(await client.get(f"{url}/contact", headers=field_officer), 403)
+    r = await client.post(
+        f"{url}/attempts", json={"mode": "phone", "outcome": "refused"}, headers=field_officer
+    )
+    stored.problem(r, 409)
 
     # The interviewer borrows a number; the read is recorded.
     open_units = [u for u in sample if not u["do_not_contact"]]
@@ -460,6 +467,12 @@ async def test_another_bureau_can_neither_read_nor_write(
     for url, kw in reads:
         r = await client.get(url, headers=foreign, **kw)
         stored.problem(r, 403)
+    # Each refused contact read is on the audit trail, with who asked.
+    refused = await db.fetch(
+        "SELECT reader, result, status FROM contact_reads WHERE item_id = $1",
+        f"{wave_id}/{unit}",
+    )
+    assert [tuple(r) for r in refused] == [("330603-adm", "forbidden", 403)]
     listed = await client.get("/v1/survey-waves", headers=foreign)
     assert listed.status_code == 200 and listed.json()["items"] == []
     # A neighbouring station's officer sees the wave, but not the county's estimates nor
@@ -467,7 +480,9 @@ async def test_another_bureau_can_neither_read_nor_write(
     assert (await client.get(f"/v1/survey-waves/{wave_id}", headers=neighbour)).status_code == 200
     for url, kw in reads[1:]:
         stored.problem(await client.get(url, headers=neighbour, **kw), 403)
-    assert await _counts(db) == before
+    counts = await _counts(db)
+    assert counts["contact_reads"] == before["contact_reads"] + 2  # the two refused reads
+    assert {**counts, "contact_reads": 0} == {**before, "contact_reads": 0}
     r = await client.post(
         "/v1/survey-waves", json=_wave(), headers=token("officer", subject="p1001")
     )

@@ -64,6 +64,14 @@ def test_same_seed_same_sample_and_another_seed_another() -> None:
     assert sorted(draw_sample(frame, 2000, seed=1)) == frame
 
 
+def test_the_draw_is_the_same_on_every_python() -> None:
+    # Recorded on CPython 3.11.7 and 3.13.0: a draw made today can be re-made in years.
+    frame = [f"u{i}" for i in range(1000)]
+    assert draw_sample(frame, 8, 20261207) == [
+        "u762", "u55", "u879", "u217", "u454", "u787", "u982", "u968",
+    ]  # fmt: skip
+
+
 def test_the_draw_is_pinned_to_the_documented_algorithm() -> None:
     # random.Random(7).random() per unit, smallest keys first: stable across Pythons.
     import random
@@ -240,6 +248,37 @@ def test_over_represented_locals_are_weighted_back_to_the_frame() -> None:
         assert block["dispositions"]["refused"] == len(blocked)
         with pytest.raises(IllegalTransition):
             wave.record_attempt(blocked[0].unit_id, "phone", Outcome.REFUSED, {}, None, NOW, NOW)
+
+
+def test_a_frame_in_parts_is_one_frame_and_part_one_starts_afresh() -> None:
+    wave = _wave()
+    station = "330602001"
+    history = []
+    first, second = _units(6, 0), _units(0, 4)
+    for part, units in ((1, first), (2, second)):
+        for fact in wave.import_frame(station, part, units, NOW, NOW):
+            wave.apply(fact)
+            history.append(fact)
+            assert fact.data["frame_size"] == len(first) + (len(second) if part == 2 else 0)
+    assert [u.unit_id for u in wave.frames[station]] == [u["unit_id"] for u in first + second]
+    assert wave.frame_margins[station]["residence"] == {"local": 6, "non_local": 4}
+    with pytest.raises(IllegalTransition):  # part 2 again: a retry must not count twice
+        wave.import_frame(station, 2, second, NOW, NOW)
+    for fact in wave.draw(station, 99, (), NOW, NOW):
+        wave.apply(fact)
+        history.append(fact)
+    # Rebuilt from its facts, the frame and the sample are the same.
+    rebuilt = SurveyWave.from_history(
+        wave.wave_id, [(f.type, f.data, f.occurred_at) for f in history]
+    )
+    assert [u.unit_id for u in rebuilt.frames[station]] == [u.unit_id for u in wave.frames[station]]
+    assert rebuilt.draws[station] == wave.draws[station]
+    fresh = _wave()
+    for fact in fresh.import_frame(station, 1, first, NOW, NOW):
+        fresh.apply(fact)
+    for fact in fresh.import_frame(station, 1, second, NOW, NOW):  # part 1 again: afresh
+        fresh.apply(fact)
+    assert len(fresh.frames[station]) == 4 and fresh.frame_parts[station] == 1
 
 
 def test_a_drawn_frame_is_frozen_and_attempts_respect_the_wave() -> None:

@@ -14,8 +14,8 @@ import asyncpg
 from eventkit.app import vault_of
 from eventkit.auth import CurrentPrincipal, Principal, authorize
 from eventkit.commands import IdempotencyKey, answer, command_request, execute
-from eventkit.personal import SubjectErased, subject_ref
-from eventkit.problems import forbidden, not_found
+from eventkit.personal import ERASED, SubjectErased, subject_ref
+from eventkit.problems import Problem, forbidden, not_found
 from eventkit.store import PostgresTransaction, load_on
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -29,7 +29,7 @@ from jingmin_visits.application.survey import (
     Decision,
     load,
 )
-from jingmin_visits.domain.errors import InvalidCommand, NotFound
+from jingmin_visits.domain.errors import DomainError, InvalidCommand, NotFound
 from jingmin_visits.domain.estimates import wave_estimates
 from jingmin_visits.domain.facts import Fact
 from jingmin_visits.domain.survey import (
@@ -38,6 +38,7 @@ from jingmin_visits.domain.survey import (
     QUESTIONNAIRE_VERSION,
     STRATA,
     Outcome,
+    SampledUnit,
     SurveyWave,
 )
 from jingmin_visits.entrypoints import survey_schemas as s
@@ -431,30 +432,59 @@ async def record_attempt(
 async def unit_contact(
     wave_id: WaveId, unit_id: UnitId, request: Request, principal: CurrentPrincipal
 ) -> s.UnitContact:
-    """The sampled person's name, number and address for the interviewer (audited)."""
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
+    """The sampled person's name, number and address for the interviewer (audited).
+
+    Every read of a wave that exists is one row in `contact_reads`, refused ones too, so
+    a supervisor sees who tried to reach whom, not only who did.
+    """
+    item = f"{wave_id}/{unit_id}"
+    async with request.app.state.pool.acquire() as conn:
         wave = await _wave(conn, wave_id)
-        _unit_guard(unit_id, FIELD_ROLES)(wave, principal)
-        unit = wave.units[unit_id]
-        if unit.do_not_contact:
-            raise forbidden("this person opted out: do not contact")
+        unit = wave.units.get(unit_id)
+        try:
+            _unit_guard(unit_id, FIELD_ROLES)(wave, principal)
+            assert unit is not None
+            if unit.do_not_contact:
+                raise forbidden("this person opted out: do not contact")
+        except (Problem, DomainError) as refused:
+            result = {403: "forbidden", 404: "not_found"}.get(refused.status, "error")
+            await _audit(conn, request, principal, item, unit, result, refused.status)
+            raise
         frame_unit = next(u for u in wave.frames[unit.station] if u.unit_id == unit_id)
-        revealed = await vault_of(request).reveal_fields(conn, frame_unit.person)
-        # The read is recorded before anything is shown, in the same transaction.
-        await conn.execute(
-            """INSERT INTO contact_reads (reader, roles, scopes, purpose, item_id, subject_id,
-                   station, result, status, correlation_id)
-               VALUES ($1, $2, $3, 'survey', $4, $5, $6, 'granted', 200, $7)""",
-            principal.subject,
-            sorted(principal.roles),
-            list(principal.scopes),
-            f"{wave_id}/{unit_id}",
-            unit.subject_id,
-            unit.station,
-            request.headers.get("x-correlation-id"),
-        )
+        async with conn.transaction():
+            revealed = await vault_of(request).reveal_fields(conn, frame_unit.person)
+            erased = not revealed or all(v in (None, ERASED) for v in revealed.values())
+            # The read is recorded before anything is shown, in the same transaction.
+            await _audit(
+                conn, request, principal, item, unit, "erased" if erased else "granted", 200
+            )
     shown = {k: revealed.get(k) for k in ("name", "phone", "address")}
     return s.UnitContact(unit_id=unit_id, **shown)
+
+
+async def _audit(
+    conn: asyncpg.Connection,
+    request: Request,
+    principal: Principal,
+    item: str,
+    unit: SampledUnit | None,
+    result: str,
+    status: int,
+) -> None:
+    await conn.execute(
+        """INSERT INTO contact_reads (reader, roles, scopes, purpose, item_id, subject_id,
+               station, result, status, correlation_id)
+           VALUES ($1, $2, $3, 'survey', $4, $5, $6, $7, $8, $9)""",
+        principal.subject,
+        sorted(principal.roles),
+        list(principal.scopes),
+        item,
+        unit.subject_id if unit else None,
+        unit.station if unit else None,
+        result,
+        status,
+        request.headers.get("x-correlation-id"),
+    )
 
 
 # ---- estimates ----------------------------------------------------------------------------
