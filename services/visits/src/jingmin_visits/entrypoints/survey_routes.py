@@ -20,6 +20,7 @@ from eventkit.store import PostgresTransaction, load_on
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from jingmin_visits.adapters import read_model
 from jingmin_visits.application.handlers import CallbackCommands
 from jingmin_visits.application.survey import (
     FIELD_ROLES,
@@ -471,13 +472,10 @@ async def _audit(
     result: str,
     status: int,
 ) -> None:
-    await conn.execute(
-        """INSERT INTO contact_reads (reader, roles, scopes, purpose, item_id, subject_id,
-               station, result, status, correlation_id)
-           VALUES ($1, $2, $3, 'survey', $4, $5, $6, $7, $8, $9)""",
-        principal.subject,
-        sorted(principal.roles),
-        list(principal.scopes),
+    await read_model.record_read(
+        conn,
+        principal,
+        "survey",
         item,
         unit.subject_id if unit else None,
         unit.station if unit else None,
