@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -30,6 +31,19 @@ OTHER_BUREAU = "330603"
 STATION = BUREAU + "001"
 TODAY = datetime.now(UTC).date()
 CSV_TYPE = {"Content-Type": "text/csv"}
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def _daytime() -> str:
+    """The latest 10:00 in Beijing that has passed: outside the quiet hours (20:00-08:00)."""
+    now = datetime.now(BEIJING)
+    day = now.date() if now.hour >= 10 else now.date() - timedelta(days=1)
+    return datetime.combine(day, time(10), BEIJING).isoformat()
+
+
+def _night() -> str:
+    now = datetime.now(BEIJING)
+    return datetime.combine(now.date() - timedelta(days=1), time(21), BEIJING).isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +225,11 @@ async def test_a_wave_from_definition_to_estimates(
     recorded: list[Outcome] = []
     for i, unit in enumerate(open_units[:40]):
         outcome = plan[i % len(plan)]
-        body: dict[str, Any] = {"mode": "phone", "outcome": outcome.value}
+        body: dict[str, Any] = {
+            "mode": "phone",
+            "outcome": outcome.value,
+            "occurred_at": _daytime(),
+        }
         if outcome == Outcome.COMPLETED:
             body["answers"] = {
                 "security": "safe" if i % 4 else "not_very_safe",
@@ -400,6 +418,7 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
         ({"mode": "phone", "outcome": "refused", "answers": {"security": "safe"}}, 422),
         ({"mode": "phone", "outcome": "gone_fishing"}, 422),
         ({"mode": "sms", "outcome": "non_contact"}, 422),  # not one of this wave's modes
+        ({"mode": "phone", "outcome": "non_contact", "occurred_at": _night()}, 422),  # quiet
         ({"mode": "phone", "outcome": "non_contact", "comment": "x"}, 422),
         (
             {

@@ -299,6 +299,14 @@ def test_a_drawn_frame_is_frozen_and_attempts_respect_the_wave() -> None:
         wave.record_attempt(unit, "phone", Outcome.COMPLETED, {"security": "safe"}, None, NOW, NOW)
     with pytest.raises(InvalidCommand):  # a refusal carries no answers
         wave.record_attempt(unit, "phone", Outcome.REFUSED, {"security": "safe"}, None, NOW, NOW)
+    with pytest.raises(InvalidCommand, match="quiet hours"):
+        wave.record_attempt(
+            unit, "phone", Outcome.NON_CONTACT, {}, None, NOW, NOW, quiet_hours=True
+        )
+    in_person = wave.record_attempt(
+        unit, "in_person", Outcome.NON_CONTACT, {}, None, NOW, NOW, quiet_hours=True
+    )
+    assert in_person[0].data["mode"] == "in_person"
     late = datetime.combine(TODAY + timedelta(days=40), datetime.min.time(), UTC)
     with pytest.raises(InvalidCommand):
         wave.record_attempt(unit, "phone", Outcome.NON_CONTACT, {}, None, late, late)

@@ -489,8 +489,15 @@ class SurveyWave:
         comment: Mapping[str, str] | None,
         occurred_at: datetime,
         now: datetime,
+        *,
+        quiet_hours: bool = False,
     ) -> list[Fact]:
-        """One attempt on a sampled unit; a completed or partial one carries the answers."""
+        """One attempt on a sampled unit; a completed or partial one carries the answers.
+
+        `quiet_hours`: `occurred_at` falls in the bureau's quiet hours (20:00–08:00 by
+        default), when nobody is called or sent an SMS (DOMAIN §3.2); a visit in person is
+        the household's to accept.
+        """
         self._open()
         unit = self.unit(unit_id)
         check_time(occurred_at, now, None, "survey attempt")
@@ -503,6 +510,8 @@ class SurveyWave:
             raise IllegalTransition(f"unit {unit_id} is already {unit.disposition.value}")
         if mode not in self.modes:
             raise InvalidCommand(f"this wave's modes are {list(self.modes)}")
+        if quiet_hours and mode in (SurveyMode.PHONE, SurveyMode.SMS):
+            raise InvalidCommand("no calls or SMS in the quiet hours")
         assert self.period_start is not None and self.period_end is not None
         local_day = occurred_at.astimezone(BEIJING).date()
         if not self.period_start <= local_day <= self.period_end:

@@ -397,9 +397,12 @@ async def record_attempt(
 ) -> JSONResponse:
     """Record one attempt on a sampled unit, with the answers if it was interviewed."""
     vault = vault_of(request)
+    handlers: CallbackCommands = request.app.state.commands
 
     async def decide(wave: SurveyWave, tx: PostgresTransaction, now: datetime) -> list[Fact]:
         unit = wave.unit(unit_id)
+        # The callbacks' quiet hours, in the bureau's time zone: one rule for every call.
+        policy = await handlers.policies.get(tx.connection, wave.bureau)
         sealed = None
         if body.comment:
             if Outcome(body.outcome) not in (Outcome.COMPLETED, Outcome.PARTIAL):
@@ -410,7 +413,10 @@ async def record_attempt(
                 sealed = None  # the person asked to be forgotten: the answer stays, not the words
         answers = body.answers.codes() if body.answers else {}
         t = body.occurred_at or now
-        return wave.record_attempt(unit_id, body.mode.value, body.outcome, answers, sealed, t, now)
+        quiet = policy.out_of_quiet_hours(t) != t
+        return wave.record_attempt(
+            unit_id, body.mode.value, body.outcome, answers, sealed, t, now, quiet_hours=quiet
+        )
 
     return await _run(
         request,
