@@ -3,6 +3,7 @@ estimates; retries write nothing twice, bad input writes nothing, other bureaus 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, datetime, time, timedelta
@@ -506,3 +507,62 @@ async def test_another_bureau_can_neither_read_nor_write(
         "/v1/survey-waves", json=_wave(), headers=token("officer", subject="p1001")
     )
     stored.problem(r, 403)  # defining a wave is for the bureau's organisers
+
+
+async def test_interviewers_recording_at_once_lose_nothing_and_record_nothing_twice(
+    client: httpx.AsyncClient, admin: Headers, field_officer: Headers, db: asyncpg.Pool
+) -> None:
+    wave_id = await _define(client, admin)
+    text, _ = _frame(40)
+    r = await client.post(
+        f"/v1/survey-waves/{wave_id}/frames/{STATION}", content=text.encode(), headers=admin
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/survey-waves/{wave_id}/draws", json={"station": STATION, "seed": 5}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    sample = (
+        await client.get(
+            f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
+        )
+    ).json()["items"]
+    units = [u["unit_id"] for u in sample if not u["do_not_contact"]][:8]
+    body = {"mode": "in_person", "outcome": "non_contact"}
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                f"/v1/survey-waves/{wave_id}/units/{u}/attempts", json=body, headers=field_officer
+            )
+            for u in units
+        )
+    )
+    # All fieldwork of a wave appends to its one stream: a burst of writers races for it.
+    # The kernel decides each lost race again on fresh state; one that loses every retry is
+    # a 409 that wrote nothing, and the client's retry records it, once.
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 409}
+
+    async def recorded() -> int:
+        found: int = await db.fetchval(
+            "SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'SurveyAttemptRecorded'",
+            wave_id,
+        )
+        return found
+
+    assert await recorded() == statuses.count(200)
+    for unit, status in zip(units, statuses, strict=True):
+        if status == 409:
+            r = await client.post(
+                f"/v1/survey-waves/{wave_id}/units/{unit}/attempts",
+                json=body,
+                headers=field_officer,
+            )
+            assert r.status_code == 200, r.text
+    assert await recorded() == len(units)
+    sample = (
+        await client.get(
+            f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
+        )
+    ).json()["items"]
+    assert sorted(u["attempts"] for u in sample if u["unit_id"] in units) == [1] * len(units)
