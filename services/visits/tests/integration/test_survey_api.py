@@ -104,6 +104,36 @@ async def _define(client: httpx.AsyncClient, headers: Headers, **over: Any) -> s
     return wave_id
 
 
+async def _sample(
+    client: httpx.AsyncClient, headers: Headers, wave_id: str
+) -> list[dict[str, Any]]:
+    r = await client.get(
+        f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+async def _framed(client: httpx.AsyncClient, headers: Headers, wave_id: str, text: str) -> None:
+    r = await client.post(
+        f"/v1/survey-waves/{wave_id}/frames/{STATION}", content=text.encode(), headers=headers
+    )
+    assert r.status_code == 200, r.text
+
+
+async def _drawn(
+    client: httpx.AsyncClient, headers: Headers, wave_id: str, seed: int | None = None
+) -> list[dict[str, Any]]:
+    """Draw the station's sample (a frame is imported) and return it."""
+    body: dict[str, Any] = (
+        {"station": STATION} if seed is None else {"station": STATION, "seed": seed}
+    )
+    r = await client.post(f"/v1/survey-waves/{wave_id}/draws", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    return await _sample(client, headers, wave_id)
+
+
 async def _counts(db: asyncpg.Pool) -> dict[str, int]:
     row = await db.fetchrow(
         """SELECT (SELECT count(*) FROM events) AS events,
@@ -181,13 +211,7 @@ async def test_a_wave_from_definition_to_estimates(
     assert frame["sample_size"] == 90
     assert [i["item"] for i in detail["questionnaire"]][:2] == ["security", "satisfaction"]
 
-    sample = (
-        await client.get(
-            f"/v1/survey-waves/{wave_id}/sample",
-            params={"station": STATION},
-            headers=field_officer,
-        )
-    ).json()["items"]
+    sample = await _sample(client, field_officer, wave_id)  # the station's own officer
     assert [u["unit_id"] for u in sample] == draw_sample(frame_ids, 90, 20261207)
     index = {u: i for i, u in enumerate(frame_ids)}
     blocked = [u for u in sample if u["do_not_contact"]]
@@ -295,23 +319,9 @@ async def test_same_seed_and_same_frame_give_the_same_sample(
     positions = []
     for seed in (7, 7, 8):
         wave_id = await _define(client, admin)
-        r = await client.post(
-            f"/v1/survey-waves/{wave_id}/frames/{STATION}",
-            content=text.encode(),
-            headers={**admin, **CSV_TYPE},
-        )
-        assert r.status_code == 200, r.text
-        r = await client.post(
-            f"/v1/survey-waves/{wave_id}/draws", json={"station": STATION, "seed": seed},
-            headers=admin,
-        )  # fmt: skip
-        assert r.status_code == 200, r.text
+        await _framed(client, admin, wave_id, text)
+        sample = await _drawn(client, admin, wave_id, seed)
         frame = await _frame_ids(db, wave_id)
-        sample = (
-            await client.get(
-                f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
-            )
-        ).json()["items"]
         positions.append([frame.index(u["unit_id"]) for u in sample])
     assert positions[0] == positions[1]  # unit ids differ per import; the frame rows do not
     assert positions[0] != positions[2]
@@ -338,15 +348,7 @@ async def test_a_retry_with_the_same_key_writes_nothing_twice(
     assert r1.status_code == r2.status_code == 200 and r1.json() == r2.json()
     assert await _counts(db) == after_frame
 
-    r = await client.post(
-        f"/v1/survey-waves/{wave_id}/draws", json={"station": STATION}, headers=admin
-    )
-    assert r.status_code == 200, r.text
-    unit = (
-        await client.get(
-            f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
-        )
-    ).json()["items"][0]["unit_id"]
+    unit = (await _drawn(client, admin, wave_id))[0]["unit_id"]
     body = {
         "mode": "in_person",
         "outcome": "completed",
@@ -401,17 +403,8 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
     stored.problem(r, 409)  # no frame yet
     assert await _counts(db) == before
 
-    r = await client.post(url, content=_frame(20)[0].encode(), headers=admin)
-    assert r.status_code == 200, r.text
-    r = await client.post(
-        f"/v1/survey-waves/{wave_id}/draws", json={"station": STATION, "seed": 1}, headers=admin
-    )
-    assert r.status_code == 200, r.text
-    unit = (
-        await client.get(
-            f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
-        )
-    ).json()["items"][0]["unit_id"]
+    await _framed(client, admin, wave_id, _frame(20)[0])
+    unit = (await _drawn(client, admin, wave_id, 1))[0]["unit_id"]
     before = await _counts(db)
     attempts = f"/v1/survey-waves/{wave_id}/units/{unit}/attempts"
     for body, status in [
@@ -448,19 +441,8 @@ async def test_another_bureau_can_neither_read_nor_write(
 ) -> None:  # fmt: skip
     wave_id = await _define(client, admin)
     text, _ = _frame(20)
-    r = await client.post(
-        f"/v1/survey-waves/{wave_id}/frames/{STATION}", content=text.encode(), headers=admin
-    )
-    assert r.status_code == 200, r.text
-    r = await client.post(
-        f"/v1/survey-waves/{wave_id}/draws", json={"station": STATION, "seed": 3}, headers=admin
-    )
-    assert r.status_code == 200, r.text
-    unit = (
-        await client.get(
-            f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
-        )
-    ).json()["items"][0]["unit_id"]
+    await _framed(client, admin, wave_id, text)
+    unit = (await _drawn(client, admin, wave_id, 3))[0]["unit_id"]
     roles = ("officer", "supervisor", "commander", "admin")
     foreign = token(*roles, scopes=(OTHER_BUREAU,), subject="330603-adm")
     neighbour = token(*roles, scopes=(BUREAU + "002",), subject="330602002-p1")
@@ -513,20 +495,8 @@ async def test_interviewers_recording_at_once_lose_nothing_and_record_nothing_tw
     client: httpx.AsyncClient, admin: Headers, field_officer: Headers, db: asyncpg.Pool
 ) -> None:
     wave_id = await _define(client, admin)
-    text, _ = _frame(40)
-    r = await client.post(
-        f"/v1/survey-waves/{wave_id}/frames/{STATION}", content=text.encode(), headers=admin
-    )
-    assert r.status_code == 200, r.text
-    r = await client.post(
-        f"/v1/survey-waves/{wave_id}/draws", json={"station": STATION, "seed": 5}, headers=admin
-    )
-    assert r.status_code == 200, r.text
-    sample = (
-        await client.get(
-            f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
-        )
-    ).json()["items"]
+    await _framed(client, admin, wave_id, _frame(40)[0])
+    sample = await _drawn(client, admin, wave_id, 5)
     units = [u["unit_id"] for u in sample if not u["do_not_contact"]][:8]
     body = {"mode": "in_person", "outcome": "non_contact"}
     answers = await asyncio.gather(
@@ -560,9 +530,5 @@ async def test_interviewers_recording_at_once_lose_nothing_and_record_nothing_tw
             )
             assert r.status_code == 200, r.text
     assert await recorded() == len(units)
-    sample = (
-        await client.get(
-            f"/v1/survey-waves/{wave_id}/sample", params={"station": STATION}, headers=admin
-        )
-    ).json()["items"]
+    sample = await _sample(client, admin, wave_id)
     assert sorted(u["attempts"] for u in sample if u["unit_id"] in units) == [1] * len(units)
