@@ -63,6 +63,7 @@ ROUTES, ABSENT = route_table(Path("/tmp"))
 AUTHENTICATED = [r for r in ROUTES if (r[1], r[2]) not in PUBLIC]
 
 _SOON = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+_TODAY = datetime.now(UTC).date().isoformat()
 
 # A valid body for each write: the request must get past validation, so a refusal proves the
 # token was refused, not the body.
@@ -104,6 +105,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "satisfaction": "satisfied", "security": "safe"},
     ("visits", "/v1/opt-outs"): {"bureau": BUREAU, "subject_id": "{subject_id}"},
     ("visits", "/v1/policies/{bureau}"): {},
+    ("visits", "/v1/survey-waves"): {
+        "bureau": BUREAU, "title": "民意调查", "period_start": _TODAY, "period_end": _TODAY,
+        "modes": ["phone"]},
+    ("visits", "/v1/survey-waves/{wave_id}/draws"): {"station": STATION},
+    ("visits", "/v1/survey-waves/{wave_id}/units/{unit_id}/attempts"): {
+        "mode": "phone", "outcome": "non_contact"},
     ("complaints", "/v1/complaints"): {
         "bureau": BUREAU, "subject_unit": STATION, "channel": "hotline", "category": "attitude",
         "account": "态度不好"},
@@ -143,6 +150,7 @@ QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("complaints", "/v1/contact-reads"): {"item_id": "{complaint_id}"},
     ("metrics", "/v1/figures/breakdown"): {"dimension": "station"},
     ("intake", "/v1/units"): {"scope": BUREAU},
+    ("visits", "/v1/survey-waves/{wave_id}/sample"): {"station": STATION},
 }
 # Query parameters naming a unit: set to bureau 330602's, a foreign token must be refused.
 UNIT_QUERIES = {"bureau": BUREAU, "station": STATION, "unit": STATION, "scope": BUREAU}

@@ -81,6 +81,10 @@ SEEDS: dict[str, list[tuple[str, str, dict[str, Any], str]]] = {
                                               "venue": "community", "area_type": "urban",
                                               "organiser": "p1", "participants": 5},
          "engagement_id"),
+        ("/v1/survey-waves", "wave_id", {"bureau": BUREAU, "title": "民意调查",
+                                         "period_start": _ago(24)[:10],
+                                         "period_end": _ago(-24 * 30)[:10],
+                                         "modes": ["phone", "in_person"]}, "wave_id"),
     ],
     "complaints": [
         ("/v1/complaints", "complaint_id", {"occurred_at": _ago(3), "bureau": BUREAU,

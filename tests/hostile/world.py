@@ -199,6 +199,7 @@ async def seed(w: World, pump: Callable[[], Any]) -> None:
         )
     )
     w.ids["engagement_id"] = engagement["engagement_id"]
+    await _survey_wave(w, w.token("supervisor", subject="330602-sv-01"))
     complaint = await _ok(
         await c.post(
             "/v1/complaints",
@@ -264,6 +265,46 @@ async def seed(w: World, pump: Callable[[], Any]) -> None:
     w.ids["unit_code"] = unit["code"]
     await pump()
     await _follow_ups(w, pump)
+
+
+async def _survey_wave(w: World, organiser: dict[str, str]) -> None:
+    """A survey wave with a station frame (names and numbers encrypted) and its sample."""
+    v = w.clients["visits"]
+    today = datetime.now(UTC).date()
+    wave = await _ok(
+        await v.post(
+            "/v1/survey-waves",
+            headers=organiser,
+            json={
+                "bureau": BUREAU,
+                "title": "群众安全感和满意度调查",
+                "period_start": (today - timedelta(days=1)).isoformat(),
+                "period_end": (today + timedelta(days=30)).isoformat(),
+                "modes": ["phone", "in_person"],
+            },
+        )
+    )
+    wave_id = w.ids["wave_id"] = wave["wave_id"]
+    rows = [f"居民{i},1390000{i:04d},18-29,{('male', 'female')[i % 2]},local" for i in range(8)]
+    frame = "name,phone,age_band,sex,residence\n" + "\n".join(rows) + "\n"
+    await _ok(
+        await v.post(
+            f"/v1/survey-waves/{wave_id}/frames/{STATION}",
+            headers={**organiser, "Content-Type": "text/csv"},
+            content=frame.encode(),
+        )
+    )
+    await _ok(
+        await v.post(
+            f"/v1/survey-waves/{wave_id}/draws", headers=organiser, json={"station": STATION}
+        )
+    )
+    sample = await _ok(
+        await v.get(
+            f"/v1/survey-waves/{wave_id}/sample", headers=organiser, params={"station": STATION}
+        )
+    )
+    w.ids["unit_id"] = sample["items"][0]["unit_id"]
 
 
 async def _follow_ups(w: World, pump: Callable[[], Any]) -> None:

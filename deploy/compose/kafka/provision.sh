@@ -48,6 +48,7 @@ topic intake.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
 topic intake.hotline12345.public.v1 12 cleanup.policy=delete retention.ms=34560000000
 topic visits.callback.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic visits.visit.events.v1 12 cleanup.policy=delete retention.ms=-1
+topic visits.survey.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic visits.dlq.v1 1 cleanup.policy=delete retention.ms=2592000000
 topic complaints.complaint.events.v1 12 cleanup.policy=delete retention.ms=-1
 topic complaints.supervision.events.v1 12 cleanup.policy=delete retention.ms=-1

@@ -9,6 +9,7 @@ from eventkit.service import ServiceSpec, TopicSpec
 from jingmin_visits.integration.messages import (
     DEAD_LETTER_TOPIC,
     EVENT_TYPES,
+    SURVEY_TOPIC,
     TOPIC,
     TYPES_BY_TOPIC,
     VISIT_TOPIC,
@@ -29,6 +30,13 @@ SERVICE = ServiceSpec(
             partitions=12,
             description="Visits, engagement events and the issues they raise, keyed by the"
             " visit or engagement id.",
+        ),
+        TopicSpec(
+            SURVEY_TOPIC,
+            partitions=12,
+            description="Resident survey waves (民意调查): definitions, frame sizes and margins,"
+            " draws with their seeds, fieldwork attempts and answers without the unit they came"
+            " from; keyed by wave id.",
         ),
         TopicSpec(
             DEAD_LETTER_TOPIC,

@@ -205,19 +205,38 @@ async def audit_read(
 ) -> None:
     """Which officer borrowed a contact through this service, for which callback, and what
     came of it (the owner's own audit only knows this service asked)."""
+    await record_read(
+        conn, principal, "callback", cb.case_id, cb.subject_id, cb.station, result.value,
+        status, cb.callback_id,
+    )  # fmt: skip
+
+
+async def record_read(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    purpose: str,
+    item_id: str,
+    subject_id: str | None,
+    station: str | None,
+    result: str,
+    status: int,
+    correlation_id: str | None,
+) -> None:
+    """One row of the contact-read audit trail (append-only, kernel migration 0005)."""
     await conn.execute(
         """INSERT INTO contact_reads (reader, roles, scopes, purpose, item_id, subject_id,
                station, result, status, correlation_id)
-           VALUES ($1, $2, $3, 'callback', $4, $5, $6, $7, $8, $9)""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         principal.subject,
         sorted(principal.roles),
         list(principal.scopes),
-        cb.case_id,
-        cb.subject_id,
-        cb.station,
-        result.value,
+        purpose,
+        item_id,
+        subject_id,
+        station,
+        result,
         status,
-        cb.callback_id,
+        correlation_id,
     )
 
 

@@ -42,9 +42,11 @@ from jingmin_visits.domain.facts import Fact
 from jingmin_visits.domain.policy import CallbackPolicy
 from jingmin_visits.entrypoints import schemas as s
 from jingmin_visits.entrypoints.outreach_routes import router as outreach_router
+from jingmin_visits.entrypoints.survey_routes import router as survey_waves_router
 
 router = APIRouter(prefix="/v1")
 router.include_router(outreach_router)
+router.include_router(survey_waves_router)
 CallbackId = Annotated[
     str, Path(pattern=r"^cb-[0-9a-f]{32}-[a-z_]{1,32}$", description="Callback id")
 ]

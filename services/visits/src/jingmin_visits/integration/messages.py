@@ -1,9 +1,11 @@
 """Maps stored events to the published contracts: callbacks on `visits.callback.events.v1`,
-visits, engagement events and the issues they raise on `visits.visit.events.v1`.
+visits, engagement events and the issues they raise on `visits.visit.events.v1`, survey
+waves on `visits.survey.events.v1`.
 
 Only allow-listed fields leave the service: survey comments, opinions, issue summaries and
 personal fields are stored encrypted and never copied here, so no topic carries them, even
-as ciphertext.
+as ciphertext. A survey answer is published without the sampled unit it came from: the
+frame that names the unit never leaves the service, and neither does the unit's id.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from eventkit import outbox
 from eventkit.store import OutboxMessage, RecordedEvent
 
 from jingmin_visits.domain import callback as events
-from jingmin_visits.domain import engagement, visit
+from jingmin_visits.domain import engagement, survey, visit
 
 SOURCE = "/jingmin/visits"
 TOPIC = "visits.callback.events.v1"
 VISIT_TOPIC = "visits.visit.events.v1"
+SURVEY_TOPIC = "visits.survey.events.v1"
 DEAD_LETTER_TOPIC = "visits.dlq.v1"
 INTAKE_TOPIC = "intake.case.events.v1"
 VERSION = 1
@@ -89,7 +92,36 @@ VISIT_FIELDS: dict[str, tuple[str, ...]] = {
     engagement.OPINION: ("opinion_id", "feedback", "raises_issue", "has_text"),
 }
 
+SURVEY_FIELDS: dict[str, tuple[str, ...]] = {
+    survey.WAVE_DEFINED: (
+        "period_start",
+        "period_end",
+        "questionnaire_version",
+        "precision",
+        "station_precision",
+        "confidence",
+        "expected_response_rate",
+        "modes",
+    ),
+    survey.FRAME_IMPORTED: ("part", "part_size", "frame_size", "margins", "frame_digest"),
+    survey.SAMPLE_DRAWN: (
+        "seed",
+        "algorithm",
+        "frame_size",
+        "frame_digest",
+        "precision",
+        "confidence",
+        "expected_response_rate",
+        "n0",
+        "n_fpc",
+        "sample_size",
+        "do_not_contact_count",
+    ),
+    survey.ATTEMPT_RECORDED: ("mode", "outcome", "attempt", "answers", "has_comment"),
+}
+
 _ID_FIELD = {"visit": "visit_id", "engagement": "engagement_id"}
+SURVEY_STREAM = "survey_wave"
 
 
 def ce_type(stored_type: str) -> str:
@@ -98,11 +130,17 @@ def ce_type(stored_type: str) -> str:
 
 CALLBACK_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in PUBLIC_FIELDS)
 VISIT_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in VISIT_FIELDS)
-EVENT_TYPES: tuple[str, ...] = CALLBACK_TYPES + VISIT_TYPES
-TYPES_BY_TOPIC = {TOPIC: CALLBACK_TYPES, VISIT_TOPIC: VISIT_TYPES}
+SURVEY_TYPES: tuple[str, ...] = tuple(ce_type(t) for t in SURVEY_FIELDS)
+EVENT_TYPES: tuple[str, ...] = CALLBACK_TYPES + VISIT_TYPES + SURVEY_TYPES
+TYPES_BY_TOPIC = {TOPIC: CALLBACK_TYPES, VISIT_TOPIC: VISIT_TYPES, SURVEY_TOPIC: SURVEY_TYPES}
 
 
 def public_data(event: RecordedEvent) -> dict[str, Any]:
+    if event.stream_type == SURVEY_STREAM:
+        data = outbox.public_data(event, "wave_id", SURVEY_FIELDS[event.type])
+        if not data["station"]:
+            del data["station"]  # the wave's own facts belong to the bureau, not a station
+        return data
     if event.stream_type == "callback":
         return outbox.public_data(event, "callback_id", PUBLIC_FIELDS[event.type])
     # An issue is keyed by the visit or engagement that raised it, named as its source.
@@ -111,7 +149,7 @@ def public_data(event: RecordedEvent) -> dict[str, Any]:
 
 
 def to_messages(event: RecordedEvent) -> Sequence[OutboxMessage]:
-    topic = TOPIC if event.stream_type == "callback" else VISIT_TOPIC
+    topic = {"callback": TOPIC, SURVEY_STREAM: SURVEY_TOPIC}.get(event.stream_type, VISIT_TOPIC)
     return outbox.single_message(
         event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=topic
     )
