@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 import asyncpg
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    model_validator,
+)
 
 from eventkit.personal import Vault
 from eventkit.store import RecordedEvent
@@ -50,8 +58,43 @@ def plausible(t: datetime) -> datetime:
 Time = Annotated[AwareDatetime, AfterValidator(plausible)]
 
 
+def _plain_types(annotation: Any) -> set[Any]:
+    """The types an annotation admits at its top level (through Optional, unions, Annotated)."""
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, UnionType, Annotated):
+        return {t for a in args for t in _plain_types(a)}
+    return {annotation}
+
+
 class Strict(BaseModel):
+    """A request body: unknown fields refused, and no true or false where a number goes.
+
+    pydantic's lax mode reads JSON `true` as the integer 1 (`"sweep_grace_seconds": true`
+    would store 1 s); strict mode would also refuse ISO strings for times, so only booleans
+    are refused, for the fields whose type is a number and not also a bool.
+    """
+
     model_config = ConfigDict(extra="forbid")
+    _numbers: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        numbers = set()
+        for name, field in cls.model_fields.items():
+            types = _plain_types(field.annotation)
+            if types & {int, float} and bool not in types:
+                numbers |= {name, field.alias or name}
+        cls._numbers = frozenset(numbers)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in cls._numbers:
+                if isinstance(data.get(name), bool):
+                    raise ValueError(f"{name} must be a number, not true or false")
+        return data
 
 
 OfficerId = Annotated[
