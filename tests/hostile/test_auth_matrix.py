@@ -86,6 +86,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("intake", "/v1/cases/{case_id}/rejection"): {"reason": "duplicate", "explanation": "重复"},
     ("intake", "/v1/cases/{case_id}/reopen"): {"reason": "callback_unsatisfied"},
     ("intake", "/v1/cases/{case_id}/close"): {},
+    ("intake", "/v1/cases/{case_id}/enforcement-decision"): {
+        "decision": "administrative_penalty"},
+    ("intake", "/v1/cases/{case_id}/classification"): {
+        "crime_victim": True, "preventable": False, "category": "theft.burglary"},
     ("intake", "/v1/policies/{bureau}"): {},
     ("visits", "/v1/visits"): {
         "bureau": BUREAU, "station": STATION, "programme": "aimin", "mode": "in_person",

@@ -129,6 +129,17 @@ async def test_same_seed_same_requests_and_the_stores_hold_them(
     filed = sum(v for k, v in t.items() if k.startswith("complaints.filed."))
     assert stored["complaints_types"].get("ComplaintReceived", 0) == filed
     assert stored["future_events"] == 0
+    # What follows resolved alarms: classifications and enforcement decisions, each with the
+    # callback visits' policy opens for it (scheduled or suppressed, never missing).
+    assert intake_types.get("CaseClassified", 0) == t["cases.classified"] > 0
+    decided = sum(v for k, v in t.items() if k.startswith("cases.enforcement."))
+    assert intake_types.get("EnforcementDecided", 0) == decided
+    followed = sum(
+        t.get(f"callbacks.{trigger}", 0)
+        for trigger in ("crime_victim", "preventable_case", "enforcement_decision")
+    )
+    expected = sum(v for k, v in t.items() if k.startswith("callbacks.expected."))
+    assert 0 < followed <= expected
 
 
 async def test_no_event_time_lies_beyond_the_window(

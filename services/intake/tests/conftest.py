@@ -148,6 +148,8 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "rejection": {"reason": "false_report", "explanation": "经核实无此事"},
     "reopen": {"reason": "callback_unsatisfied", "note": "回访时群众表示不满意"},
     "close": {},
+    "enforcement-decision": {"decision": "administrative_penalty", "note": "处罚款500元"},
+    "classification": {"crime_victim": True, "preventable": True, "category": "theft.burglary"},
 }
 
 

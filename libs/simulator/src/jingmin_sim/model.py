@@ -247,6 +247,21 @@ P_TIP_TRANSFER = 0.55
 P_ANONYMOUS_TIP = 0.4
 P_CLOSED = 0.9  # resolved cases a station also closes formally within the day
 
+# What follows some resolved alarms (DOMAIN.md §3.2): an enforcement decision on a 治安 case
+# (执法回访 follows), a classification as a crime with a victim (刑事被侵害人回访告知) or as a
+# preventable case (可防性案件回访, prevention advice). By category; the sensitive ones are
+# classified too, and visits records their callbacks as suppressed.
+P_ENFORCEMENT = {"fight": 0.45, "harassment": 0.3, "drunk": 0.2, "noise": 0.1, "dispute": 0.05}
+ENFORCEMENT_DECISIONS = {
+    "administrative_penalty": 70, "administrative_compulsion": 10, "no_penalty": 20,
+}  # fmt: skip
+P_CRIME_VICTIM = {"theft": 0.5, "fraud": 0.7, "robbery": 0.9, "fight": 0.15,
+                  "domestic_violence": 0.3, "sexual_offence": 0.8}  # fmt: skip
+P_PREVENTABLE = {"theft": 0.6, "fraud": 0.8}
+CLASSIFY_AFTER = (6 * HOUR, 0.8)  # after the case's own last step
+ENFORCE_AFTER = (20 * HOUR, 0.8)  # 当场 or within days (治安 cases)
+FOLLOWED_UP = frozenset({*P_ENFORCEMENT, *P_CRIME_VICTIM, *P_PREVENTABLE})
+
 
 def night(t: datetime) -> bool:
     return t.astimezone(TZ).hour < 7 or t.astimezone(TZ).hour >= 22

@@ -450,8 +450,59 @@ async def _resolve(s: Story, case: CaseRef, t: datetime, actor: Actor) -> None:
         case.last_at = closed
     if "callbacks" in s.run.options.include:
         s.spawn(f"{s.key}/callback", t, _bind(callback_story, case))
+        if case.kind == "alarm" and (case.category or "") in m.FOLLOWED_UP:
+            # Its own story and random stream: the case's own draws stay as they were.
+            s.spawn(f"{s.key}/follow-up", case.last_at, _bind(follow_up_story, case))
     if closed is not None and await s.at(closed):
         await s.post("intake", "/v1/cases/{case}/close", ids, {}, actor, closed)
+
+
+async def follow_up_story(s: Story, case: CaseRef) -> None:
+    """After a resolved alarm: a classification (crime victim, preventable) and an
+    enforcement decision, each followed by the callback visits' policy opens for it."""
+    rng, category, drill = s.rng, case.category or "", s.run.options.drill
+    victim = rng.random() < m.P_CRIME_VICTIM.get(category, 0.0)
+    preventable = rng.random() < m.P_PREVENTABLE.get(category, 0.0)
+    decision = (
+        m.choose(rng, m.ENFORCEMENT_DECISIONS)
+        if rng.random() < m.P_ENFORCEMENT.get(category, 0.0)
+        else None
+    )
+    officer = s.as_officer(case.station, s.officer(case.station))
+    t = case.last_at
+    if victim or preventable:
+        t = s.run.soon(t, rng) if drill else t + seconds(m.lognormal(rng, *m.CLASSIFY_AFTER))
+        if not await s.at(t, soon=drill):
+            return
+        body = {"crime_victim": victim, "preventable": preventable, "category": category}
+        ids = {"case": case.case_id}
+        await s.post("intake", "/v1/cases/{case}/classification", ids, body, officer, t)
+        case.last_at = max(case.last_at, t)  # a reopen later comes after it
+        s.tally("cases.classified")
+        for trigger, wanted in (("crime_victim", victim), ("preventable_case", preventable)):
+            if wanted:
+                _follow_with_callback(s, case, trigger, t)
+    if decision is not None:
+        t = s.run.soon(t, rng) if drill else t + seconds(m.lognormal(rng, *m.ENFORCE_AFTER))
+        if not await s.at(t, soon=drill):
+            return
+        await s.post(
+            "intake",
+            "/v1/cases/{case}/enforcement-decision",
+            {"case": case.case_id},
+            {"decision": decision},
+            s.as_supervisor(case.bureau),
+            t,
+        )
+        case.last_at = max(case.last_at, t)
+        s.tally(f"cases.enforcement.{decision}")
+        _follow_with_callback(s, case, "enforcement_decision", t)
+
+
+def _follow_with_callback(s: Story, case: CaseRef, trigger: str, t: datetime) -> None:
+    s.tally(f"callbacks.expected.{trigger}")
+    follow = replace(case, trigger=trigger, resolved_at=t, last_at=t)
+    s.spawn(f"{s.key}/{trigger}", t, _bind(callback_story, follow))
 
 
 async def _phone_consultation(s: Story, case: CaseRef, t0: datetime, taker: Actor) -> None:

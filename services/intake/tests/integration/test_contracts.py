@@ -78,6 +78,15 @@ async def run_every_command(
         minimal, "transfer", target_type="internal", target="330602002", person_informed=False
     )
     await api.command(minimal, "close")
+    # What callbacks follow after the fact: an enforcement decision, classifications (one
+    # with no category, one with no callback at all).
+    officer = token("officer")
+    await api.command(alarm, "enforcement-decision", headers=officer, note=None)
+    await api.command(alarm, "classification", headers=officer)
+    await api.command(
+        minimal, "classification", headers=officer, crime_victim=False, preventable=False,
+        category=None,
+    )  # fmt: skip
 
     # A service application needing two visits (一次办结 false), then resolved.
     service = (await api.receive(kind="service", channel="window", priority="general"))["case_id"]

@@ -28,6 +28,8 @@ from jingmin_intake.integration.messages import to_messages
 STREAM_TYPE = "case"
 WRITE_ROLES = ("intake_operator", "officer", "supervisor", "admin")
 READ_ROLES = ("intake_operator", "officer", "supervisor", "commander", "admin")
+# Enforcement decisions and case classifications are police work, not an operator's.
+OFFICER_ROLES = ("officer", "supervisor")
 
 
 Request = CommandRequest  # the name routes and tests use
@@ -103,6 +105,7 @@ class CaseCommands(Handlers):
         new_in: str | None = None,
         expected_version: int | None = None,
         status: int = 200,
+        roles: Sequence[str] = WRITE_ROLES,
     ) -> tuple[int, dict[str, Any]]:
         """Run one command; returns (HTTP status, body). Writes nothing unless it succeeds.
 
@@ -121,7 +124,7 @@ class CaseCommands(Handlers):
             CASES,
             case_id,
             with_policy,
-            roles=WRITE_ROLES,
+            roles=roles,
             clock=self.clock,
             new_in=new_in,
             fresh_id=new_in is not None,

@@ -17,6 +17,7 @@ from jingmin_intake.domain.vocabulary import (
     OPEN,
     OUTCOMES,
     Deadline,
+    EnforcementDecision,
     Kind,
     RejectReason,
     Status,
@@ -35,6 +36,9 @@ REJECTED = "CaseRejected"
 REOPENED = "CaseReopened"
 CLOSED = "CaseClosed"
 BREACHED = "DeadlineBreached"
+# The facts the visits service's 执法回访, 刑事被侵害人回访告知 and 可防性案件回访 follow.
+ENFORCEMENT_DECIDED = "EnforcementDecided"
+CLASSIFIED = "CaseClassified"
 
 EVENT_TYPES = (
     RECEIVED,
@@ -49,6 +53,8 @@ EVENT_TYPES = (
     REOPENED,
     CLOSED,
     BREACHED,
+    ENFORCEMENT_DECIDED,
+    CLASSIFIED,
 )
 
 _NEVER_DROPPED = frozenset({Kind.ALARM, Kind.COMPLAINT})
@@ -102,6 +108,9 @@ class Case:
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     person_informed: bool | None = None
+    enforcement_decision: str | None = None
+    # The latest classification (刑事被侵害人, 可防性案件); None until one is recorded.
+    classification: tuple[bool, bool, str | None] | None = None
 
     @property
     def reply_due_at(self) -> datetime | None:
@@ -171,6 +180,10 @@ class Case:
         elif fact.type == CLOSED:
             self.status = Status.CLOSED
             self.closed_at = t
+        elif fact.type == ENFORCEMENT_DECIDED:
+            self.enforcement_decision = d["decision"]
+        elif fact.type == CLASSIFIED:
+            self.classification = (d["crime_victim"], d["preventable"], d.get("category"))
 
     # ---- decisions ---------------------------------------------------------------------
 
@@ -366,6 +379,50 @@ class Case:
     def close(self, occurred_at: datetime, now: datetime) -> list[Fact]:
         self._require(OUTCOMES, "close")
         return self._decide(Fact(CLOSED, {}, occurred_at), now)
+
+    def _require_followable(self, action: str) -> None:
+        """Enforcement decisions and classifications follow a case at any stage, even after
+        it closed (an administrative case is decided days after the alarm), but not a
+        complaint about the police, which the complaints service owns."""
+        if self.status is None:
+            raise IllegalTransition(f"case {self.case_id} does not exist")
+        if self.kind == Kind.COMPLAINT:
+            raise InvalidCommand(f"cannot {action} a complaint case (the complaints service's)")
+
+    def decide_enforcement(
+        self, decision: str, data: dict[str, Any], occurred_at: datetime, now: datetime
+    ) -> list[Fact]:
+        """Record the enforcement decision (执法决定): once per case."""
+        self._require_followable("record an enforcement decision on")
+        if self.enforcement_decision is not None:
+            raise IllegalTransition(
+                f"the enforcement decision was already recorded ({self.enforcement_decision})"
+            )
+        payload = {**data, "decision": EnforcementDecision(decision).value}
+        return self._decide(Fact(ENFORCEMENT_DECIDED, payload, occurred_at), now)
+
+    def classify(
+        self,
+        crime_victim: bool,
+        preventable: bool,
+        category: str | None,
+        data: dict[str, Any],
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
+        """Classify the case: a crime with a victim, preventable. Restating the current
+        classification records nothing; a different one is a new fact."""
+        self._require_followable("classify")
+        if self.classification == (crime_victim, preventable, category):
+            return []
+        payload: dict[str, Any] = {
+            **data,
+            "crime_victim": crime_victim,
+            "preventable": preventable,
+        }
+        if category is not None:
+            payload["category"] = category
+        return self._decide(Fact(CLASSIFIED, payload, occurred_at), now)
 
     def sweep(
         self, now: datetime, grace: timedelta, only: Collection[str] | None = None

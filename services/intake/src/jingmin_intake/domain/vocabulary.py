@@ -101,6 +101,14 @@ class RejectReason(StrEnum):
     OTHER = "other"
 
 
+class EnforcementDecision(StrEnum):
+    """The kind of enforcement decision taken on a case (执法决定), which 执法回访 follows."""
+
+    ADMINISTRATIVE_PENALTY = "administrative_penalty"  # 行政处罚
+    ADMINISTRATIVE_COMPULSION = "administrative_compulsion"  # 行政强制
+    NO_PENALTY = "no_penalty"  # 不予处罚
+
+
 class Status(StrEnum):
     RECEIVED = "received"
     ASSIGNED = "assigned"

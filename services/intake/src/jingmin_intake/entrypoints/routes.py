@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse
 
 from jingmin_intake.adapters import read_model
 from jingmin_intake.application.handlers import (
+    OFFICER_ROLES,
     READ_ROLES,
+    WRITE_ROLES,
     CaseCommands,
     Decision,
     new_case_id,
@@ -53,10 +55,17 @@ async def _run(
     expected_version: int | None = None,
     new_in: str | None = None,
     status: int = 200,
+    roles: Sequence[str] = WRITE_ROLES,
 ) -> JSONResponse:
     command = await command_request(request, principal, key)
     code, body = await _commands(request).execute(
-        command, case_id, decide, new_in=new_in, expected_version=expected_version, status=status
+        command,
+        case_id,
+        decide,
+        new_in=new_in,
+        expected_version=expected_version,
+        status=status,
+        roles=roles,
     )
     return answer(code, body, f"/v1/cases/{body['case_id']}")
 
@@ -160,7 +169,9 @@ class Step:
 CaseDecision = Callable[[Any, Step], Awaitable[list[Fact]]]
 
 
-def _case_command(path: str, body_type: type[s.Command]) -> Callable[[CaseDecision], CaseDecision]:
+def _case_command(
+    path: str, body_type: type[s.Command], roles: Sequence[str] = WRITE_ROLES
+) -> Callable[[CaseDecision], CaseDecision]:
     """Register `POST /v1/cases/{case_id}/<path>`; the decorated function decides the facts.
 
     Every command shares the same edge: token, Idempotency-Key, expected_version and
@@ -178,7 +189,13 @@ def _case_command(path: str, body_type: type[s.Command]) -> Callable[[CaseDecisi
                 return await decide(body, step)
 
             return await _run(
-                request, principal, key, case_id, bound, expected_version=body.expected_version
+                request,
+                principal,
+                key,
+                case_id,
+                bound,
+                expected_version=body.expected_version,
+                roles=roles,
             )
 
         command_route(
@@ -283,6 +300,23 @@ async def reopen(body: s.Reopen, step: Step) -> list[Fact]:
 async def close(body: s.Close, step: Step) -> list[Fact]:
     """Close a case that has an outcome."""
     return step.case.close(step.at, step.now)
+
+
+@_case_command("enforcement-decision", s.DecideEnforcement, roles=OFFICER_ROLES)
+async def decide_enforcement(body: s.DecideEnforcement, step: Step) -> list[Fact]:
+    """Record the enforcement decision on a case (执法决定): 执法回访 follows it."""
+    data = await step.seal(note=body.note)
+    return step.case.decide_enforcement(body.decision, data, step.at, step.now)
+
+
+@_case_command("classification", s.Classify, roles=OFFICER_ROLES)
+async def classify(body: s.Classify, step: Step) -> list[Fact]:
+    """Classify a case as a crime with a victim and/or preventable, for the callbacks that
+    follow them (刑事被侵害人回访告知, 可防性案件回访)."""
+    data = await step.seal(note=body.note)
+    return step.case.classify(
+        body.crime_victim, body.preventable, body.category, data, step.at, step.now
+    )
 
 
 # ---- queries -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from jingmin_intake.domain.vocabulary import (
     Branch,
     Channel,
     ComplaintCategory,
+    EnforcementDecision,
     HoursType,
     Kind,
     PartyCategory,
@@ -156,6 +157,30 @@ class Reopen(Command):
 
 class Close(Command):
     pass
+
+
+class DecideEnforcement(Command):
+    """An enforcement decision on the case; `occurred_at` is when it was decided."""
+
+    decision: EnforcementDecision = Field(
+        description="administrative_penalty 行政处罚, administrative_compulsion 行政强制, "
+        "no_penalty 不予处罚."
+    )
+    note: Text | None = Field(None, description="Free text; stored encrypted, never published.")
+
+
+class Classify(Command):
+    """Whether the case is a crime with a victim (刑事被侵害人) and whether it was preventable
+    (可防性案件); each opens its own callback in the visits service."""
+
+    crime_victim: bool
+    preventable: bool
+    category: Code | None = Field(
+        None,
+        description="Offence category code, e.g. theft.burglary; sensitive ones (e.g. "
+        "sexual_offence, domestic_violence, juvenile) suppress the callbacks.",
+    )
+    note: Text | None = Field(None, description="Free text; stored encrypted, never published.")
 
 
 class Accepted(BaseModel):

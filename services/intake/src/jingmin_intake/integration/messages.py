@@ -57,6 +57,8 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     events.REOPENED: ("reason", "deadlines"),
     events.CLOSED: (),
     events.BREACHED: ("deadline", "due_at"),
+    events.ENFORCEMENT_DECIDED: ("decision",),
+    events.CLASSIFIED: ("crime_victim", "preventable", "category"),
 }
 
 

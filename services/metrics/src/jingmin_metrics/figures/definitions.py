@@ -22,7 +22,12 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition(
         "callbacks.satisfaction", "satisfaction rate", "满意率",
         "answers 满意 or 基本满意",
-        "answered surveys (service-recovery follow-ups apart)", "answer time", "as §4",
+        "answered surveys (service-recovery follow-ups apart)", "answer time",
+        "as §4. Every trigger's answers count, service recovery apart: the enforcement "
+        "(执法回访), crime-victim notification (刑事被侵害人回访告知) and preventable-case "
+        "callbacks ask the same 满意/安全 questions after their script, and victims of crime "
+        "are whom the yardstick most concerns; leaving them out would measure the easy "
+        "matters only. The `trigger` dimension tells them apart",
     ),
     Definition(
         "callbacks.satisfaction_strict", "satisfaction rate, strict", "非常满意率",

@@ -36,16 +36,40 @@ async def remember_case(conn: asyncpg.Connection, data: Mapping[str, Any], at: d
     )
 
 
+_RETURNING = "RETURNING kind, channel, category, subject_id, classified_category"
+
+
 async def resolution_of(
     conn: asyncpg.Connection, data: Mapping[str, Any], at: datetime
 ) -> Resolution | None:
     """The resolved case as the policy sees it: receipt facts plus the resolution's unit."""
     row = await conn.fetchrow(
-        """UPDATE intake_cases SET resolved_at = $2 WHERE case_id = $1
-           RETURNING kind, channel, category, subject_id""",
+        f"UPDATE intake_cases SET resolved_at = $2 WHERE case_id = $1 {_RETURNING}",
         data["case_id"],
         at,
     )
+    return _as_resolution(row, data, at)
+
+
+async def follow_up_of(
+    conn: asyncpg.Connection, data: Mapping[str, Any], at: datetime
+) -> Resolution | None:
+    """A case's enforcement decision or classification as the policy sees it: receipt facts,
+    the event's unit and time, and the category the case was classified under (remembered
+    here, so a later callback on the same case is suppressed by it too)."""
+    row = await conn.fetchrow(
+        """UPDATE intake_cases SET classified_category = coalesce($2, classified_category)
+           WHERE case_id = $1 """
+        + _RETURNING,
+        data["case_id"],
+        data.get("category"),
+    )
+    return _as_resolution(row, data, at)
+
+
+def _as_resolution(
+    row: asyncpg.Record | None, data: Mapping[str, Any], at: datetime
+) -> Resolution | None:
     if row is None:
         return None
     return Resolution(
@@ -57,6 +81,7 @@ async def resolution_of(
         category=row["category"],
         subject_id=row["subject_id"],
         resolved_at=at,
+        classified_category=row["classified_category"],
     )
 
 
@@ -85,9 +110,9 @@ def projection(cb: Callback, data: Mapping[str, Any], at: datetime) -> Change:
             """INSERT INTO callbacks (callback_id, case_id, trigger, bureau, station, subject_id,
                status, mode, due_at, original_due_at, expires_at, suppression_reason,
                attempts, last_outcome, satisfaction, security, version, created_at, updated_at,
-               survey_sent_at, wants_complaint, assignee)
+               survey_sent_at, wants_complaint, assignee, purpose)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-               $17, $18, $18, $19, $20, $21)
+               $17, $18, $18, $19, $20, $21, $22)
            ON CONFLICT (callback_id) DO UPDATE SET status = excluded.status,
                attempts = excluded.attempts,
                last_outcome = coalesce(excluded.last_outcome, callbacks.last_outcome),
@@ -120,6 +145,7 @@ def projection(cb: Callback, data: Mapping[str, Any], at: datetime) -> Change:
             at if "link_expires_at" in data else None,
             data.get("wants_complaint"),
             cb.assignee,
+            cb.purpose,
         ),
     )
 

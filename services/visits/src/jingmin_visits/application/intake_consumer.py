@@ -1,4 +1,6 @@
-"""Consumes intake case events: remembers what each case is, decides callbacks on resolution.
+"""Consumes intake case events: remembers what each case is, decides callbacks on resolution,
+on an enforcement decision (执法回访) and on a classification as a crime with a victim
+(刑事被侵害人回访告知) or a preventable case (可防性案件回访).
 
 Runs under `IdempotentConsumer`: the (consumer, ce_id) row, the per-case facts and the
 callback's events commit in one transaction, so each intake message is applied once.
@@ -7,6 +9,7 @@ callback's events commit in one transaction, so each intake message is applied o
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +22,7 @@ from eventkit.worker import WorkerContext
 
 from jingmin_visits.adapters import read_model
 from jingmin_visits.application.handlers import decide_on_resolution, policy_cache
+from jingmin_visits.domain.vocabulary import Trigger
 from jingmin_visits.integration.messages import DEAD_LETTER_TOPIC, INTAKE_TOPIC
 
 log = logging.getLogger(__name__)
@@ -27,10 +31,31 @@ CONSUMER_NAME = "visits.callbacks.from-intake"
 GROUP_ID = "visits.callbacks"
 RECEIVED = "jingmin.intake.CaseReceived.v1"
 RESOLVED = "jingmin.intake.CaseResolved.v1"
+ENFORCEMENT_DECIDED = "jingmin.intake.EnforcementDecided.v1"
+CLASSIFIED = "jingmin.intake.CaseClassified.v1"
 
 
 class UnknownCase(Exception):
-    """A resolution for a case whose receipt this service never saw (dead-lettered)."""
+    """A resolution, decision or classification for a case whose receipt this service never
+    saw (dead-lettered)."""
+
+
+def triggers_of(envelope: Envelope) -> tuple[Trigger, ...]:
+    """The callbacks an enforcement decision or a classification calls for, each its own
+    stream (`cb-<case>-<trigger>`), so a redelivery or a restated classification finds it."""
+    if envelope.type == ENFORCEMENT_DECIDED:
+        return (Trigger.ENFORCEMENT_DECISION,)
+    if envelope.type == CLASSIFIED:
+        data = envelope.data
+        return tuple(
+            t
+            for t, wanted in (
+                (Trigger.CRIME_VICTIM, data["crime_victim"]),
+                (Trigger.PREVENTABLE_CASE, data["preventable"]),
+            )
+            if wanted
+        )
+    return ()
 
 
 class IntakeHandler:
@@ -40,6 +65,12 @@ class IntakeHandler:
 
     async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
         data = envelope.data
+        metadata = {
+            "actor": "system:intake-consumer",
+            "causation_id": envelope.id,
+            "correlation_id": envelope.correlationid,
+            "traceparent": envelope.traceparent,
+        }
         if envelope.type == RECEIVED:
             await read_model.remember_case(conn, data, _time(data["occurred_at"]))
         elif envelope.type == RESOLVED:
@@ -47,13 +78,17 @@ class IntakeHandler:
             if resolution is None:
                 raise UnknownCase(f"case {data['case_id']} was resolved but never received")
             policy = await self.policies.get(conn, resolution.bureau)
-            metadata = {
-                "actor": "system:intake-consumer",
-                "causation_id": envelope.id,
-                "correlation_id": envelope.correlationid,
-                "traceparent": envelope.traceparent,
-            }
             await decide_on_resolution(conn, resolution, policy, metadata, self.clock())
+        elif envelope.type in (ENFORCEMENT_DECIDED, CLASSIFIED):
+            # The classification's category is remembered even when it calls for no
+            # callback: a later resolution of a sexual-offence case stays unsurveyed.
+            follow_up = await read_model.follow_up_of(conn, data, _time(data["occurred_at"]))
+            if follow_up is None:
+                raise UnknownCase(f"case {data['case_id']} was followed up but never received")
+            policy = await self.policies.get(conn, follow_up.bureau)
+            for trigger in triggers_of(envelope):
+                one = replace(follow_up, trigger=trigger)
+                await decide_on_resolution(conn, one, policy, metadata, self.clock())
         # Other intake events carry nothing callbacks need yet.
 
 

@@ -16,6 +16,7 @@ from jingmin_visits.domain.facts import Fact, check_time
 from jingmin_visits.domain.policy import CallbackPolicy
 from jingmin_visits.domain.vocabulary import (
     AttemptOutcome,
+    Purpose,
     Satisfaction,
     Security,
     Status,
@@ -57,6 +58,9 @@ class Resolution:
     # the item the callback follows, e.g. a complaint opened from an intake case).
     contact_owner: str = "intake"
     contact_item: str | None = None
+    # A category learnt after receipt (a case classified as, say, a sexual offence): it
+    # suppresses as the receipt's own category does.
+    classified_category: str | None = None
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Callback:
     subject_id: str | None = None
     trigger: str = ""
     mode: str = ""
+    purpose: str = Purpose.SURVEY
     due_at: datetime | None = None
     expires_at: datetime | None = None
     attempts: int = 0
@@ -101,6 +106,7 @@ class Callback:
         if fact.type == SCHEDULED:
             self.status = Status.SCHEDULED
             self.mode = d["mode"]
+            self.purpose = d.get("purpose", Purpose.SURVEY)
             self.due_at = datetime.fromisoformat(d["due_at"])
             self.expires_at = datetime.fromisoformat(d["expires_at"])
         elif fact.type == SUPPRESSED:
@@ -145,7 +151,7 @@ class Callback:
         Returns nothing when the policy has no callback for this kind of matter.
         """
         trigger = r.trigger or policy.trigger_for(r.kind)
-        reason = policy.suppression_for(r.category)
+        reason = policy.suppression_for(r.category) or policy.suppression_for(r.classified_category)
         if reason is None and opted_out:
             reason = SuppressionReason.OPTED_OUT
         if reason is not None:
@@ -158,6 +164,7 @@ class Callback:
         data = {
             **self._origin(r, trigger),
             "mode": rule.mode,
+            "purpose": rule.purpose,
             "due_at": due.isoformat(),
             "expires_at": (due + timedelta(seconds=policy.expire_after_seconds)).isoformat(),
         }

@@ -11,7 +11,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jingmin_visits.domain.vocabulary import Mode, SuppressionReason, Trigger
+from jingmin_visits.domain.vocabulary import Mode, Purpose, SuppressionReason, Trigger
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -23,7 +23,8 @@ _KINDS = ("alarm", "help", "consultation", "service", "petition", "opinion", "ti
 class TriggerRule:
     """One row of the trigger table: the first rule that matches a resolution wins.
 
-    Empty `kinds` or `channels` match any value.
+    Empty `kinds` or `channels` match any value. `purpose` is what the call is for (the
+    script): a survey, a notification (告知) or prevention advice.
     """
 
     trigger: str
@@ -31,6 +32,7 @@ class TriggerRule:
     window_seconds: int
     kinds: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
+    purpose: str = Purpose.SURVEY
 
     def matches(self, trigger: str, kind: str, channel: str) -> bool:
         return (
@@ -51,6 +53,7 @@ class TriggerRule:
                 window_seconds=raw["window_seconds"],
                 kinds=tuple(raw.get("kinds", ())),
                 channels=tuple(raw.get("channels", ())),
+                purpose=Purpose(raw.get("purpose", Purpose.SURVEY)).value,
             )
         except KeyError as exc:
             raise ValueError(f"a trigger rule needs {exc.args[0]}") from None
@@ -83,6 +86,17 @@ def _rules() -> tuple[TriggerRule, ...]:
         TriggerRule(Trigger.COMPLAINT_CONCLUDED, Mode.PHONE, 3 * DAY),
         # After a 不满意 was put right (report-back within 5 working days), ask again.
         TriggerRule(Trigger.SERVICE_RECOVERY, Mode.PHONE, 3 * DAY),
+        # 执法回访: a phone call within 7 days of an enforcement decision (行政处罚, 行政强制,
+        # 不予处罚), asking how the person found the way the police enforced the law.
+        TriggerRule(Trigger.ENFORCEMENT_DECISION, Mode.PHONE, 7 * DAY),
+        # 刑事被侵害人回访告知: within 7 days of the case being classified as a crime with a
+        # victim, the victim is told how their case stands; a notification, not only a survey.
+        TriggerRule(Trigger.CRIME_VICTIM, Mode.PHONE, 7 * DAY, purpose=Purpose.NOTIFICATION),
+        # 可防性案件回访: within 3 days, prevention advice for a preventable case (theft,
+        # fraud...), as §5's phone callback.
+        TriggerRule(
+            Trigger.PREVENTABLE_CASE, Mode.PHONE, 3 * DAY, purpose=Purpose.PREVENTION_ADVICE
+        ),
     )
 
 

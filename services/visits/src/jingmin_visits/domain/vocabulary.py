@@ -11,12 +11,23 @@ class Mode(StrEnum):
 
 
 class Trigger(StrEnum):
-    """What a callback follows (带案回访, 信访回访); more join as their services exist."""
+    """What a callback follows (DOMAIN.md §3.2); each has its own triggering event."""
 
-    CASE_RESOLVED = "case_resolved"
-    PETITION_RESOLVED = "petition_resolved"
+    CASE_RESOLVED = "case_resolved"  # 带案回访: intake CaseResolved
+    PETITION_RESOLVED = "petition_resolved"  # 信访回访: intake CaseResolved of a petition
     COMPLAINT_CONCLUDED = "complaint_concluded"  # 投诉办结回访
     SERVICE_RECOVERY = "service_recovery"  # follow-up after a 不满意 was put right
+    ENFORCEMENT_DECISION = "enforcement_decision"  # 执法回访: intake EnforcementDecided
+    CRIME_VICTIM = "crime_victim"  # 刑事被侵害人回访告知: intake CaseClassified
+    PREVENTABLE_CASE = "preventable_case"  # 可防性案件回访: intake CaseClassified
+
+
+class Purpose(StrEnum):
+    """What the call is for, i.e. which script the officer follows."""
+
+    SURVEY = "survey"  # ask satisfaction and sense of security
+    NOTIFICATION = "notification"  # 告知: tell a crime victim how their case stands, then ask
+    PREVENTION_ADVICE = "prevention_advice"  # give prevention advice, then ask
 
 
 class SuppressionReason(StrEnum):

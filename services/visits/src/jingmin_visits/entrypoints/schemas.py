@@ -94,6 +94,11 @@ class CallbackSummary(BaseModel):
     station: str
     status: str
     mode: str | None = None
+    purpose: str = Field(
+        "survey",
+        description="What the call is for: survey, notification (告知, crime victims) or "
+        "prevention_advice (preventable cases).",
+    )
     due_at: datetime | None = None
     original_due_at: datetime | None = None
     expires_at: datetime | None = None

@@ -33,6 +33,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "trigger",
         "subject_id",
         "mode",
+        "purpose",
         "due_at",
         "original_due_at",
         "expires_at",
