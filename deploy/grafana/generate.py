@@ -356,6 +356,18 @@ def complaints() -> dict[str, Any]:
               12, 18, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
         panel("督办升级 Supervision orders escalated (volume, all time)", "stat",
               [target(f"sum(jingmin_supervision_escalations_total{{{C}}}) or vector(0)")], 18, 18),
+        row("督察与问责 Inspections, rectification and accountability", 24),
+        panel("督察次数 Inspections completed (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_inspections_total{{{C}}}) or vector(0)")], 0, 25),
+        panel("督察发现问题 Inspection findings by severity (all time)", "bargauge",
+              [target(f"sum by (severity) (jingmin_supervision_findings_total{{{C}}})",
+                      "{{severity}}")], 6, 25),
+        panel("限期整改令 Rectification orders issued (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_rectification_orders_total{{{C}}}) or vector(0)")],
+              12, 25),
+        panel("问责 Accountability actions taken (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_accountability_actions_total{{{C}}}) or vector(0)")],
+              18, 25),
     ]  # fmt: skip
     return dashboard(
         "jingmin-complaints", "警民 投诉与督察 — Jingmin complaints and supervision", p

@@ -138,6 +138,7 @@ def observations(state: State) -> list[Observation]:
             out.extend(_complaint_observations(facts))
         elif stream_id.startswith("supervision:"):
             out.extend(_order_observations(facts))
+            out.extend(_inspection_observations(facts))
         elif stream_id.startswith("visits:"):
             out.extend(_visit_observations(facts))
     return out
@@ -437,6 +438,31 @@ def _order_observations(facts: list[tuple[int, Fact]]) -> Iterator[Observation]:
             yield _plain("supervision.escalated", o, f["at"], head)
     if _live(facts, "o_overdue", None, _ORDER_ENDS):
         yield _plain("supervision.open_overdue", o, None, head)
+
+
+def _inspection_observations(facts: list[tuple[int, Fact]]) -> Iterator[Observation]:
+    """Inspections (completed, with their findings by severity) and accountability actions:
+    streams of the supervision topic other than orders."""
+    started = _first(facts, "i_started")
+    completed = _first(facts, "i_completed")
+    if completed is not None:
+        c = completed[1]
+        head = (c["st"], started[1].get("kind", "") if started else "")
+        yield _plain("supervision.inspections", c, c["at"], head)
+        deficiencies, violations = int(c.get("deficiencies") or 0), int(c.get("violations") or 0)
+        observations = max(int(c.get("findings") or 0) - deficiencies - violations, 0)
+        for severity, n in (
+            ("observation", observations),
+            ("deficiency", deficiencies),
+            ("violation", violations),
+        ):
+            if n:
+                obs = _plain("supervision.findings", c, c["at"], head, severity)
+                yield Observation(obs.measure, obs.bureau, obs.day, obs.dims, n)
+    for _v, f in facts:
+        if f["t"] == "a_taken":
+            basis = (f["st"], f.get("kind", ""), f.get("basis_type", ""))
+            yield _plain("supervision.accountability", f, f["at"], basis)
 
 
 # ---------------------------------------------------------------- visits and engagements
