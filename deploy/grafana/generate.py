@@ -430,14 +430,18 @@ def visits() -> dict[str, Any]:
                target(ratio(f"jingmin_visits_refused_total{{{C}}}",
                             f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
               12, 0, w=12, h=8, unit="percentunit", maximum=1, counts=("A",)),
+        panel("警民互动活动 Engagement events held (volume, all time)", "stat",
+              [target(f"sum(jingmin_engagement_events_total{{{C}}}) or vector(0)")], 0, 8),
+        panel("参与群众 Members of the public at engagement events (all time)", "stat",
+              [target(f"sum(jingmin_engagement_participants_total{{{C}}}) or vector(0)")], 6, 8),
     ]  # fmt: skip
     return dashboard(
         "jingmin-visits",
-        "警民 走访 — Jingmin visits by programme",
+        "警民 走访与互动 — Jingmin visits and engagement",
         p,
         description="爱民大走访, 领导干部大走访, 入户调查 and the other programmes: visits "
-        "completed, attempts and refusals. Officers visiting and engagement events are in "
-        "the metrics API (GET /v1/figures: visits, engagement).",
+        "completed, attempts and refusals; engagement events and their participants. "
+        "Officers visiting and opinions are in the metrics API (GET /v1/figures).",
     )
 
 

@@ -248,6 +248,8 @@ COUNTERPARTS: dict[tuple[str, str, str], tuple[Getter, str]] = {
     ("visits", "各项目走访完成量", "A"): (per_programme, "programme"),
     ("visits", "走访量与拒访率", "A"): (summary("all", lambda f: _n(f[V]["attempted"])), ""),
     ("visits", "走访量与拒访率", "B"): (summary("all", lambda f: _rate(f[V]["refusal"])), ""),
+    ("visits", "警民互动活动", "A"): (summary("all", lambda f: _n(f["engagement"]["events"])), ""),
+    ("visits", "参与群众", "A"): (summary("all", lambda f: _n(f["engagement"]["participants"])), ""),
 }  # fmt: skip
 
 # Targets evaluated (they must parse) with no JSON figure to equal, and why.

@@ -257,6 +257,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("jingmin_visits_completed", "counter", "Visits completed, by programme.",
            ("bureau", "programme"), B * len(PROGRAMMES), "visits.attempted",
            where=_is("outcome", "completed"), label=_bounded("programme", PROGRAMMES)),
+    Family("jingmin_engagement_events", "counter",
+           "Engagement events held (警民恳谈会, 警营开放日...).", ("bureau",), B,
+           "engagement.held"),
+    Family("jingmin_engagement_participants", "counter",
+           "Members of the public at engagement events.", ("bureau",), B,
+           "engagement.participants"),
     # ---- equity (差异性执法): the same figures per party category, counted as the headline
     Family("jingmin_party_cases_received", "counter", "Cases received, by party category.",
            ("bureau", "party_category"), B * len(PARTIES), "intake.received",
