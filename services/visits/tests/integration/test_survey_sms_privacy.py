@@ -137,8 +137,16 @@ async def test_invitations_respect_opt_outs_quiet_hours_and_scope(
     stored.problem(r, 422)
     assert await stored.counts() == before
     assert await db.fetchval("SELECT count(*) FROM sms_sink") == 0
-
     await _policy(client, commander, quiet_start="00:00", quiet_end="00:00")
+    before = await stored.counts()
+    # A station of the bureau with no sample drawn has nobody to invite.
+    r = await client.post(
+        f"/v1/survey-waves/{wave_id}/invitations", json={"station": BUREAU + "002"},
+        headers=supervisor,
+    )  # fmt: skip
+    stored.problem(r, 409)
+    assert await stored.counts() == before
+
     r = await _invite(client, supervisor, wave_id)
     assert r.status_code == 200, r.text
     assert r.json()["counts"] == {"opted_out": 1, "sent": len(units) - 1}

@@ -27,7 +27,7 @@ from jingmin_visits.adapters import read_model, survey_tokens
 from jingmin_visits.adapters.sms import SmsGateway, SmsRefused, SmsUnavailable
 from jingmin_visits.application.handlers import CallbackCommands
 from jingmin_visits.application.survey import SURVEY_WAVE, load
-from jingmin_visits.domain.errors import DomainError, NotFound
+from jingmin_visits.domain.errors import DomainError, IllegalTransition, NotFound
 from jingmin_visits.domain.survey import Outcome, SurveyMode, SurveyWave
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class WaveSms:
         wave.check_sms_fieldwork(now, quiet_hours=policy.out_of_quiet_hours(now) != now)
         draw = wave.draws.get(station)
         if draw is None:
-            return {}
+            raise IllegalTransition(f"station {station} has no sample drawn in this wave")
         for unit_id in draw.unit_ids:
             outcome = await self._invite(wave_id, unit_id, principal, correlation_id)
             counts[outcome] = counts.get(outcome, 0) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -448,7 +449,8 @@ async def record_attempt(
             # contactable again, a new one stops contact at once.
             opted_out=await read_model.is_opted_out(tx.connection, unit.subject_id),
             problem_text=problem,
-            raised_by=principal.subject[:32],
+            # The contract's officer id: a token subject outside its alphabet is mapped into it.
+            raised_by=re.sub(r"[^A-Za-z0-9_-]", "-", principal.subject)[:32],
             area_type=body.area_type or area_type_of(wave.bureau),
         )
 
@@ -599,7 +601,7 @@ async def link_answer(
         facts = wave.link_answer(
             unit_id,
             allowed=allowed,
-            actor=principal.subject[:32],
+            actor=re.sub(r"[^A-Za-z0-9_:.-]", "-", principal.subject)[:32],
             role=next(r for r in LINK_ROLES if principal.has_role(r)),
             reason=reason,
             occurred_at=now,
