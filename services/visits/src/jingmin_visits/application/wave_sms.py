@@ -36,10 +36,11 @@ PAGE_ACTOR = "survey-page"  # who "raised" a problem typed on the page (the pers
 
 
 def invitation_text(signature: str, link: str, hours: int) -> str:
-    # Plain and short: says what the survey is, never who was sampled or why.
+    # Plain and short: says what the survey is, never who was sampled or why. No "reply TD
+    # to opt out" line: replies from the provider are not wired yet, so it would not work.
     return (
         f"【{signature}】您好，您被随机选中参加群众安全感和满意度调查（匿名），"
-        f"请点击填写：{link} （{hours}小时内有效）回复TD退订"
+        f"请点击填写：{link} （{hours}小时内有效）"
     )
 
 
