@@ -200,6 +200,10 @@ async def test_a_drill_answers_every_callback_with_all_three_values(
     answered = sum(v for k, v in t.items() if k.startswith("callbacks.answered."))
     assert stored["visits_types"].get("CallbackAnswered", 0) == answered
     assert result.stories["crashed"] == 0
+    # A drill's window is short, yet the chaos load sees a wave: its first units worked.
+    tried = sum(v for k, v in t.items() if k.startswith("survey.attempts."))
+    assert stored["visits_types"].get("SurveyAttemptRecorded", 0) == tried > 0
+    assert t["survey.waves"] == 1
 
 
 def _arrivals(cfg: Config) -> list[tuple[str, str]]:

@@ -519,6 +519,12 @@ SURVEY_PROBLEM = {
               "drugs_gambling": 8, "other": 5, "none": 18},
 }  # fmt: skip
 SURVEY_P_COMMENT = 0.15
+# A drill (the chaos load's short windows): a wave in every window whatever its length,
+# the first SURVEY_DRILL_UNITS units of each station's sample worked, calls minutes apart
+# at any hour (one that falls in the default quiet hours, 20:00-08:00, is made in person,
+# which the API takes at any hour), so nothing depends on the hour the run starts.
+SURVEY_DRILL_UNITS = 10
+SURVEY_DRILL_RETRY = (5 * MINUTE, 30 * MINUTE)
 
 
 def survey_precision(units: float) -> float:

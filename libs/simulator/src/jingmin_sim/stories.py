@@ -1661,13 +1661,15 @@ SURVEY_UNIT = "/v1/survey-waves/{wave}/units/{unit}"
 def survey_arrivals(run: Run) -> list[Start]:
     """A wave per bureau at the start of a window long enough to do fieldwork in."""
     o = run.options
-    if "surveys" not in o.include or (o.end - o.start) < timedelta(days=m.SURVEY_MIN_DAYS):
+    if "surveys" not in o.include:
+        return []
+    if not o.drill and (o.end - o.start) < timedelta(days=m.SURVEY_MIN_DAYS):
         return []
     starts = []
     for bureau in run.bureaus.values():
         key = f"survey/{bureau.code}/{o.start.astimezone(m.TZ):%Y-%m-%d}"
         rng = random.Random(f"{o.seed}:{key}:defined")
-        t = m.next_office_time(o.start, rng, any_day=True)
+        t = o.start if o.drill else m.next_office_time(o.start, rng, any_day=True)
         if t <= o.end:
             starts.append(Start(t, key, _bind(survey_wave_story, bureau, t)))
     return starts
@@ -1753,13 +1755,21 @@ async def survey_wave_story(s: Story, bureau: Bureau, t0: datetime) -> None:
         for i, unit in enumerate(units):
             key = f"survey/{station.code}/unit/{i}"
             s.name(unit["unit_id"], key)
-            t = _survey_call_time(t0 + seconds(s.rng.uniform(0, span)), s.rng)
+            if o.drill and i >= m.SURVEY_DRILL_UNITS:
+                continue
+            t = t0 + seconds(s.rng.uniform(0, span))
+            t = t if o.drill else _survey_call_time(t, s.rng)
             s.spawn(key, t, _bind(survey_unit_story, station, wave_id, unit["unit_id"], t))
 
 
 def _place(station: Station) -> str:
     """The frame's invented addresses are in the station's own community."""
     return station.unit_name.removesuffix("派出所") + "社区"
+
+
+def _in_call_hours(t: datetime) -> bool:
+    """Outside the default quiet hours (20:00-08:00 Beijing), when phones may ring."""
+    return 8 <= t.astimezone(m.TZ).hour < 20
 
 
 def _survey_call_time(t: datetime, rng: random.Random) -> datetime:
@@ -1799,11 +1809,15 @@ async def survey_unit_story(
     if rng.random() < m.SURVEY_P_IN_PERSON:
         modes.append("in_person")
     for n, mode in enumerate(modes):
-        if n:
+        if n and s.run.options.drill:
+            t += seconds(rng.uniform(*m.SURVEY_DRILL_RETRY))
+        elif n:
             t = _survey_call_time(t + seconds(m.lognormal(rng, *m.SURVEY_RETRY)), rng)
         if not await s.at(t):
             s.tally("survey.cut_by_window")
             return
+        if s.run.options.drill and not _in_call_hours(t):
+            mode = "in_person"
         reached = (
             respondent.contact(rng)
             if mode == "phone"
