@@ -110,7 +110,8 @@ class Response:
 
 
 class Retryable(Exception):
-    """A 5xx, 429 or 503: the same request (same Idempotency-Key) is sent again."""
+    """A 5xx, 429, 503 or a lost race (409, "retry"): the same request (same
+    Idempotency-Key) is sent again."""
 
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
@@ -235,18 +236,30 @@ class Api:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
+        content: tuple[str, bytes] | None = None,
         expect: tuple[int, ...] = (),
     ) -> Response:
         """One request; `endpoint` is the path template the summary groups by.
+
+        `content`: a raw body with its media type (a CSV file); the log holds its size and
+        a digest, not the file.
 
         Statuses in `expect` are outcomes the story handles (e.g. 404 while polling, 409
         for a callback the expiry loop closed first), not errors.
         """
         client = self.clients[service]
         headers = {"Authorization": f"Bearer {self.tokens.token(actor)}"}
+        logged: Any = json_body if form is None else dict(form)
+        if content is not None:
+            headers["Content-Type"] = content[0]
+            # 24 hex digits: a digest the log's 32-hex id naming leaves alone.
+            logged = {
+                content[0]: hashlib.sha256(content[1]).hexdigest()[:24],
+                "bytes": len(content[1]),
+            }
         if method == "POST":
             headers["Idempotency-Key"] = self.idempotency_key(story, seq)
-            self.log.record(story, seq, method, path, json_body if form is None else dict(form))
+            self.log.record(story, seq, method, path, logged)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((httpx.TransportError, Retryable)),
             stop=stop_after_attempt(self.attempts),
@@ -264,12 +277,13 @@ class Api:
                         raw = await client.request(
                             method,
                             path,
-                            json=json_body if form is None else None,
+                            json=json_body if form is None and content is None else None,
                             data=dict(form) if form is not None else None,
+                            content=content[1] if content is not None else None,
                             params=params,
                             headers=headers,
                         )
-                    if raw.status_code >= 500 or raw.status_code == 429:
+                    if raw.status_code >= 500 or raw.status_code == 429 or _lost_race(raw):
                         raise Retryable(raw)
         except Retryable as exc:
             raw = exc.response
@@ -291,6 +305,19 @@ class Api:
 
     def examples_seen(self) -> dict[tuple[str, int, str], str]:
         return self.stats.examples
+
+
+def _lost_race(raw: httpx.Response) -> bool:
+    """A 409 that wrote nothing because others kept changing the same stream (the kernel
+    already retried it on fresh state): the request is to be sent again, as it says.
+    Busy streams (a survey wave's fieldwork by many interviewers) see it under load."""
+    if raw.status_code != 409:
+        return False
+    try:
+        detail = raw.json().get("detail", "")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(detail, str) and detail.endswith("being changed concurrently; retry")
 
 
 def iso(t: datetime) -> str:

@@ -56,7 +56,7 @@ class Options:
     drill: bool = False
     # Streams to simulate; everything by default.
     include: frozenset[str] = frozenset(
-        {"cases", "callbacks", "complaints", "supervision", "visits", "engagements"}
+        {"cases", "callbacks", "complaints", "supervision", "visits", "engagements", "surveys"}
     )
 
 
@@ -150,6 +150,33 @@ class Story:
             form=form,
             expect=(410, 404, 422),
         )
+
+    async def upload(
+        self,
+        service: str,
+        template: str,
+        ids: dict[str, str],
+        media_type: str,
+        content: bytes,
+        actor: Actor,
+        params: str = "",
+    ) -> Response:
+        """POST a file (a survey frame's CSV); a failure ends the story. `params` is the
+        query string, kept in the logged path (a part number says which piece it is)."""
+        self.seq += 1
+        response = await self.api.request(
+            service,
+            "POST",
+            template.format(**ids) + params,
+            actor,
+            endpoint=template,
+            story=self.key,
+            seq=self.seq,
+            content=(media_type, content),
+        )
+        if not response.ok:
+            raise StoryStop(f"{template}: {response.status}")
+        return response
 
     async def get(
         self,

@@ -348,10 +348,7 @@ class Experience:
         return s
 
     def satisfaction(self, rng: random.Random) -> str:
-        u = self.score() + _logistic(rng)
-        if u < 0:
-            return "dissatisfied"
-        return "basically_satisfied" if u < 1.75 else "satisfied"
+        return satisfaction_of(self.score(), rng)
 
     def security(self, rng: random.Random) -> str:
         s = (
@@ -376,6 +373,14 @@ class Experience:
         if self.party == "non_local":
             return "unfair_enforcement"
         return "other"
+
+
+def satisfaction_of(score: float, rng: random.Random) -> str:
+    """满意/基本满意/不满意 from a latent score plus logistic noise (callbacks and survey)."""
+    u = score + _logistic(rng)
+    if u < 0:
+        return "dissatisfied"
+    return "basically_satisfied" if u < 1.75 else "satisfied"
 
 
 def _logistic(rng: random.Random) -> float:
@@ -454,3 +459,127 @@ VENUES = {"forum": "community", "law_outreach": "school", "beat_report": "commun
           "open_day": "station", "monitor_forum": "station",
           "police_for_a_day": "station"}  # fmt: skip
 FIELD_RESOLVE = (2 * DAY, 0.8)
+
+# ---- resident survey (民意调查) ------------------------------------------------------------
+# A random sample of everyone in a station's area, not only of those who contacted the
+# police (issue 18): a bureau's supervisor defines a wave at the start of a window at least
+# SURVEY_MIN_DAYS long, imports each station's frame and draws the sample; community
+# officers then work the sample by phone (and in person, 入户) through the window.
+
+SURVEY_MIN_DAYS = 1.0
+# The bureau plans the wave's precision on what its stations can work in the wave's period:
+# units attempted per station and day (at --rate 1). The precision then follows from
+# n ≈ capacity: e = z·0.5 / √(expected response rate × capacity), rounded up to a whole
+# point and kept within SURVEY_PRECISION (±5 to ±20 points).
+SURVEY_UNITS_PER_STATION_DAY = 20.0
+SURVEY_EXPECTED_RESPONSE = 0.5  # the wave's expected response rate (what it draws for)
+SURVEY_PRECISION = (0.05, 0.20)
+# The frame: residents of the station's area as on its household register (户籍与流动人口
+# 登记), × the station's size; imported in parts (the API takes ~1,000 rows a request).
+SURVEY_FRAME_PER_STATION = 400
+SURVEY_FRAME_PART = 500
+# Strata: the non-local share is the residents' (PARTY_SHARES, "non_local"); ages of adults
+# after Zhejiang's 2020 census (about a quarter 60+), migrants much younger than locals.
+PARTY_SHARES = {"local": 0.68, "non_local": 0.27, "vulnerable": 0.05}
+SURVEY_AGE = {
+    "local": {"18-29": 15.0, "30-44": 24.0, "45-59": 31.0, "60+": 30.0},
+    "non_local": {"18-29": 36.0, "30-44": 40.0, "45-59": 19.0, "60+": 5.0},
+}
+SURVEY_P_MALE = {"local": 0.50, "non_local": 0.56}  # migrant workers: more men
+# Fieldwork. Calls in 09:00-19:30 any day (the quiet hours are 20:00-08:00), first calls
+# spread over the window, retries at another time of day; a unit gets up to
+# SURVEY_PHONE_TRIES calls, then an officer visits SURVEY_P_IN_PERSON of those never
+# reached. Contact per call by age and residence (the young and migrants are harder to
+# reach, which is why the estimates are weighted); once reached, the outcome.
+SURVEY_CALL_HOURS = (time(9, 0), time(19, 30))
+SURVEY_FIRST_CALLS = 0.8  # first calls fall in the first 80 % of the window
+SURVEY_RETRY = (20 * HOUR, 0.6)
+SURVEY_PHONE_TRIES = 3
+SURVEY_P_CONTACT = 0.40
+SURVEY_CONTACT_TILT = {"18-29": -0.12, "30-44": -0.05, "45-59": 0.03, "60+": 0.12,
+                       "non_local": -0.08}  # fmt: skip
+SURVEY_P_IN_PERSON = 0.3
+SURVEY_P_IN_PERSON_CONTACT = 0.6
+SURVEY_REACHED = {"completed": 70.0, "refused": 20.0, "partial": 5.0, "ineligible": 5.0}
+SURVEY_INELIGIBLE_NON_LOCAL = 2.0  # moved away: registered migrants leave more often
+# Answers: a latent score like the callbacks', from the station's quality and the person's
+# temperament, without a contact to judge by: lower at its base (about 90 % 满意 or 基本
+# 满意, 65 % strictly), so the survey tracks the callbacks across stations but sits below
+# them. Security on four levels (安全 … 不安全).
+SURVEY_SATISFACTION_BASE = 2.6
+SURVEY_SECURITY_BASE = 3.3
+SURVEY_AGE_TILT = {"18-29": -0.2, "30-44": -0.1, "45-59": 0.0, "60+": 0.3}
+SURVEY_CHANGE = {"better": 45.0, "same": 38.0, "worse": 5.0, "dont_know": 12.0}
+SURVEY_PROBLEM = {
+    "urban": {"fraud": 28, "traffic": 25, "theft": 18, "disputes": 6, "public_order": 6,
+              "drugs_gambling": 2, "other": 5, "none": 10},
+    "suburban": {"fraud": 24, "traffic": 20, "theft": 20, "disputes": 10, "public_order": 6,
+                 "drugs_gambling": 4, "other": 4, "none": 12},
+    "rural": {"fraud": 20, "traffic": 15, "theft": 14, "disputes": 16, "public_order": 4,
+              "drugs_gambling": 8, "other": 5, "none": 18},
+}  # fmt: skip
+SURVEY_P_COMMENT = 0.15
+# A drill (the chaos load's short windows): a wave in every window whatever its length,
+# the first SURVEY_DRILL_UNITS units of each station's sample worked, calls minutes apart
+# at any hour (one that falls in the default quiet hours, 20:00-08:00, is made in person,
+# which the API takes at any hour), so nothing depends on the hour the run starts.
+SURVEY_DRILL_UNITS = 10
+SURVEY_DRILL_RETRY = (5 * MINUTE, 30 * MINUTE)
+
+
+def survey_precision(units: float) -> float:
+    """The margin a wave can promise when its stations attempt about `units` units each."""
+    lo, hi = SURVEY_PRECISION
+    if units <= 0:
+        return hi
+    e = 1.959964 * 0.5 / math.sqrt(SURVEY_EXPECTED_RESPONSE * units)
+    return min(hi, max(lo, math.ceil(round(e * 100, 6)) / 100))
+
+
+@dataclass
+class Respondent:
+    """A sampled resident as the questionnaire meets them."""
+
+    area_type: str
+    age_band: str
+    residence: str
+    station_quality: float = 0.0
+    temperament: float = 0.0
+
+    def contact(self, rng: random.Random) -> bool:
+        p = SURVEY_P_CONTACT + SURVEY_CONTACT_TILT.get(self.age_band, 0.0)
+        if self.residence == "non_local":
+            p += SURVEY_CONTACT_TILT["non_local"]
+        return rng.random() < p
+
+    def reached(self, rng: random.Random) -> str:
+        table = dict(SURVEY_REACHED)
+        if self.residence == "non_local":
+            table["ineligible"] *= SURVEY_INELIGIBLE_NON_LOCAL
+        return choose(rng, table)
+
+    def score(self) -> float:
+        s = SURVEY_SATISFACTION_BASE + self.station_quality + self.temperament
+        s += SURVEY_AGE_TILT.get(self.age_band, 0.0)
+        if self.residence == "non_local":
+            s -= 0.2  # as in the callbacks: the equity gap
+        return s
+
+    def satisfaction(self, rng: random.Random) -> str:
+        return satisfaction_of(self.score(), rng)
+
+    def security(self, rng: random.Random) -> str:
+        s = SURVEY_SECURITY_BASE + 0.5 * self.station_quality + 0.5 * self.temperament
+        s += {"rural": 0.2, "urban": -0.1}.get(self.area_type, 0.0)
+        u = s + _logistic(rng)
+        if u < -1.0:
+            return "unsafe"
+        if u < 0:
+            return "not_very_safe"
+        return "basically_safe" if u < 2.0 else "safe"
+
+    def change(self, rng: random.Random) -> str:
+        return choose(rng, SURVEY_CHANGE)
+
+    def problem(self, rng: random.Random) -> str:
+        return choose(rng, SURVEY_PROBLEM.get(self.area_type, SURVEY_PROBLEM["suburban"]))

@@ -12,6 +12,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
+
+from jingmin_sim.model import PARTY_SHARES, SURVEY_AGE, SURVEY_P_MALE, choose
 
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
@@ -145,7 +148,7 @@ def resident(seed: str, station: str, index: int) -> Resident:
     rng = random.Random(f"{seed}:resident:{station}:{index}")
     name = rng.choice(SURNAMES) + rng.choice(GIVEN)
     phone = rng.choice(MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
-    party = rng.choices(("local", "non_local", "vulnerable"), weights=(0.68, 0.27, 0.05))[0]
+    party = rng.choices(tuple(PARTY_SHARES), weights=tuple(PARTY_SHARES.values()))[0]
     # Non-local residents are registered in other provinces.
     region = (
         station[:6]
@@ -171,3 +174,70 @@ def pick_index(rng: random.Random) -> int:
     """A resident index with a heavy head: a few people contact the police often."""
     u = rng.random()
     return int(POOL_SIZE * u * u * u) if rng.random() < 0.3 else rng.randrange(POOL_SIZE)
+
+
+# ---- the resident survey's frame ----------------------------------------------------------
+
+# Frame numbers are obviously not real: 13800, the station's number (two digits), the
+# frame row (four). Nobody dialling one from a test stack's data reaches a person.
+FAKE_PHONE_PREFIX = "13800"
+
+
+@dataclass(frozen=True)
+class FramePerson:
+    """One row of a station's survey frame (its household register, as the bureau keeps it)."""
+
+    index: int
+    name: str
+    phone: str
+    address: str
+    age_band: str
+    sex: str
+    residence: str  # local (本地户籍) | non_local (流动人口)
+    temperament: float
+
+    def row(self) -> dict[str, str]:
+        return {
+            "age_band": self.age_band,
+            "sex": self.sex,
+            "residence": self.residence,
+            "name": self.name,
+            "phone": self.phone,
+            "address": self.address,
+        }
+
+
+def frame_phone(station: str, index: int) -> str:
+    return f"{FAKE_PHONE_PREFIX}{int(station[-3:]) % 100:02d}{index:04d}"
+
+
+def frame_index(phone: str | None) -> int | None:
+    """The frame row a frame number stands for (None: not one of ours)."""
+    if not phone or not phone.startswith(FAKE_PHONE_PREFIX) or len(phone) != 11:
+        return None
+    return int(phone[-4:])
+
+
+@lru_cache(maxsize=64)
+def survey_frame(seed: str, station: str, size: int, place: str) -> tuple[FramePerson, ...]:
+    """A station's frame: `size` invented adults with the model's strata shares (the same
+    for the same seed: fieldwork looks a sampled person up by the row their number names)."""
+    rng = random.Random(f"{seed}:survey-frame:{station}")
+    share = PARTY_SHARES["non_local"] / sum(PARTY_SHARES.values())
+    people = []
+    for index in range(min(size, 10_000)):
+        residence = "non_local" if rng.random() < share else "local"
+        people.append(
+            FramePerson(
+                index=index,
+                name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+                phone=frame_phone(station, index),
+                address=f"{place}{rng.randint(1, 40)}幢{rng.randint(1, 4)}单元"
+                f"{rng.randint(1, 18)}{rng.randint(1, 4):02d}室",
+                age_band=choose(rng, SURVEY_AGE[residence]),
+                sex="male" if rng.random() < SURVEY_P_MALE[residence] else "female",
+                residence=residence,
+                temperament=rng.gauss(0.0, 0.5),
+            )
+        )
+    return tuple(people)

@@ -17,7 +17,15 @@ from jingmin_sim.engine import Options, Run
 from jingmin_sim.geography import Bureau, build_bureau, pick_bureaus
 from jingmin_sim.stories import arrivals
 
-STREAMS = ("cases", "callbacks", "complaints", "supervision", "visits", "engagements")
+STREAMS = (
+    "cases",
+    "callbacks",
+    "complaints",
+    "supervision",
+    "visits",
+    "engagements",
+    "surveys",
+)
 # The service each stream needs; a stream whose service is not reachable is left out.
 NEEDS = {
     "cases": "intake",
@@ -26,6 +34,7 @@ NEEDS = {
     "supervision": "complaints",
     "visits": "visits",
     "engagements": "visits",
+    "surveys": "visits",
 }
 
 
@@ -84,13 +93,21 @@ class Result:
         sat = sum(v for k, v in answers.items() if k.endswith(".satisfied"))
         basic = sum(v for k, v in answers.items() if k.endswith(".basically_satisfied"))
         dis = sum(v for k, v in answers.items() if k.endswith(".dissatisfied"))
-        sec = {k: v for k, v in t.items() if ".security." in k}
+        sec = {k: v for k, v in t.items() if k.startswith("answers.") and ".security." in k}
         safe = sum(
             v for k, v in sec.items() if k.endswith(".safe") or k.endswith(".basically_safe")
         )
         attempts = sum(v for k, v in t.items() if k.startswith("callbacks.attempt."))
         visits = t["visits.completed"] + t["visits.nobody_home"] + t["visits.refused"]
         complaints = sum(v for k, v in t.items() if k.startswith("complaints.filed."))
+        survey_sat = {
+            v: t[f"survey.answers.satisfaction.{v}"]
+            for v in ("satisfied", "basically_satisfied", "dissatisfied")
+        }
+        survey_sec = {
+            v: t[f"survey.answers.security.{v}"]
+            for v in ("safe", "basically_safe", "not_very_safe", "unsafe")
+        }
         return {
             "cases": t["cases"],
             "dispatch_on_time": ratio(
@@ -108,6 +125,18 @@ class Result:
             "contact_rate": ratio(t["callbacks.attempt.reached"], attempts),
             "complaints_per_1000_cases": ratio(1000 * complaints, t["cases"]),
             "visit_refusal_rate": ratio(t["visits.nobody_home"] + t["visits.refused"], visits),
+            # The resident survey, unweighted: AAPOR RR1 over the units drawn (those not
+            # attempted in the window count as of unknown eligibility), and the answers.
+            "survey_response_rate": ratio(
+                t["survey.completed"], t["survey.units"] - t["survey.ineligible"]
+            ),
+            "survey_satisfaction_rate": ratio(
+                survey_sat["satisfied"] + survey_sat["basically_satisfied"],
+                sum(survey_sat.values()),
+            ),
+            "survey_security_rate": ratio(
+                survey_sec["safe"] + survey_sec["basically_safe"], sum(survey_sec.values())
+            ),
         }
 
     def to_json(self) -> dict[str, Any]:

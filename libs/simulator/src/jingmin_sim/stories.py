@@ -9,6 +9,9 @@ follow-up story finds it through the owning service's API.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import math
 import random
 from collections.abc import Iterator
@@ -19,9 +22,16 @@ from typing import Any
 from jingmin_sim import model as m
 from jingmin_sim import texts
 from jingmin_sim.api import Actor, iso
-from jingmin_sim.engine import Run, Start, Story, window_days
+from jingmin_sim.engine import Run, Start, Story, StoryStop, window_days
 from jingmin_sim.geography import Bureau, Officer, Station
-from jingmin_sim.people import Resident, pick_index, resident
+from jingmin_sim.people import (
+    FramePerson,
+    Resident,
+    frame_index,
+    pick_index,
+    resident,
+    survey_frame,
+)
 
 DISPATCH_CHANNELS = frozenset({"call_110", "call_122", "hotline"})
 PHONE_CHANNELS = frozenset({"call_110", "call_122", "hotline"})
@@ -160,6 +170,7 @@ def arrivals(run: Run) -> list[Start]:
                         f"inspection/{bureau.code}/{day}/monthly_sampling/0",
                         _bind(inspection_story, bureau, "monthly_sampling", t),
                     )
+    starts.extend(survey_arrivals(run))
     starts.sort()
     return starts
 
@@ -1638,3 +1649,204 @@ async def field_case_story(
 
 
 __all__ = ["arrivals"]
+
+
+# ---- the resident survey (民意调查) ------------------------------------------------------------
+
+SURVEY_WAVES = "/v1/survey-waves"
+SURVEY_WAVE = "/v1/survey-waves/{wave}"
+SURVEY_UNIT = "/v1/survey-waves/{wave}/units/{unit}"
+
+
+def survey_arrivals(run: Run) -> list[Start]:
+    """A wave per bureau at the start of a window long enough to do fieldwork in."""
+    o = run.options
+    if "surveys" not in o.include:
+        return []
+    if not o.drill and (o.end - o.start) < timedelta(days=m.SURVEY_MIN_DAYS):
+        return []
+    starts = []
+    for bureau in run.bureaus.values():
+        key = f"survey/{bureau.code}/{o.start.astimezone(m.TZ):%Y-%m-%d}"
+        rng = random.Random(f"{o.seed}:{key}:defined")
+        t = o.start if o.drill else m.next_office_time(o.start, rng, any_day=True)
+        if t <= o.end:
+            starts.append(Start(t, key, _bind(survey_wave_story, bureau, t)))
+    return starts
+
+
+def _draw_seed(seed: str, station: str) -> int:
+    """The seed a station's draw records: from the run's, so the same run draws the same."""
+    return (
+        int.from_bytes(hashlib.sha256(f"{seed}:survey-draw:{station}".encode()).digest()[:8]) >> 1
+    )
+
+
+def _frame_csv(people: tuple[FramePerson, ...]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(people[0].row()), lineterminator="\n")
+    writer.writeheader()
+    for person in people:
+        writer.writerow(person.row())
+    return out.getvalue().encode()
+
+
+async def survey_wave_story(s: Story, bureau: Bureau, t0: datetime) -> None:
+    """The bureau's wave: defined over the window, a frame per station, the draws; then
+    each sampled unit's fieldwork is a story of its own."""
+    o = s.run.options
+    organiser = s.as_supervisor(bureau)
+    first, last = o.start.astimezone(m.TZ).date(), o.end.astimezone(m.TZ).date()
+    days = (o.end - o.start) / timedelta(days=1)
+    precision = m.survey_precision(m.SURVEY_UNITS_PER_STATION_DAY * o.rate * days)
+    r = await s.post(
+        "visits",
+        SURVEY_WAVES,
+        {},
+        {
+            "bureau": bureau.code,
+            "title": f"{bureau.name}{first:%Y年%m月}群众安全感和满意度调查",
+            "period_start": first.isoformat(),
+            "period_end": last.isoformat(),
+            "precision": precision,
+            "expected_response_rate": m.SURVEY_EXPECTED_RESPONSE,
+            "modes": ["phone", "in_person"],
+        },
+        organiser,
+        t0,
+    )
+    wave_id = r.body["wave_id"]
+    s.name(wave_id, s.key)
+    s.tally("survey.waves")
+    ids = {"wave": wave_id}
+    # Frames and draws are stamped when they are recorded (the API takes no event time
+    # for them), so they are posted without one.
+    for station in bureau.stations:
+        size = round(m.SURVEY_FRAME_PER_STATION * station.size)
+        people = survey_frame(o.seed, station.code, size, _place(station))
+        for part, begin in enumerate(range(0, len(people), m.SURVEY_FRAME_PART), start=1):
+            chunk = people[begin : begin + m.SURVEY_FRAME_PART]
+            await s.upload(
+                "visits",
+                SURVEY_WAVE + "/frames/{station}",
+                {**ids, "station": station.code},
+                "text/csv",
+                _frame_csv(chunk),
+                organiser,
+                f"?part={part}",
+            )
+        s.tally("survey.frame_units", len(people))
+        r = await s.post(
+            "visits",
+            SURVEY_WAVE + "/draws",
+            ids,
+            {"station": station.code, "seed": _draw_seed(o.seed, station.code)},
+            organiser,
+        )
+        sample = await s.get(
+            "visits", SURVEY_WAVE + "/sample", ids, organiser, {"station": station.code}
+        )
+        if not sample.ok:
+            raise StoryStop(f"sample of {station.code}: {sample.status}")
+        units = sample.body["items"]
+        s.tally("survey.units", len(units))
+        span = (o.end - t0).total_seconds() * m.SURVEY_FIRST_CALLS
+        # The draw's order is the seed's and the frame's: the same units, same names.
+        for i, unit in enumerate(units):
+            key = f"survey/{station.code}/unit/{i}"
+            s.name(unit["unit_id"], key)
+            if o.drill and i >= m.SURVEY_DRILL_UNITS:
+                continue
+            t = t0 + seconds(s.rng.uniform(0, span))
+            t = t if o.drill else _survey_call_time(t, s.rng)
+            s.spawn(key, t, _bind(survey_unit_story, station, wave_id, unit["unit_id"], t))
+
+
+def _place(station: Station) -> str:
+    """The frame's invented addresses are in the station's own community."""
+    return station.unit_name.removesuffix("派出所") + "社区"
+
+
+def _in_call_hours(t: datetime) -> bool:
+    """Outside the default quiet hours (20:00-08:00 Beijing), when phones may ring."""
+    return 8 <= t.astimezone(m.TZ).hour < 20
+
+
+def _survey_call_time(t: datetime, rng: random.Random) -> datetime:
+    begin, end = m.SURVEY_CALL_HOURS
+    return m.next_office_time(t, rng, start=begin, end=end, any_day=True)
+
+
+async def survey_unit_story(
+    s: Story, station: Station, wave_id: str, unit_id: str, first: datetime
+) -> None:
+    """A community officer works one sampled unit: the number first (an audited read),
+    then calls at different times of day, and a visit to the home if the phone fails."""
+    rng = s.rng
+    officer = s.officer(station, "community_officer")
+    actor = s.as_officer(station, officer)
+    ids = {"wave": wave_id, "unit": unit_id}
+    contact = await s.get("visits", SURVEY_UNIT + "/contact", ids, actor, expect=(403, 404))
+    if not contact.ok:
+        s.tally(f"survey.no_contact_read.{contact.status}")  # opted out: never contacted
+        return
+    index = frame_index(contact.body.get("phone"))
+    size = round(m.SURVEY_FRAME_PER_STATION * station.size)
+    people = survey_frame(s.run.options.seed, station.code, size, _place(station))
+    if index is None or index >= len(people):
+        s.tally("survey.unknown_person")
+        return
+    person = people[index]
+    respondent = m.Respondent(
+        area_type=station.area_type,
+        age_band=person.age_band,
+        residence=person.residence,
+        station_quality=station.quality,
+        temperament=person.temperament,
+    )
+    t = first
+    modes = ["phone"] * m.SURVEY_PHONE_TRIES
+    if rng.random() < m.SURVEY_P_IN_PERSON:
+        modes.append("in_person")
+    for n, mode in enumerate(modes):
+        if n and s.run.options.drill:
+            t += seconds(rng.uniform(*m.SURVEY_DRILL_RETRY))
+        elif n:
+            t = _survey_call_time(t + seconds(m.lognormal(rng, *m.SURVEY_RETRY)), rng)
+        if not await s.at(t):
+            s.tally("survey.cut_by_window")
+            return
+        if s.run.options.drill and not _in_call_hours(t):
+            mode = "in_person"
+        reached = (
+            respondent.contact(rng)
+            if mode == "phone"
+            else rng.random() < m.SURVEY_P_IN_PERSON_CONTACT
+        )
+        outcome = respondent.reached(rng) if reached else "non_contact"
+        body: dict[str, Any] = {"mode": mode, "outcome": outcome}
+        if outcome == "completed":
+            body["answers"] = {
+                "security": respondent.security(rng),
+                "satisfaction": respondent.satisfaction(rng),
+                "change": respondent.change(rng),
+                "problem": respondent.problem(rng),
+            }
+            if rng.random() < m.SURVEY_P_COMMENT:
+                body["comment"] = texts.comment(rng, body["answers"]["satisfaction"])
+        elif outcome == "partial":
+            # A break-off after the first question.
+            body["answers"] = {"security": respondent.security(rng)}
+        await s.post("visits", SURVEY_UNIT + "/attempts", ids, body, actor, t)
+        s.tally(f"survey.attempts.{outcome}")
+        s.tally(f"survey.mode.{mode}")
+        for item, answer in body.get("answers", {}).items():
+            if item in ("security", "satisfaction"):
+                s.tally(f"survey.answers.{item}.{answer}")
+        if outcome != "non_contact":
+            # A completed, partial (a break-off), refused or ineligible unit is done with.
+            s.tally(f"survey.{outcome}")
+            if outcome == "completed":
+                s.tally(f"survey.residence.{person.residence}.completed")
+            return
+    s.tally("survey.never_reached")
