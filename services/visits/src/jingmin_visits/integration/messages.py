@@ -118,7 +118,17 @@ SURVEY_FIELDS: dict[str, tuple[str, ...]] = {
         "sample_size",
         "do_not_contact_count",
     ),
-    survey.ATTEMPT_RECORDED: ("mode", "outcome", "attempt", "answers", "has_comment"),
+    survey.ATTEMPT_RECORDED: (
+        "mode",
+        "outcome",
+        "attempt",
+        "answers",
+        "has_comment",
+        "previous_disposition",
+        "disposition",
+        "stratum",
+        "previous_answers",
+    ),
 }
 
 _ID_FIELD = {"visit": "visit_id", "engagement": "engagement_id"}
