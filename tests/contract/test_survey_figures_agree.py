@@ -145,6 +145,12 @@ def test_metrics_survey_figures_equal_visits_estimates() -> None:
     assert (got["wave_id"], got["bureau"], got["confidence"], got["strata"]) == (
         want["wave_id"], want["bureau"], want["confidence"], want["strata"],
     )  # fmt: skip
+    attempts = sum(1 for type_, _d, _t in stored if type_ == "SurveyAttemptRecorded")
+    assert got["attempts"]["by_mode"] == {"phone": attempts}
+    assert sum(got["attempts"]["by_outcome"].values()) == attempts
+    for item in ("satisfaction", "security"):
+        completed = got["completed_by_answer"][item]
+        assert sum(completed.values()) == want["county"]["dispositions"]["completed"], item
     county = want["county"]
     # The wave exercises what it says: every disposition, a weighted estimate that moved.
     assert all(county["dispositions"][k] for k in

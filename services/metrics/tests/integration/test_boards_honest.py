@@ -32,7 +32,14 @@ from jingmin_metrics.oracle.verify import verify, verify_once
 from jingmin_sim.api import DevTokens, RequestLog
 from jingmin_sim.simulate import Config, simulate
 from jingmin_sim.windows import recent_window_end
-from metricskit import PROMETHEUS, Platform, ProcessorProcess, platform, prometheus_server
+from metricskit import (
+    PROMETHEUS,
+    Platform,
+    ProcessorProcess,
+    platform,
+    prometheus_server,
+    record_survey_wave,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -491,6 +498,11 @@ async def test_every_panel_rule_and_alert_states_the_json_figure_at_county_and_c
                         config, p.clients, DevTokens(p.settings), log=RequestLog()
                     )
                     assert result.stats.error_count == 0
+                    # A resident survey wave per county, beside the callbacks: its panels
+                    # state the county's latest wave as the JSON API does.
+                    await record_survey_wave(
+                        p, county, tuple(f"{county}{n:03d}" for n in range(1, stations + 1))
+                    )
                 print(f"simulated in {time.monotonic() - started:.0f} s")
 
                 async def drained() -> bool:
@@ -529,6 +541,10 @@ async def _check(prom: Prom, api: httpx.AsyncClient, p: Platform) -> None:
     # The counties really differ in volume.
     small, large = [await scopes[c].get("figures", "all") for c in (SMALL, LARGE)]
     assert large[IN]["received"] >= 2 * small[IN]["received"] > 0, (small[IN], large[IN])
+    # Each county has a survey wave with weighted estimates for the survey panels to state.
+    assert all(
+        f["survey"]["waves"][-1]["scope"]["satisfaction"]["weighted"]["n"] for f in (small, large)
+    )
     # Grafana's county variable: a county, or every county of the city ("All" without an
     # allValue is the listed values as a regex).
     county_var = {SMALL: SMALL, LARGE: LARGE, CITY: f"({SMALL}|{LARGE})"}

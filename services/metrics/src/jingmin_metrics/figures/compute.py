@@ -242,6 +242,8 @@ def survey(s: Scope) -> dict[str, Any]:
         wave["stations"][c.dim("station")] = {
             "sample_size": c.count, "margins": {}, "dispositions": {}, "respondents": [],
         }  # fmt: skip
+        wave.setdefault("attempts", {"by_mode": defaultdict(int), "by_outcome": defaultdict(int)})
+        wave.setdefault("completed", {f: defaultdict(int) for f in SURVEY_FIGURES})
 
     def station(c: Cell) -> dict[str, Any] | None:
         wave = waves.get(c.dim("wave"))
@@ -257,6 +259,14 @@ def survey(s: Scope) -> dict[str, Any]:
         if (st := station(c)) is not None:
             answers = {k: c.dim(k) for k in SURVEY_FIGURES if c.dim(k)}
             st["respondents"] += [Respondent({k: c.dim(k) for k in STRATA}, answers)] * c.count
+            if c.dim("disposition") == "completed":
+                for item, answer in answers.items():
+                    waves[c.dim("wave")]["completed"][item][answer] += c.count
+    for c in s.each("survey.attempts"):
+        if station(c) is not None:
+            attempts = waves[c.dim("wave")]["attempts"]
+            attempts["by_mode"][c.dim("mode")] += c.count
+            attempts["by_outcome"][c.dim("outcome")] += c.count
     out = []
     for wave_id, w in sorted(waves.items(), key=lambda kv: (kv[1]["period_start"], kv[0])):
         samples = [
@@ -286,7 +296,12 @@ def survey(s: Scope) -> dict[str, Any]:
             {"wave_id": wave_id, "bureau": w["bureau"], "period_start": w["period_start"],
              "period_end": w["period_end"], "confidence": w["confidence"],
              "weighting": WEIGHTING, "strata": list(STRATA), "stations": result["stations"],
-             "scope": result["pooled"]}
+             "scope": result["pooled"],
+             # Volumes beside the estimates: fieldwork attempts, and completed interviews by
+             # answer (unweighted counts; partial interviews are in the estimates' n).
+             "attempts": {k: dict(sorted(v.items())) for k, v in w["attempts"].items()},
+             "completed_by_answer": {k: dict(sorted(v.items()))
+                                     for k, v in w["completed"].items()}}
         )  # fmt: skip
     return {"waves": out, "latest": out[-1]["wave_id"] if out else None}
 
