@@ -25,6 +25,7 @@ class Figures:
         self._version = -1
         self._index: dict[str, list[Cell]] = {}
         self._latest: tuple[int, str, dict[str, dict[str, Any]]] = (-1, "", {})
+        self._survey_key: tuple[str, frozenset[tuple[Any, ...]]] = ("", frozenset())
         # Replaced before each scrape and API answer (the app loads them from the database).
         self.names = Names()
 
@@ -36,12 +37,25 @@ class Figures:
         return self._index
 
     def latest_waves(self, now: datetime) -> dict[str, dict[str, Any]]:
-        """Each county's latest survey wave, estimated once per view version and bureau day
-        (raking every county's stations on every scrape would cost seconds at 100 counties)."""
+        """Each county's latest survey wave, estimated again only when the bureau day or a
+        survey cell changed: raking every county's stations costs seconds at 100 counties,
+        and the view's version moves with every batch of any figure."""
         by_measure = self.index()
         day = (now.astimezone(UTC) + OFFSET).date().isoformat()
-        if self._latest[:2] != (self._version, day):
+        if self._latest[:2] == (self._version, day):
+            return self._latest[2]
+        # The cells themselves, not a hash of them: a collision would serve stale figures.
+        cells = frozenset(
+            (c.measure, c.bureau, c.day, c.dims, c.count)
+            for m in families.SURVEY_MEASURES
+            for c in by_measure.get(m, ())
+        )
+        key = (day, cells)
+        if key != self._survey_key:
             self._latest = (self._version, day, families.latest_waves(by_measure, now))
+            self._survey_key = key
+        else:
+            self._latest = (self._version, day, self._latest[2])
         return self._latest[2]
 
 
