@@ -393,6 +393,18 @@ def complaints() -> dict[str, Any]:
               12, 18, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",)),
         panel("督办升级 Supervision orders escalated (volume, all time)", "stat",
               [target(f"sum(jingmin_supervision_escalations_total{{{C}}}) or vector(0)")], 18, 18),
+        row("督察与问责 Inspections, rectification and accountability", 24),
+        panel("督察次数 Inspections completed (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_inspections_total{{{C}}}) or vector(0)")], 0, 25),
+        panel("督察发现问题 Inspection findings by severity (all time)", "bargauge",
+              [target(f"sum by (severity) (jingmin_supervision_findings_total{{{C}}})",
+                      "{{severity}}")], 6, 25),
+        panel("限期整改令 Rectification orders issued (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_rectification_orders_total{{{C}}}) or vector(0)")],
+              12, 25),
+        panel("问责 Accountability actions taken (volume, all time)", "stat",
+              [target(f"sum(jingmin_supervision_accountability_actions_total{{{C}}}) or vector(0)")],
+              18, 25),
     ]  # fmt: skip
     return dashboard(
         "jingmin-complaints", "警民 投诉与督察 — Jingmin complaints and supervision", p
@@ -455,14 +467,18 @@ def visits() -> dict[str, Any]:
                target(ratio(f"jingmin_visits_refused_total{{{C}}}",
                             f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
               12, 0, w=12, h=8, unit="percentunit", maximum=1, counts=("A",)),
+        panel("警民互动活动 Engagement events held (volume, all time)", "stat",
+              [target(f"sum(jingmin_engagement_events_total{{{C}}}) or vector(0)")], 0, 8),
+        panel("参与群众 Members of the public at engagement events (all time)", "stat",
+              [target(f"sum(jingmin_engagement_participants_total{{{C}}}) or vector(0)")], 6, 8),
     ]  # fmt: skip
     return dashboard(
         "jingmin-visits",
-        "警民 走访 — Jingmin visits by programme",
+        "警民 走访与互动 — Jingmin visits and engagement",
         p,
         description="爱民大走访, 领导干部大走访, 入户调查 and the other programmes: visits "
-        "completed, attempts and refusals. Officers visiting and engagement events are in "
-        "the metrics API (GET /v1/figures: visits, engagement).",
+        "completed, attempts and refusals; engagement events and their participants. "
+        "Officers visiting and opinions are in the metrics API (GET /v1/figures).",
     )
 
 

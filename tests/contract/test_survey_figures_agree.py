@@ -78,6 +78,11 @@ def _run_wave() -> tuple[SurveyWave, list[tuple[str, dict[str, Any], datetime]]]
         apply(wave.import_frame(station, 1, units[:100], NOW, NOW))
         apply(wave.import_frame(station, 2, units[100:], NOW, NOW))
         apply(wave.draw(station, 7 + k, {f"sub_{station}_5"}, NOW, NOW))
+    for unit in [u for u in wave.units.values() if u.do_not_contact][:1]:
+        # An opt-out withdrawn after the draw: the unit is attempted, and its standing
+        # refusal gives way to what the attempt found.
+        apply(wave.record_attempt(unit.unit_id, "phone", Outcome.NON_CONTACT, {}, None, NOW, NOW,
+                                  opted_out=False))  # fmt: skip
     for i, unit in enumerate(u for u in wave.units.values() if not u.do_not_contact):
         local = unit.strata["residence"] == "local"
         sat = ("satisfied", "basically_satisfied", "dissatisfied")[i % (2 if local else 3)]

@@ -115,6 +115,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("visits", "/v1/survey-waves/{wave_id}/draws"): {"station": STATION},
     ("visits", "/v1/survey-waves/{wave_id}/units/{unit_id}/attempts"): {
         "mode": "phone", "outcome": "non_contact"},
+    ("visits", "/v1/survey-waves/{wave_id}/invitations"): {"station": STATION},
+    ("visits", "/v1/survey-waves/{wave_id}/units/{unit_id}/link"): {"reason": "核实纪律问题"},
+    ("visits", "/v1/opt-outs/{subject_id}/withdrawal"): {"bureau": BUREAU, "reason": "本人要求"},
     ("complaints", "/v1/complaints"): {
         "bureau": BUREAU, "subject_unit": STATION, "channel": "hotline", "category": "attitude",
         "account": "态度不好"},

@@ -280,7 +280,7 @@ async def _survey_wave(w: World, organiser: dict[str, str]) -> None:
                 "title": "群众安全感和满意度调查",
                 "period_start": (today - timedelta(days=1)).isoformat(),
                 "period_end": (today + timedelta(days=30)).isoformat(),
-                "modes": ["phone", "in_person"],
+                "modes": ["phone", "in_person", "sms"],
             },
         )
     )
@@ -305,6 +305,20 @@ async def _survey_wave(w: World, organiser: dict[str, str]) -> None:
         )
     )
     w.ids["unit_id"] = sample["items"][0]["unit_id"]
+    # An interview in person (no quiet hours) naming a problem in words: an IssueRaised from
+    # a survey wave, which intake turns into a field case without learning who said it.
+    await _ok(
+        await v.post(
+            f"/v1/survey-waves/{wave_id}/units/{sample['items'][1]['unit_id']}/attempts",
+            headers=w.token("officer", subject="330602001-02"),
+            json={
+                "mode": "in_person",
+                "outcome": "completed",
+                "answers": {"security": "basically_safe", "satisfaction": "satisfied"},
+                "problem_text": "菜市场门口经常有人打架",
+            },
+        )
+    )
 
 
 async def _follow_ups(w: World, pump: Callable[[], Any]) -> None:

@@ -23,7 +23,7 @@ from jingmin_metrics.domain.clock import local_day, local_hour, parse_us
 from jingmin_metrics.domain.item import Observation
 from jingmin_metrics.domain.measures import MEASURES, Kind
 from jingmin_metrics.figures import snapshot
-from jingmin_metrics.figures.families import KINDS, PROGRAMMES
+from jingmin_metrics.figures.families import KINDS, PROGRAMMES, SEVERITIES
 
 BUREAU, STATION = "330602", "330602001"
 
@@ -121,6 +121,7 @@ VARYING: dict[str, tuple[str, ...]] = {
     "outcome": ("reached", "completed", "refused", "nobody_home", "substantiated"),
     "party_category": ("local", "non_local", "vulnerable", ""),
     "programme": PROGRAMMES[:-1],
+    "severity": SEVERITIES,
 }
 
 

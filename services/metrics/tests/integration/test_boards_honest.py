@@ -161,6 +161,11 @@ def per_programme(j: Json) -> Any:
     return get()
 
 
+async def by_severity(j: Json) -> dict[str, Value]:
+    figures = await j.get("figures", "all")
+    return {k: _n(v) for k, v in figures["supervision"]["findings_by_severity"].items()}
+
+
 async def _unknown(j: Json) -> Value:
     return _n((await j.get("equity", "all"))["complaints_party_unknown"])
 
@@ -283,6 +288,10 @@ COUNTERPARTS: dict[tuple[str, str, str], tuple[Getter, str]] = {
     ("complaints-supervision", "督办按时反馈率", "A"): (summary("all", lambda f: _rate(f[SU]["reported_on_time"])), ""),
     ("complaints-supervision", "督办按时反馈率", "B"): (summary("all", lambda f: _n(f[SU]["reported_on_time"]["denominator"])), ""),
     ("complaints-supervision", "督办升级", "A"): (summary("all", lambda f: _n(f[SU]["escalations"])), ""),
+    ("complaints-supervision", "督察次数", "A"): (summary("all", lambda f: _n(f[SU]["inspections"])), ""),
+    ("complaints-supervision", "督察发现问题", "A"): (by_severity, "severity"),
+    ("complaints-supervision", "限期整改令", "A"): (summary("all", lambda f: _n(f[SU]["rectification_orders"])), ""),
+    ("complaints-supervision", "问责", "A"): (summary("all", lambda f: _n(f[SU]["accountability_actions"])), ""),
     ("station-drilldown", "满意率排名", "A"): (per_station("30d", lambda r: _rate(r["satisfaction"])), "station"),
     ("station-drilldown", "满意率排名", "B"): (per_station("30d", lambda r: _n(r["satisfaction"]["denominator"])), "station"),
     ("equity", "各群体满意率", "A"): (per_party(lambda g: _rate(g["satisfaction"])), "party_category"),
@@ -295,6 +304,8 @@ COUNTERPARTS: dict[tuple[str, str, str], tuple[Getter, str]] = {
     ("visits", "各项目走访完成量", "A"): (per_programme, "programme"),
     ("visits", "走访量与拒访率", "A"): (summary("all", lambda f: _n(f[V]["attempted"])), ""),
     ("visits", "走访量与拒访率", "B"): (summary("all", lambda f: _rate(f[V]["refusal"])), ""),
+    ("visits", "警民互动活动", "A"): (summary("all", lambda f: _n(f["engagement"]["events"])), ""),
+    ("visits", "参与群众", "A"): (summary("all", lambda f: _n(f["engagement"]["participants"])), ""),
 }  # fmt: skip
 
 # Targets evaluated (they must parse) with no JSON figure to equal, and why.

@@ -43,6 +43,7 @@ MEASURE_SOURCES = {
     "callback.completed_in_window": {"CallbackAnswered"},
     "complaints.received": {"ComplaintReceived"},
     "supervision.issued": {"OrderIssued"},
+    "supervision.inspections": {"InspectionCompleted"},
     "visits.attempted": {"VisitCompleted", "VisitFailed"},
     "engagement.held": {"EngagementHeld"},
 }

@@ -17,7 +17,8 @@ from support import bureau_codes, synthetic_view
 NOW = datetime(2026, 3, 4, 6, 0, tzinfo=UTC)
 FORBIDDEN = {"officer", "officer_id", "case_id", "callback_id", "subject_id", "complaint_id"}
 ALLOWED = {"bureau", "station", "channel", "kind", "category", "branch", "area_type",
-           "satisfaction", "window", "le", "party_category", "programme", "figure"}  # fmt: skip
+           "satisfaction", "window", "le", "party_category", "programme", "severity",
+           "figure"}  # fmt: skip
 
 
 def _series() -> dict[str, int]:

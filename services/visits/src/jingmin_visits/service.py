@@ -29,14 +29,16 @@ SERVICE = ServiceSpec(
             VISIT_TOPIC,
             partitions=12,
             description="Visits, engagement events and the issues they raise, keyed by the"
-            " visit or engagement id.",
+            " visit or engagement id; issues named in a survey wave (without the respondent),"
+            " keyed by the wave id.",
         ),
         TopicSpec(
             SURVEY_TOPIC,
             partitions=12,
             description="Resident survey waves (民意调查): definitions, frame sizes and margins,"
-            " draws with their seeds, fieldwork attempts and answers without the unit they came"
-            " from; keyed by wave id.",
+            " draws with their seeds, SMS invitations, fieldwork attempts and answers without the"
+            " unit they came from, and the audit of every request to link an answer to its person;"
+            " keyed by wave id.",
         ),
         TopicSpec(
             DEAD_LETTER_TOPIC,

@@ -28,12 +28,13 @@ Programme = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 
 class IssueRaised(BaseModel):
     """jingmin.visits.IssueRaised.v1: a citizen raised an issue during a visit or an
-    engagement event; intake opens one `field` case for it. No personal data, no free text."""
+    engagement event, or named a problem in a resident survey; intake opens one `field`
+    case for it. No personal data, no free text (a survey's issue names no person)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     issue_id: Hex32
-    source_type: Literal["visit", "engagement"]
+    source_type: Literal["visit", "engagement", "survey"]
     source_id: Hex32
     bureau: BureauCode
     station: StationCode
@@ -62,5 +63,5 @@ class IssueRaised(BaseModel):
     @property
     def demand(self) -> str:
         """The case's demand: a system text, since the citizen's words stay with visits."""
-        where = "走访" if self.source_type == "visit" else "警民活动"
+        where = {"visit": "走访", "engagement": "警民活动", "survey": "民意调查"}[self.source_type]
         return f"{where}中群众反映的问题（来源：{self.source_type} {self.source_id}）"

@@ -167,6 +167,13 @@ RULES: dict[str, EventRule] = {
     "jingmin.supervision.OrderClosed.v1": EventRule("o_closed", _keep("verdict")),
     "jingmin.supervision.OrderOverdue.v1": EventRule("o_overdue", _keep("level")),
     "jingmin.supervision.OrderEscalated.v1": EventRule("o_escalated", _with_due("to_level")),
+    "jingmin.supervision.InspectionStarted.v1": EventRule("i_started", _keep("kind")),
+    "jingmin.supervision.InspectionCompleted.v1": EventRule(
+        "i_completed", _keep("findings", "deficiencies", "violations")
+    ),
+    "jingmin.supervision.AccountabilityActionTaken.v1": EventRule(
+        "a_taken", _keep("kind", "basis_type")
+    ),
 }
 
 

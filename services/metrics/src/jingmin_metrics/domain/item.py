@@ -140,10 +140,13 @@ def observations(state: State) -> list[Observation]:
             out.extend(_complaint_observations(facts))
         elif stream_id.startswith("supervision:"):
             out.extend(_order_observations(facts))
-        elif facts[0][1]["t"].startswith("s_"):
-            out.extend(_survey_observations(stream_id.split(":", 1)[1], facts))
+            out.extend(_inspection_observations(facts))
         elif stream_id.startswith("visits:"):
+            # A survey wave's stream also raises issues (IssueRaised, on the visit topic
+            # keyed by the wave): they count as visits' issues do, whichever arrives first.
             out.extend(_visit_observations(facts))
+            if _first(facts, "s_defined") is not None:
+                out.extend(_survey_observations(stream_id.split(":", 1)[1], facts))
     return out
 
 
@@ -441,6 +444,31 @@ def _order_observations(facts: list[tuple[int, Fact]]) -> Iterator[Observation]:
             yield _plain("supervision.escalated", o, f["at"], head)
     if _live(facts, "o_overdue", None, _ORDER_ENDS):
         yield _plain("supervision.open_overdue", o, None, head)
+
+
+def _inspection_observations(facts: list[tuple[int, Fact]]) -> Iterator[Observation]:
+    """Inspections (completed, with their findings by severity) and accountability actions:
+    streams of the supervision topic other than orders."""
+    started = _first(facts, "i_started")
+    completed = _first(facts, "i_completed")
+    if completed is not None:
+        c = completed[1]
+        head = (c["st"], started[1].get("kind", "") if started else "")
+        yield _plain("supervision.inspections", c, c["at"], head)
+        deficiencies, violations = int(c.get("deficiencies") or 0), int(c.get("violations") or 0)
+        observations = max(int(c.get("findings") or 0) - deficiencies - violations, 0)
+        for severity, n in (
+            ("observation", observations),
+            ("deficiency", deficiencies),
+            ("violation", violations),
+        ):
+            if n:
+                obs = _plain("supervision.findings", c, c["at"], head, severity)
+                yield Observation(obs.measure, obs.bureau, obs.day, obs.dims, n)
+    for _v, f in facts:
+        if f["t"] == "a_taken":
+            basis = (f["st"], f.get("kind", ""), f.get("basis_type", ""))
+            yield _plain("supervision.accountability", f, f["at"], basis)
 
 
 # ---------------------------------------------------------------- visits and engagements

@@ -70,6 +70,8 @@ CALLBACK_DIMS = (*CASE_DIMS, "trigger")
 # the equity rates count the same complaints as the headline rate.
 COMPLAINT_DIMS = ("station", "channel", "category", "level", "party_category", "hour")
 ORDER_DIMS = ("station", "order_type", "item_type", "level", "hour")
+INSPECTION_DIMS = ("station", "kind", "hour")
+ACCOUNTABILITY_DIMS = ("station", "kind", "basis_type", "hour")
 VISIT_DIMS = ("station", "programme", "mode", "area_type", "officer", "hour")
 ENGAGEMENT_DIMS = ("station", "type", "venue", "hour")
 ISSUE_DIMS = ("station", "source_type", "kind", "category", "hour")
@@ -312,6 +314,30 @@ MEASURES: dict[str, Measure] = {
             "now",
             "Open orders past their deadline (not reported back, escalated, returned or closed"
             " since).",
+        ),
+        _m(
+            "supervision.inspections",
+            Kind.COUNT,
+            INSPECTION_DIMS,
+            "InspectionCompleted",
+            "Inspections completed (督察: online, on site, monthly case-file sampling), by the"
+            " kind InspectionStarted gave.",
+        ),
+        _m(
+            "supervision.findings",
+            Kind.COUNT,
+            (*INSPECTION_DIMS, "severity"),
+            "InspectionCompleted",
+            "Findings of completed inspections by severity (observation, deficiency, violation),"
+            " from the completed inspection's counts.",
+        ),
+        _m(
+            "supervision.accountability",
+            Kind.COUNT,
+            ACCOUNTABILITY_DIMS,
+            "each AccountabilityActionTaken",
+            "Accountability actions (问责: admonishment talk, leader accountability,"
+            " administrative fault, warning education), by what they rest on.",
         ),
         _m(
             "visits.attempted",

@@ -207,6 +207,12 @@ def summary(s: Scope) -> dict[str, Any]:
             "open_overdue": s.n("supervision.open_overdue"),
             "overdue": s.n("supervision.overdue"),
             "escalations": s.n("supervision.escalated"),
+            "rectification_orders": s.n("supervision.issued", _is("order_type", "rectification")),
+            "inspections": s.n("supervision.inspections"),
+            "inspections_by_kind": s.by("supervision.inspections", "kind"),
+            "findings_by_severity": s.by("supervision.findings", "severity"),
+            "accountability_actions": s.n("supervision.accountability"),
+            "accountability_by_kind": s.by("supervision.accountability", "kind"),
         },
         "visits": {
             "attempted": visits,

@@ -1,6 +1,7 @@
 """The Prometheus families the exporter serves, each with its series budget.
 
-Labels are bureau, station, channel, kind, branch or area type only; officer, case and
+Labels are bureau, station, channel, kind, branch, area type, satisfaction, window, party
+category, visit programme or finding severity only (each a closed list); officer, case and
 person ids never appear. The budget is per family: the worst case for 100 bureaus of 20
 stations each (every label value present) must stay under SERIES_LIMIT in all, so station
 level is kept to three families (a volume, satisfaction and its n) and the finer breakdowns
@@ -36,6 +37,8 @@ WINDOWS = {"24h": None, "7d": 7, "30d": 30}
 RECOVERY = "service_recovery"
 # Equity groups (DOMAIN §3.1 party category); a case or complaint with none is "unknown".
 PARTIES = ("local", "non_local", "vulnerable", "unknown")
+# Inspection finding severities (the complaints service's Severity).
+SEVERITIES = ("observation", "deficiency", "violation")
 # Visit programmes (DOMAIN §3.2); a value outside the list is "other" (labels stay bounded).
 PROGRAMMES = (
     "aimin", "leadership", "model_officer", "household_survey", "vulnerable",
@@ -255,6 +258,17 @@ FAMILIES: tuple[Family, ...] = (
     Family("jingmin_supervision_escalations", "counter",
            "Supervision orders escalated one level up.", ("bureau",), B,
            "supervision.escalated"),
+    Family("jingmin_supervision_rectification_orders", "counter",
+           "Rectification orders issued (限期整改).", ("bureau",), B, "supervision.issued",
+           where=_is("order_type", "rectification")),
+    Family("jingmin_supervision_inspections", "counter",
+           "Inspections completed (督察: online, on site, monthly case-file sampling).",
+           ("bureau",), B, "supervision.inspections"),
+    Family("jingmin_supervision_findings", "counter",
+           "Findings of completed inspections, by severity.", ("bureau", "severity"),
+           B * len(SEVERITIES), "supervision.findings", label=_bounded("severity", SEVERITIES)),
+    Family("jingmin_supervision_accountability_actions", "counter",
+           "Accountability actions taken (问责).", ("bureau",), B, "supervision.accountability"),
     # ---- visits
     Family("jingmin_visits_attempted", "counter", "Visit attempts.", ("bureau",), B,
            "visits.attempted"),
@@ -263,6 +277,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("jingmin_visits_completed", "counter", "Visits completed, by programme.",
            ("bureau", "programme"), B * len(PROGRAMMES), "visits.attempted",
            where=_is("outcome", "completed"), label=_bounded("programme", PROGRAMMES)),
+    Family("jingmin_engagement_events", "counter",
+           "Engagement events held (警民恳谈会, 警营开放日...).", ("bureau",), B,
+           "engagement.held"),
+    Family("jingmin_engagement_participants", "counter",
+           "Members of the public at engagement events.", ("bureau",), B,
+           "engagement.participants"),
     # ---- equity (差异性执法): the same figures per party category, counted as the headline
     Family("jingmin_party_cases_received", "counter", "Cases received, by party category.",
            ("bureau", "party_category"), B * len(PARTIES), "intake.received",
@@ -305,7 +325,7 @@ FAMILIES: tuple[Family, ...] = (
 SELF_BUDGET = 20  # the exporter's own series (freshness, snapshot state)
 # The endpoint's worst case for 100 bureaus of 20 stations (docs/operations/scaling.md
 # has the arithmetic): one Prometheus scrapes it every 30 s with room to spare.
-SERIES_LIMIT = 19_000
+SERIES_LIMIT = 20_000
 
 
 def window_start(now: datetime, window: str) -> tuple[str, int | None]:

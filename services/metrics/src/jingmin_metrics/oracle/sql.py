@@ -294,6 +294,39 @@ ORDER_TYPES = [
     "OrderOverdue",
     "OrderEscalated",
 ]
+INSPECTION_TYPES = ["InspectionStarted", "InspectionCompleted", "AccountabilityActionTaken"]
+
+INSPECTION_OBSERVATIONS = f"""
+WITH ev AS (
+    SELECT stream_id AS id, version AS v, type, bureau, data, occurred_at AS at,
+           data->>'station' AS station
+    FROM events WHERE type = ANY($1::text[])
+), k AS (
+    SELECT DISTINCT ON (id) id, coalesce(data->>'kind', '') AS kind
+    FROM ev WHERE type = 'InspectionStarted' ORDER BY id, v
+), c AS (
+    SELECT DISTINCT ON (e.id) e.*, coalesce(k.kind, '') AS kind,
+           coalesce((e.data->>'findings')::bigint, 0) AS findings,
+           coalesce((e.data->>'deficiencies')::bigint, 0) AS deficiencies,
+           coalesce((e.data->>'violations')::bigint, 0) AS violations
+    FROM ev e LEFT JOIN k ON k.id = e.id WHERE e.type = 'InspectionCompleted' ORDER BY e.id, e.v
+)
+SELECT 'supervision.inspections' AS m, c.bureau, c.at,
+       ARRAY[c.station, c.kind, {_HOUR.format(t="c.at")}]::text[] AS dims, 1::bigint AS val
+FROM c
+UNION ALL
+SELECT 'supervision.findings', c.bureau, c.at,
+       ARRAY[c.station, c.kind, {_HOUR.format(t="c.at")}, s.severity]::text[], s.n
+FROM c CROSS JOIN LATERAL (VALUES
+    ('observation', greatest(c.findings - c.deficiencies - c.violations, 0)),
+    ('deficiency', c.deficiencies), ('violation', c.violations)) AS s(severity, n)
+WHERE s.n > 0
+UNION ALL
+SELECT 'supervision.accountability', e.bureau, e.at,
+       ARRAY[e.station, coalesce(e.data->>'kind', ''), coalesce(e.data->>'basis_type', ''),
+             {_HOUR.format(t="e.at")}]::text[], 1
+FROM ev e WHERE e.type = 'AccountabilityActionTaken'
+"""
 _O = ("station", "order_type", "item_type", "level")
 
 ORDER_OBSERVATIONS = f"""

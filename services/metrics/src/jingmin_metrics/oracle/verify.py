@@ -141,6 +141,7 @@ async def recompute(dsns: Mapping[str, str]) -> Recomputed:
             async with complaints.transaction(isolation="repeatable_read", readonly=True):
                 await _gather(complaints, out, sql.COMPLAINT_OBSERVATIONS, sql.COMPLAINT_TYPES)
                 await _gather(complaints, out, sql.ORDER_OBSERVATIONS, sql.ORDER_TYPES)
+                await _gather(complaints, out, sql.INSPECTION_OBSERVATIONS, sql.INSPECTION_TYPES)
         finally:
             await complaints.close()
     return out

@@ -139,13 +139,22 @@ def _change(now: Row, before: Row) -> None:
             v.change = round(v.shown - prev, 4)
 
 
+def _unit_name(code: str) -> str:
+    """A code the register does not name: the county office (县局机关, station 000) by that
+    name, any other unit by its code."""
+    return f"县局机关（{code}）" if code.endswith("000") else code
+
+
 def build(
     data: dict[str, list[Cell]], scope: str, month: str, names: dict[str, str], scope_name: str
 ) -> League:
     first, last = month_bounds(month)
     p_first, p_last = month_bounds(previous_month(month))
     codes = sorted(set(stations_in(data, scope, first, last)))
-    rows = [_row(data, c, names.get(c, c), first, last) for c in codes]
+    rows = [_row(data, c, names.get(c) or _unit_name(c), first, last) for c in codes]
+    # A unit with cells in the month but none behind any headline figure (say, the county
+    # office named only on a complaint) has nothing to compare: no row of dashes.
+    rows = [r for r in rows if any(v.denominator for v in r.values.values())]
     _rank(rows)
     for r in rows:
         _change(r, _row(data, r.code, r.name, p_first, p_last))

@@ -58,6 +58,22 @@ async def mint(conn: asyncpg.Connection, key: bytes, callback_id: str, expires_a
     return sign(key, token_id)
 
 
+async def mint_for_unit(
+    conn: asyncpg.Connection, key: bytes, wave_id: str, unit_id: str, expires_at: datetime
+) -> str:
+    """A link for one sampled unit of a survey wave (the wave questionnaire)."""
+    token_id = secrets.token_urlsafe(16)
+    await conn.execute(
+        """INSERT INTO survey_tokens (token_id, wave_id, unit_id, expires_at)
+           VALUES ($1, $2, $3, $4)""",
+        token_id,
+        wave_id,
+        unit_id,
+        expires_at,
+    )
+    return sign(key, token_id)
+
+
 class State(enum.Enum):
     VALID = "valid"
     UNKNOWN = "unknown"
@@ -69,6 +85,8 @@ class State(enum.Enum):
 class Lookup:
     state: State
     callback_id: str | None = None
+    wave_id: str | None = None
+    unit_id: str | None = None
 
 
 async def look_up(conn: asyncpg.Connection, token_id: str, *, consume: bool = False) -> Lookup:
@@ -77,18 +95,20 @@ async def look_up(conn: asyncpg.Connection, token_id: str, *, consume: bool = Fa
     The row is locked, so two submissions of one link race for it and only one wins.
     """
     row = await conn.fetchrow(
-        f"""SELECT callback_id, used_at, expires_at <= clock_timestamp() AS expired
+        f"""SELECT callback_id, wave_id, unit_id, used_at,
+                   expires_at <= clock_timestamp() AS expired
             FROM survey_tokens WHERE token_id = $1 {"FOR UPDATE" if consume else ""}""",
         token_id,
     )
     if row is None:
         return Lookup(State.UNKNOWN)
+    target = (row["callback_id"], row["wave_id"], row["unit_id"])
     if row["used_at"] is not None:
-        return Lookup(State.USED, row["callback_id"])
+        return Lookup(State.USED, *target)
     if row["expired"]:
-        return Lookup(State.EXPIRED, row["callback_id"])
+        return Lookup(State.EXPIRED, *target)
     if consume:
         await conn.execute(
             "UPDATE survey_tokens SET used_at = clock_timestamp() WHERE token_id = $1", token_id
         )
-    return Lookup(State.VALID, row["callback_id"])
+    return Lookup(State.VALID, *target)

@@ -172,8 +172,10 @@ class CallbackCommands(Handlers):
                 async with self.store.transaction() as tx:
                     conn = tx.connection
                     found = await survey_tokens.look_up(conn, token_id, consume=True)
-                    if found.state is not survey_tokens.State.VALID or found.callback_id is None:
+                    if found.state is not survey_tokens.State.VALID:
                         return found.state
+                    if found.callback_id is None:  # a wave's link: not this page's to spend
+                        raise _Refused(survey_tokens.State.UNKNOWN)
                     cb = load(found.callback_id, await tx.load(found.callback_id))
                     now = self.clock()
                     if cb.status != Status.SCHEDULED:

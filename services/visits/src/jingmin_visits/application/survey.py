@@ -19,6 +19,8 @@ ORGANISER_ROLES = ("supervisor", "admin")
 FIELD_ROLES = ("officer", "supervisor", "admin")
 # Who reads the wave and its estimates.
 READ_ROLES = ("officer", "supervisor", "commander", "admin")
+# Who may ask who gave a survey answer (when the bureau's policy allows it at all).
+LINK_ROLES = ("commander", "supervisor")
 
 Decision = Callable[[SurveyWave, PostgresTransaction, datetime], Awaitable[list[Fact]]]
 

@@ -124,6 +124,9 @@ class CallbackPolicy:
     quiet_end: str = "08:00"
     # A callback not done this long after its due time expires (recorded as a fact).
     expire_after_seconds: int = 7 * DAY
+    # Whether a commander or supervisor may learn who gave a survey answer (DOMAIN §6):
+    # off unless the bureau turns it on; every request is an audited event either way.
+    survey_answer_linking: bool = False
 
     # ---- decisions ---------------------------------------------------------------------
 
@@ -198,6 +201,8 @@ class CallbackPolicy:
             raise ValueError(f"unknown time zone {policy.timezone!r}") from None
         _parse_clock(policy.quiet_start)
         _parse_clock(policy.quiet_end)
+        if not isinstance(policy.survey_answer_linking, bool):
+            raise ValueError("survey_answer_linking is true or false")
         exp = policy.expire_after_seconds
         if not isinstance(exp, int) or not 1 <= exp <= MAX_SECONDS:
             raise ValueError(f"expire_after_seconds must be whole seconds from 1 to {MAX_SECONDS}")

@@ -24,14 +24,28 @@ from zoneinfo import ZoneInfo
 
 from jingmin_visits.domain.errors import IllegalTransition, InvalidCommand, NotFound
 from jingmin_visits.domain.facts import Fact, check_time
+from jingmin_visits.domain.visit import ISSUE_RAISED, issue_id
 
 # Stored event names: stable, explicit, never derived from class or module names.
 WAVE_DEFINED = "SurveyWaveDefined"
 FRAME_IMPORTED = "SurveyFrameImported"
 SAMPLE_DRAWN = "SurveySampleDrawn"
 ATTEMPT_RECORDED = "SurveyAttemptRecorded"
+INVITATION_SENT = "SurveyInvitationSent"
+ANSWER_LINKED = "SurveyAnswerLinked"
 
-EVENT_TYPES = (WAVE_DEFINED, FRAME_IMPORTED, SAMPLE_DRAWN, ATTEMPT_RECORDED)
+EVENT_TYPES = (
+    WAVE_DEFINED,
+    FRAME_IMPORTED,
+    SAMPLE_DRAWN,
+    ATTEMPT_RECORDED,
+    INVITATION_SENT,
+    ANSWER_LINKED,
+    ISSUE_RAISED,
+)
+# A problem the respondent described in words becomes an intake case (channel `field`),
+# as an issue raised during a visit does; the programme names where it came from.
+SURVEY_PROGRAMME = "resident_survey"
 
 # A frame travels inside its import events (so a replay rebuilds the exact frame a draw was
 # made from), in parts of at most one request body (64 KiB, about a thousand rows) each;
@@ -159,6 +173,8 @@ QUESTIONNAIRE: tuple[dict[str, Any], ...] = (
                     "public_order": "打架斗殴", "drugs_gambling": "黄赌毒", "other": "其他",
                     "none": "没有突出问题"},
     },
+    {"item": "problem_text", "question": "请具体说说这个问题(选填,将转交派出所受理)",
+     "free_text": True},
     {"item": "comment", "question": "您对公安工作还有什么意见和建议?", "free_text": True},
 )  # fmt: skip
 
@@ -262,6 +278,9 @@ class SampledUnit:
     do_not_contact: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=dict)
+    invited_until: datetime | None = None  # the SMS link sent last is valid until then
+    invitations: int = 0
+    issues: int = 0  # problems described in words, each an intake case
 
     @property
     def disposition(self) -> Outcome:
@@ -363,6 +382,13 @@ class SurveyWave:
             unit = self.units[d["unit_id"]]
             unit.attempts.append(Attempt(d["mode"], Outcome(d["outcome"]), fact.occurred_at))
             unit.answers.update(d.get("answers", {}))
+        elif fact.type == INVITATION_SENT:
+            invited = self.units[d["unit_id"]]
+            invited.invited_until = datetime.fromisoformat(d["link_expires_at"])
+            invited.invitations += 1
+        elif fact.type == ISSUE_RAISED:
+            self.units[d["unit_id"]].issues += 1
+        # ANSWER_LINKED changes nothing: it is the audit record of a read.
 
     # ---- decisions ----------------------------------------------------------------------
 
@@ -491,12 +517,19 @@ class SurveyWave:
         now: datetime,
         *,
         quiet_hours: bool = False,
+        opted_out: bool | None = None,
+        problem_text: Mapping[str, str] | None = None,
+        raised_by: str = "",
+        area_type: str = "urban",
     ) -> list[Fact]:
         """One attempt on a sampled unit; a completed or partial one carries the answers.
 
         `quiet_hours`: `occurred_at` falls in the bureau's quiet hours (20:00–08:00 by
         default), when nobody is called or sent an SMS (DOMAIN §3.2); a visit in person is
-        the household's to accept.
+        the household's to accept. `opted_out`: the person's standing opt-out now (None:
+        as at the draw); a withdrawn opt-out makes the unit contactable again.
+        `problem_text`: the most pressing problem in the respondent's words (encrypted),
+        which also raises an issue for intake (one per unit and text, id derived from them).
         """
         self._open()
         unit = self.unit(unit_id)
@@ -504,7 +537,7 @@ class SurveyWave:
         last = unit.attempts[-1].occurred_at if unit.attempts else None
         if last is not None and occurred_at < last:
             raise InvalidCommand("occurred_at is before this unit's previous attempt")
-        if unit.do_not_contact:
+        if unit.do_not_contact if opted_out is None else opted_out:
             raise IllegalTransition(f"unit {unit_id}'s person opted out: do not contact")
         if unit.disposition in _FINAL:
             raise IllegalTransition(f"unit {unit_id} is already {unit.disposition.value}")
@@ -524,12 +557,14 @@ class SurveyWave:
             missing = [k for k in REQUIRED_FOR_COMPLETE if k not in codes]
             if outcome == Outcome.COMPLETED and missing:
                 raise InvalidCommand(f"a completed interview answers {missing}")
-            if outcome == Outcome.PARTIAL and not codes and comment is None:
+            if outcome == Outcome.PARTIAL and not codes and comment is None and not problem_text:
                 raise InvalidCommand("a partial interview answers at least one item")
-        elif codes or comment is not None:
+        elif codes or comment is not None or problem_text:
             raise InvalidCommand("only a completed or partial interview carries answers")
         before = unit.disposition
-        after = next(o for o in _PRIORITY if o in (before, outcome))
+        # As `SampledUnit.disposition` will read with this attempt: an opt-out's standing
+        # refusal gives way to any attempt (the opt-out was withdrawn).
+        after = next(o for o in _PRIORITY if o in {a.outcome for a in unit.attempts} | {outcome})
         data: dict[str, Any] = {
             "unit_id": unit_id,
             "station": unit.station,
@@ -552,4 +587,120 @@ class SurveyWave:
             data["has_comment"] = comment is not None
             if comment is not None:
                 data["comment"] = dict(comment)
-        return [Fact(ATTEMPT_RECORDED, data, occurred_at)]
+        facts = [Fact(ATTEMPT_RECORDED, data, occurred_at)]
+        if outcome in INTERVIEWS and problem_text:
+            data["has_problem_text"] = True
+            facts.append(self._issue(unit, problem_text, codes, raised_by, area_type, occurred_at))
+        return facts
+
+    def _issue(
+        self,
+        unit: SampledUnit,
+        text: Mapping[str, str],
+        codes: Mapping[str, str],
+        raised_by: str,
+        area_type: str,
+        occurred_at: datetime,
+    ) -> Fact:
+        """The problem in words, for intake: its id is derived from the wave, the unit and
+        the unit's issue number, so a redelivered message opens no second case. It names
+        neither the unit nor the person (anonymous answers stay anonymous on every topic)."""
+        number = unit.issues + 1
+        data: dict[str, Any] = {
+            "issue_id": issue_id(f"{self.wave_id}/{unit.unit_id}", number),
+            "issue_number": number,
+            "source_type": "survey",
+            "source_id": self.wave_id,
+            "unit_id": unit.unit_id,
+            "station": unit.station,
+            "kind": "opinion",
+            "area_type": area_type,
+            "raised_by": raised_by,
+            "programme": SURVEY_PROGRAMME,
+            "summary": dict(text),
+        }
+        problem = codes.get("problem")
+        if problem is not None:
+            data["category"] = f"survey.{problem}"
+        return Fact(ISSUE_RAISED, data, occurred_at)
+
+    # ---- SMS invitations ----------------------------------------------------------------
+
+    def invitation_blocker(self, unit_id: str, now: datetime, opted_out: bool) -> str | None:
+        """Why this unit gets no SMS link now (a count in the answer), or None.
+
+        A link still valid counts as sent: sending again is idempotent, not a second SMS.
+        """
+        unit = self.unit(unit_id)
+        if opted_out:
+            return "opted_out"
+        if unit.disposition in _FINAL or unit.disposition == Outcome.PARTIAL:
+            return "answered"
+        if unit.invited_until is not None and unit.invited_until > now:
+            return "already_sent"
+        return None
+
+    def check_sms_fieldwork(self, now: datetime, quiet_hours: bool) -> None:
+        """Invitations go out in the fieldwork period, by a wave that uses SMS, by day."""
+        self._open()
+        if SurveyMode.SMS not in self.modes:
+            raise IllegalTransition(f"this wave's modes are {list(self.modes)}: no SMS")
+        assert self.period_start is not None and self.period_end is not None
+        if not self.period_start <= now.astimezone(BEIJING).date() <= self.period_end:
+            raise IllegalTransition(
+                f"fieldwork runs {self.period_start} to {self.period_end} (Beijing time)"
+            )
+        if quiet_hours:
+            raise IllegalTransition("no SMS in the quiet hours: send them after they end")
+
+    def invite(
+        self, unit_id: str, link_expires_at: datetime, occurred_at: datetime, now: datetime
+    ) -> list[Fact]:
+        """The SMS with the unit's single-use link went out."""
+        unit = self.unit(unit_id)
+        if link_expires_at <= occurred_at:
+            raise InvalidCommand("a link expires after it is sent")
+        data = {
+            "unit_id": unit_id,
+            "station": unit.station,
+            "channel": SurveyMode.SMS.value,
+            "link_expires_at": link_expires_at.isoformat(),
+            "invitation": unit.invitations + 1,
+        }
+        check_time(occurred_at, now, None, "survey invitation")
+        return [Fact(INVITATION_SENT, data, occurred_at)]
+
+    # ---- de-anonymisation (DOMAIN §6) ---------------------------------------------------
+
+    def link_answer(
+        self,
+        unit_id: str,
+        *,
+        allowed: bool,
+        actor: str,
+        role: str,
+        reason: Mapping[str, str] | None,
+        occurred_at: datetime,
+        now: datetime,
+    ) -> list[Fact]:
+        """Record a request to learn who gave a unit's answers: granted or refused.
+
+        Refused requests are facts too, so a bureau sees who tried, not only who read.
+        `reason` arrives encrypted under the person's key (it may name them).
+        """
+        self._open()
+        unit = self.unit(unit_id)
+        if unit.disposition not in INTERVIEWS:
+            raise IllegalTransition(f"unit {unit_id} gave no answer: there is nothing to link")
+        check_time(occurred_at, now, None, "survey answer link")
+        data: dict[str, Any] = {
+            "unit_id": unit_id,
+            "station": unit.station,
+            "result": "granted" if allowed else "refused",
+            "requested_by": actor,
+            "role": role,
+            "disposition": unit.disposition.value,
+        }
+        if reason is not None:
+            data["reason"] = dict(reason)
+        return [Fact(ANSWER_LINKED, data, occurred_at)]

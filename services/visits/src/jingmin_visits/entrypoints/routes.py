@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 
 from jingmin_visits.adapters import read_model
 from jingmin_visits.adapters.read_model import audit_read
+from jingmin_visits.application import opt_outs
 from jingmin_visits.application.handlers import (
     READ_ROLES,
     WRITE_ROLES,
@@ -50,6 +51,8 @@ router.include_router(survey_waves_router)
 CallbackId = Annotated[
     str, Path(pattern=r"^cb-[0-9a-f]{32}-[a-z_]{1,32}$", description="Callback id")
 ]
+# Withdrawing an opt-out makes a person contactable again: a supervisor's decision.
+OPT_OUT_ROLES = ("supervisor", "admin")
 LIST_STATUSES = r"^(due|overdue|scheduled|suppressed|answered|declined|expired)$"
 
 
@@ -216,17 +219,37 @@ async def record_opt_out(
 ) -> JSONResponse:
     """Record that a person wants no callbacks; later resolutions are suppressed (opted_out)."""
     authorize(principal, body.bureau, WRITE_ROLES)
-    async with request.app.state.pool.acquire() as conn:
-        inserted = await conn.fetchval(
-            """INSERT INTO opt_outs (subject_id, bureau, recorded_by) VALUES ($1, $2, $3)
-               ON CONFLICT (subject_id) DO NOTHING RETURNING true""",
-            body.subject_id,
-            body.bureau,
-            principal.subject,
-        )
+    commands = _commands(request)
+    inserted = await opt_outs.record(
+        commands.store, body.subject_id, body.bureau, principal, commands.clock(),
+        request.headers.get("x-correlation-id"),
+    )  # fmt: skip
     return JSONResponse(
         {"subject_id": body.subject_id, "opted_out": True}, status_code=201 if inserted else 200
     )
+
+
+@router.post(
+    "/opt-outs/{subject_id}/withdrawal",
+    response_model=s.OptOutState,
+    responses={403: {}, 404: {}, 422: {}},
+)
+async def withdraw_opt_out(
+    subject_id: Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9]{8,64}$")],
+    body: s.WithdrawOptOut,
+    request: Request,
+    principal: CurrentPrincipal,
+) -> s.OptOutState:
+    """Withdraw a person's opt-out (they asked to be contacted again); recorded as a fact."""
+    authorize(principal, body.bureau, OPT_OUT_ROLES)
+    commands = _commands(request)
+    removed = await opt_outs.withdraw(
+        commands.store, subject_id, body.bureau, body.reason, principal, commands.clock(),
+        request.headers.get("x-correlation-id"),
+    )  # fmt: skip
+    if not removed:
+        raise not_found(f"no opt-out of {subject_id} recorded in bureau {body.bureau}")
+    return s.OptOutState(subject_id=subject_id, opted_out=False)
 
 
 policy_routes(router, s.PolicyBody, what="callback", read_roles=READ_ROLES)

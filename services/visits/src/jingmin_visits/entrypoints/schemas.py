@@ -11,6 +11,7 @@ from eventkit.schemas import (
     HistoryEvent,
     OfficerId,
     PersonIn,
+    ShortText,
     StationCode,
     Strict,
     SubjectId,
@@ -79,6 +80,16 @@ class OptOut(Strict):
     bureau: BureauCode
 
 
+class WithdrawOptOut(Strict):
+    bureau: BureauCode = Field(description="The bureau the opt-out was recorded in.")
+    reason: ShortText = Field(description="How the person asked to be contacted again.")
+
+
+class OptOutState(BaseModel):
+    subject_id: str
+    opted_out: bool
+
+
 class Accepted(BaseModel):
     callback_id: str
     version: int
@@ -138,6 +149,9 @@ class PolicyBody(Strict):
     quiet_start: str | None = None
     quiet_end: str | None = None
     expire_after_seconds: int | None = None
+    survey_answer_linking: bool | None = Field(
+        None, description="May a commander or supervisor learn who gave a survey answer."
+    )
 
 
 # ---- visits and engagement events -------------------------------------------------------

@@ -17,6 +17,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from jingmin_visits.adapters import survey_tokens
 from jingmin_visits.application.handlers import CallbackCommands
+from jingmin_visits.application.wave_sms import Answer, WaveSms
+from jingmin_visits.domain.survey import ANSWER_ITEMS, QUESTIONNAIRE
 from jingmin_visits.domain.vocabulary import Satisfaction, Security
 
 router = APIRouter(include_in_schema=False)
@@ -85,6 +87,22 @@ def _token_id(request: Request, token: str) -> str | None:
     return survey_tokens.verified_id(key, token)
 
 
+# The wave questionnaire's coded items, in order; the respondent may skip any of them
+# (answering both headline items makes a completed interview, fewer a partial one).
+WAVE_QUESTIONS = [dict(q, required=False) for q in QUESTIONNAIRE if not q.get("free_text")]
+
+
+def _wave_form(status: int = 200, error: str | None = None, **chosen: Any) -> HTMLResponse:
+    return _page(
+        "survey_wave_form.html",
+        status,
+        error=error,
+        chosen=chosen,
+        questions=WAVE_QUESTIONS,
+        max_text=MAX_COMMENT,
+    )
+
+
 @router.get("/s/{token}", response_class=HTMLResponse)
 async def survey_form(token: str, request: Request) -> HTMLResponse:
     token_id = _token_id(request, token)
@@ -94,7 +112,39 @@ async def survey_form(token: str, request: Request) -> HTMLResponse:
         found = await survey_tokens.look_up(conn, token_id)
     if found.state is not survey_tokens.State.VALID:
         return _message(found.state)
-    return _form()
+    return _wave_form() if found.wave_id else _form()
+
+
+def _wave_answer(form: dict[str, list[str]]) -> tuple[Answer | None, str | None, dict[str, Any]]:
+    """The submitted questionnaire, or why it cannot be taken (and what to show again)."""
+    answers: dict[str, str] = {}
+    for item, vocabulary in ANSWER_ITEMS.items():
+        value = _one(form, item)
+        if value in {v.value for v in vocabulary}:
+            answers[item] = str(value)
+    texts = {k: _CONTROL.sub("", _one(form, k) or "").strip() for k in ("comment", "problem_text")}
+    chosen: dict[str, Any] = {**answers, **{k: v[:MAX_COMMENT] for k, v in texts.items()}}
+    if any(len(v) > MAX_COMMENT for v in texts.values()):
+        return None, f"每项文字请不要超过{MAX_COMMENT}字。", chosen
+    if not answers and not any(texts.values()):
+        return None, "请至少回答一题后再提交。", chosen
+    answer = Answer(answers, texts["comment"] or None, texts["problem_text"] or None)
+    return answer, None, chosen
+
+
+async def _answer_wave(request: Request, token_id: str, raw: bytes) -> HTMLResponse:
+    form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
+    answer, error, chosen = _wave_answer(form)
+    if answer is None:
+        return _wave_form(422, error, **chosen)
+    sms: WaveSms = request.app.state.wave_sms
+    state = await sms.answer(token_id, answer)
+    if state is not survey_tokens.State.VALID:
+        return _message(state)
+    lines = ["您的回答我们已经收到，感谢您对公安工作的支持！"]
+    if answer.problem_text:
+        lines.append("您反映的问题已转交当地派出所受理。")
+    return _page("survey_message.html", heading="感谢您参加调查！", lines=lines)
 
 
 def _one(form: dict[str, list[str]], name: str) -> str | None:
@@ -107,7 +157,14 @@ async def survey_answer(token: str, request: Request) -> HTMLResponse:
     token_id = _token_id(request, token)
     if token_id is None:
         return _message(survey_tokens.State.UNKNOWN)
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    raw = await request.body()
+    async with request.app.state.pool.acquire() as conn:
+        found = await survey_tokens.look_up(conn, token_id)
+    if found.state is not survey_tokens.State.VALID:
+        return _message(found.state)
+    if found.wave_id is not None:
+        return await _answer_wave(request, token_id, raw)
+    form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
     satisfaction, security = _one(form, "satisfaction"), _one(form, "security")
     comment = _CONTROL.sub("", _one(form, "comment") or "").strip()
     complaint = _one(form, "complaint") == "yes"

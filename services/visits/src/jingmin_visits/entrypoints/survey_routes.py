@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -24,12 +25,14 @@ from jingmin_visits.adapters import read_model
 from jingmin_visits.application.handlers import CallbackCommands
 from jingmin_visits.application.survey import (
     FIELD_ROLES,
+    LINK_ROLES,
     ORGANISER_ROLES,
     READ_ROLES,
     SURVEY_WAVE,
     Decision,
     load,
 )
+from jingmin_visits.application.wave_sms import WaveSms, area_type_of
 from jingmin_visits.domain.errors import DomainError, InvalidCommand, NotFound
 from jingmin_visits.domain.estimates import wave_estimates
 from jingmin_visits.domain.facts import Fact
@@ -63,17 +66,29 @@ async def _run(
     key: str | None,
     wave_id: str,
     decide: Decision,
+    **options: Any,
+) -> JSONResponse:
+    """Run one command on a wave; `roles` None: the guard authorises (on the unit's station)."""
+    code, body = await _execute(request, principal, key, wave_id, decide, **options)
+    return answer(code, body, f"/v1/survey-waves/{wave_id}")
+
+
+async def _execute(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    wave_id: str,
+    decide: Decision,
     *,
     roles: tuple[str, ...] | None,
     new_in: str | None = None,
     guard: Any = None,
     expected_version: int | None = None,
     extra: Mapping[str, Any] | None = None,
-) -> JSONResponse:
-    """Run one command on a wave; `roles` None: the guard authorises (on the unit's station)."""
+) -> tuple[int, dict[str, Any]]:
     # The service's command handlers lend their store and clock (one composition root).
     handlers: CallbackCommands = request.app.state.commands
-    code, body = await execute(
+    return await execute(
         handlers.store,
         await command_request(request, principal, key),
         SURVEY_WAVE,
@@ -88,7 +103,6 @@ async def _run(
         status=201 if new_in else 200,
         extra=extra,
     )
-    return answer(code, body, f"/v1/survey-waves/{wave_id}")
 
 
 def _in_bureau(principal: Principal, bureau: str, roles: tuple[str, ...]) -> None:
@@ -411,11 +425,33 @@ async def record_attempt(
                 sealed = await vault.encrypt(tx.connection, unit.subject_id, body.comment)
             except SubjectErased:
                 sealed = None  # the person asked to be forgotten: the answer stays, not the words
+        problem = None
+        if body.problem_text:
+            if Outcome(body.outcome) not in (Outcome.COMPLETED, Outcome.PARTIAL):
+                raise InvalidCommand("only a completed or partial interview carries a problem")
+            try:
+                problem = await vault.encrypt(tx.connection, unit.subject_id, body.problem_text)
+            except SubjectErased:
+                problem = None
         answers = body.answers.codes() if body.answers else {}
         t = body.occurred_at or now
         quiet = policy.out_of_quiet_hours(t) != t
         return wave.record_attempt(
-            unit_id, body.mode.value, body.outcome, answers, sealed, t, now, quiet_hours=quiet
+            unit_id,
+            body.mode.value,
+            body.outcome,
+            answers,
+            sealed,
+            t,
+            now,
+            quiet_hours=quiet,
+            # The standing opt-out now, not at the draw: a withdrawn one makes the unit
+            # contactable again, a new one stops contact at once.
+            opted_out=await read_model.is_opted_out(tx.connection, unit.subject_id),
+            problem_text=problem,
+            # The contract's officer id: a token subject outside its alphabet is mapped into it.
+            raised_by=re.sub(r"[^A-Za-z0-9_-]", "-", principal.subject)[:32],
+            area_type=body.area_type or area_type_of(wave.bureau),
         )
 
     return await _run(
@@ -451,7 +487,7 @@ async def unit_contact(
         try:
             _unit_guard(unit_id, FIELD_ROLES)(wave, principal)
             assert unit is not None
-            if unit.do_not_contact:
+            if await read_model.is_opted_out(conn, unit.subject_id):
                 raise forbidden("this person opted out: do not contact")
         except (Problem, DomainError) as refused:
             result = {403: "forbidden", 404: "not_found"}.get(refused.status, "error")
@@ -502,3 +538,95 @@ async def estimates(wave_id: WaveId, request: Request, principal: CurrentPrincip
     # The county's figures are the bureau's: a station's token does not see its neighbours.
     authorize(principal, wave.bureau, READ_ROLES)
     return s.Estimates(**wave_estimates(wave))
+
+
+# ---- the wave questionnaire by SMS --------------------------------------------------------
+
+
+@router.post(
+    "/survey-waves/{wave_id}/invitations",
+    response_model=s.InvitationsSent,
+    responses={403: {}, 404: {}, 409: {}, 422: {}},
+)
+async def send_invitations(
+    wave_id: WaveId, body: s.SendInvitations, request: Request, principal: CurrentPrincipal
+) -> s.InvitationsSent:
+    """Send a station's sampled units their single-use questionnaire links by SMS.
+
+    Idempotent: units already sent a valid link, or that answered, or opted out, get
+    nothing; each SMS sent is a `SurveyInvitationSent` fact and an audited number read.
+    """
+    authorize(principal, body.station, ORGANISER_ROLES)
+    async with request.app.state.pool.acquire() as conn:
+        wave = await _wave(conn, wave_id)
+    if not body.station.startswith(wave.bureau):
+        raise not_found(f"station {body.station} is not in wave {wave_id}'s bureau")
+    sms: WaveSms = request.app.state.wave_sms
+    counts = await sms.invite_station(
+        wave_id, body.station, principal, request.headers.get("x-correlation-id")
+    )
+    return s.InvitationsSent(wave_id=wave_id, station=body.station, counts=counts)
+
+
+# ---- audited de-anonymisation (DOMAIN §6) -------------------------------------------------
+
+
+@router.post(
+    "/survey-waves/{wave_id}/units/{unit_id}/link",
+    response_model=s.AnswerLinked,
+    responses={403: {}, 404: {}, 409: {}, 422: {}},
+)
+async def link_answer(
+    wave_id: WaveId,
+    unit_id: UnitId,
+    body: s.LinkAnswer,
+    request: Request,
+    principal: CurrentPrincipal,
+) -> JSONResponse:
+    """Who gave this unit's answers: only where the bureau's policy allows it, and every
+    request, allowed or refused, is a `SurveyAnswerLinked` fact on the wave's stream."""
+    vault = vault_of(request)
+    handlers: CallbackCommands = request.app.state.commands
+    shown: dict[str, Any] = {}
+
+    async def decide(wave: SurveyWave, tx: PostgresTransaction, now: datetime) -> list[Fact]:
+        unit = wave.unit(unit_id)
+        # Read afresh, not from the cache: a bureau that just turned linking off means it.
+        policy = await handlers.policies.read(tx.connection, wave.bureau)
+        allowed = bool(policy.survey_answer_linking)
+        try:
+            reason = await vault.encrypt(tx.connection, unit.subject_id, body.reason)
+        except SubjectErased:
+            reason = None
+        facts = wave.link_answer(
+            unit_id,
+            allowed=allowed,
+            actor=re.sub(r"[^A-Za-z0-9_:.-]", "-", principal.subject)[:32],
+            role=next(r for r in LINK_ROLES if principal.has_role(r)),
+            reason=reason,
+            occurred_at=now,
+            now=now,
+        )
+        if allowed:
+            frame_unit = next(u for u in wave.frames[unit.station] if u.unit_id == unit_id)
+            revealed = await vault.reveal_fields(tx.connection, frame_unit.person) or {}
+            shown.update({k: revealed.get(k) for k in ("name", "phone", "address")})
+            shown["answers"] = dict(unit.answers)
+        return facts
+
+    code, result = await _execute(
+        request, principal, None, wave_id, decide, roles=LINK_ROLES,
+        extra={"unit_id": unit_id},
+    )  # fmt: skip
+    if not shown:
+        # The refusal is recorded (committed above); the caller learns nothing.
+        raise forbidden(
+            "this bureau's policy does not allow linking survey answers to persons;"
+            " the request has been recorded"
+        )
+    out = s.AnswerLinked(
+        wave_id=wave_id, unit_id=unit_id, version=result.get("version", 0), result="granted",
+        **{k: (None if v == ERASED else v) for k, v in shown.items() if k != "answers"},
+        answers=shown["answers"],
+    )  # fmt: skip
+    return JSONResponse(out.model_dump(), status_code=code, headers={"Cache-Control": "no-store"})

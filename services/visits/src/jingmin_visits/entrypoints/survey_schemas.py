@@ -76,6 +76,14 @@ class RecordSurveyAttempt(Strict):
     outcome: Outcome
     answers: Answers | None = None
     comment: Text | None = Field(None, description="Free text; stored encrypted, never published.")
+    problem_text: Text | None = Field(
+        None,
+        description="The most pressing local problem in the respondent's words: stored "
+        "encrypted, it opens an intake case (channel `field`) without naming the respondent.",
+    )
+    area_type: Literal["urban", "suburban", "rural"] | None = Field(
+        None, description="Where the unit lives, for the intake case; default from the bureau."
+    )
     occurred_at: Time | None = None
     expected_version: int | None = Field(None, ge=0)
 
@@ -164,3 +172,31 @@ class Estimates(BaseModel):
     strata: list[str]
     stations: list[dict[str, Any]]
     county: dict[str, Any]
+
+
+class SendInvitations(Strict):
+    station: StationCode
+
+
+class InvitationsSent(BaseModel):
+    wave_id: str
+    station: str
+    counts: dict[str, int] = Field(
+        description="Units by what happened: sent, already_sent, answered, opted_out, "
+        "no_phone, refused_by_provider, sms_unavailable (the rest wait for the next run)."
+    )
+
+
+class LinkAnswer(Strict):
+    reason: ShortText = Field(description="Why the answer must be linked to its person (audited).")
+
+
+class AnswerLinked(BaseModel):
+    wave_id: str
+    unit_id: str
+    version: int
+    result: str
+    name: str | None = None
+    phone: str | None = None
+    address: str | None = None
+    answers: dict[str, str]

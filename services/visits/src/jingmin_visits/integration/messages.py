@@ -129,6 +129,11 @@ SURVEY_FIELDS: dict[str, tuple[str, ...]] = {
         "stratum",
         "previous_answers",
     ),
+    # One SMS link went out to a sampled unit (which one stays here).
+    survey.INVITATION_SENT: ("channel", "link_expires_at", "invitation"),
+    # The audit of a de-anonymisation request (DOMAIN §6): who asked, and whether the
+    # bureau's policy let them; never the unit, the person or the reason given.
+    survey.ANSWER_LINKED: ("result", "requested_by", "role", "disposition"),
 }
 
 _ID_FIELD = {"visit": "visit_id", "engagement": "engagement_id"}
@@ -147,6 +152,10 @@ TYPES_BY_TOPIC = {TOPIC: CALLBACK_TYPES, VISIT_TOPIC: VISIT_TYPES, SURVEY_TOPIC:
 
 
 def public_data(event: RecordedEvent) -> dict[str, Any]:
+    if event.type == visit.ISSUE_RAISED:
+        # Keyed by what raised it (a visit, an engagement event or a survey wave); a survey's
+        # issue carries no unit and no subject, so it cannot be joined to an answer.
+        return outbox.public_data(event, "source_id", VISIT_FIELDS[event.type])
     if event.stream_type == SURVEY_STREAM:
         data = outbox.public_data(event, "wave_id", SURVEY_FIELDS[event.type])
         if not data["station"]:
@@ -154,13 +163,16 @@ def public_data(event: RecordedEvent) -> dict[str, Any]:
         return data
     if event.stream_type == "callback":
         return outbox.public_data(event, "callback_id", PUBLIC_FIELDS[event.type])
-    # An issue is keyed by the visit or engagement that raised it, named as its source.
-    id_field = "source_id" if event.type == visit.ISSUE_RAISED else _ID_FIELD[event.stream_type]
-    return outbox.public_data(event, id_field, VISIT_FIELDS[event.type])
+    return outbox.public_data(event, _ID_FIELD[event.stream_type], VISIT_FIELDS[event.type])
 
 
 def to_messages(event: RecordedEvent) -> Sequence[OutboxMessage]:
-    topic = {"callback": TOPIC, SURVEY_STREAM: SURVEY_TOPIC}.get(event.stream_type, VISIT_TOPIC)
+    # Issues go where intake reads them, whichever stream raised them.
+    topic = (
+        VISIT_TOPIC
+        if event.type == visit.ISSUE_RAISED
+        else {"callback": TOPIC, SURVEY_STREAM: SURVEY_TOPIC}.get(event.stream_type, VISIT_TOPIC)
+    )
     return outbox.single_message(
         event, source=SOURCE, type_=ce_type(event.type), data=public_data(event), topic=topic
     )
