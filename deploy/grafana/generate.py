@@ -167,6 +167,41 @@ def satisfaction(match: str, by: str = "") -> str:
             f"sum{group} (jingmin_satisfaction_answered{{{match}}})")  # fmt: skip
 
 
+def survey_panels(y: int) -> list[dict[str, Any]]:
+    """The resident survey's latest wave per county (weighted to the frame, its 95 % interval
+    and n), its response rates, and the callbacks' satisfaction beside it: two questions
+    (everyone vs. those who called), never pooled. Per county: an estimate is no sum."""
+
+    def estimate(figure: str) -> list[dict[str, Any]]:
+        m = f'{C}, figure="{figure}"'
+        return [
+            target(f"jingmin_survey_weighted_ratio{{{m}}}", "{{bureau}} weighted"),
+            target(f"jingmin_survey_weighted_low_ratio{{{m}}}", "{{bureau}} 95 % low"),
+            target(f"jingmin_survey_weighted_high_ratio{{{m}}}", "{{bureau}} 95 % high"),
+            target(f"jingmin_survey_respondents{{{m}}}", "{{bureau}} n"),
+        ]
+
+    return [
+        panel("调查满意度 Survey satisfaction 满意+基本满意, weighted, 95 % interval and n (latest wave)",
+              "stat", estimate("satisfaction"), 0, y, w=7, unit="percentunit", thresholds=PCT,
+              maximum=1, counts=("D",),
+              description="Residents drawn at random from the frame, raked to its age, sex and "
+              "residence margins; the latest wave whose fieldwork has started, per county."),
+        panel("调查安全感 Survey security 安全+基本安全, weighted, 95 % interval and n (latest wave)",
+              "stat", estimate("security"), 7, y, w=7, unit="percentunit", thresholds=PCT,
+              maximum=1, counts=("D",)),
+        panel("回访满意率 Callback satisfaction 满意+基本满意 (30 d, event time)", "stat",
+              [target(satisfaction(f'{C}, window="30d"'), "callbacks"),
+               target(f'sum(jingmin_satisfaction_answered{{{C}, window="30d"}})', "n answers")],
+              14, y, w=5, unit="percentunit", thresholds=PCT, maximum=1, counts=("B",),
+              description="The people who contacted the police, asked after their matter."),
+        panel("调查应答率 Survey response rate AAPOR RR1 / RR3 (latest wave)", "stat",
+              [target(f"jingmin_survey_response_rr1_ratio{{{C}}}", "{{bureau}} RR1"),
+               target(f"jingmin_survey_response_rr3_ratio{{{C}}}", "{{bureau}} RR3")],
+              19, y, w=5, unit="percentunit", maximum=1),
+    ]  # fmt: skip
+
+
 def commander() -> dict[str, Any]:
     p = [
         row("满意度与安全感 Satisfaction and security — volume beside quality", 0),
@@ -192,50 +227,52 @@ def commander() -> dict[str, Any]:
                target(ratio(f"jingmin_callback_attempts_reached_total{{{C}}}",
                             f"jingmin_callback_attempts_total{{{C}}}"), "contact")],
               18, 7, unit="percentunit", maximum=1),
-        row("时效 Timeliness — volume beside quality", 13),
+        row("民意调查与回访 Survey and callbacks — residents sampled at random beside the people who called", 13),
+        *survey_panels(14),
+        row("时效 Timeliness — volume beside quality", 20),
         panel("按类型受理量 Cases received by kind (volume)", "timeseries",
               [target(f"sum by (kind) (increase(jingmin_intake_cases_received_total{{{C}}}[$__rate_interval]))",
-                      "{{kind}}")], 0, 14, w=12),
+                      "{{kind}}")], 0, 21, w=12),
         panel("按时办结率 On time: closed on time / (closed + open overdue) (all time)", "stat",
               [target(f"sum(jingmin_intake_cases_closed_on_time_total{{{C}}}) / "
                       f"(sum(jingmin_intake_cases_closed_total{{{C}}}) + "
                       f"sum(jingmin_intake_open_overdue_cases{{{C}}}))")],
-              12, 14, unit="percentunit", thresholds=PCT, maximum=1),
+              12, 21, unit="percentunit", thresholds=PCT, maximum=1),
         panel("超期未结警情 Open overdue cases (now)", "stat",
-              [target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})")], 18, 14,
+              [target(f"sum(jingmin_intake_open_overdue_cases{{{C}}})")], 18, 21,
               thresholds=[("green", None), ("orange", 1), ("red", 20)]),
         panel("派警时长 p90 Dispatch latency p90 (target 60 s)", "timeseries",
               [target("histogram_quantile(0.9, sum by (le) (rate("
                       f"jingmin_intake_dispatch_latency_seconds_bucket{{{C}}}[$__rate_interval])))",
-                      "p90")], 0, 20, w=12, unit="s"),
+                      "p90")], 0, 27, w=12, unit="s"),
         panel("60秒内派警率 Dispatched within 60 s (all time)", "stat",
               [target(f'sum(jingmin_intake_dispatch_latency_seconds_bucket{{{C}, le="60.0"}}) / '
                       f"sum(jingmin_intake_dispatch_latency_seconds_count{{{C}}})")],
-              12, 20, unit="percentunit", thresholds=PCT, maximum=1),
+              12, 27, unit="percentunit", thresholds=PCT, maximum=1),
         panel("按时到场率 Arrivals on target (all time)", "stat",
               [target(ratio(f"jingmin_intake_arrivals_on_target_total{{{C}}}",
                             f"jingmin_intake_arrival_latency_seconds_count{{{C}}}"))],
-              18, 20, unit="percentunit", thresholds=PCT, maximum=1),
-        row("投诉、督察、走访 Complaints, supervision, visits — volume beside quality", 26),
+              18, 27, unit="percentunit", thresholds=PCT, maximum=1),
+        row("投诉、督察、走访 Complaints, supervision, visits — volume beside quality", 33),
         panel("累计投诉受理量 Complaints received (volume, all time)", "stat",
-              [target(f"sum(jingmin_complaints_received_total{{{C}}})")], 0, 27, w=4),
+              [target(f"sum(jingmin_complaints_received_total{{{C}}})")], 0, 34, w=4),
         panel("千件警情投诉数 Complaints per 1,000 cases (all time)", "stat",
               [target(f"1000 * sum(jingmin_complaints_received_total{{{C}}}) / "
-                      f"sum(jingmin_intake_cases_received_total{{{C}}})")], 4, 27, w=4),
+                      f"sum(jingmin_intake_cases_received_total{{{C}}})")], 4, 34, w=4),
         panel("投诉属实率 Substantiated (incl. partially) / concluded (all time)", "stat",
               [target(ratio(f"jingmin_complaints_substantiated_total{{{C}}}",
                             f"jingmin_complaints_concluded_total{{{C}}}"))],
-              8, 27, w=4, unit="percentunit", maximum=1),
+              8, 34, w=4, unit="percentunit", maximum=1),
         panel("累计督察令下发量 Supervision orders issued (volume, all time)", "stat",
-              [target(f"sum(jingmin_supervision_orders_issued_total{{{C}}})")], 12, 27, w=4),
+              [target(f"sum(jingmin_supervision_orders_issued_total{{{C}}})")], 12, 34, w=4),
         panel("超期未结督察令 Open overdue supervision orders (now)", "stat",
-              [target(f"sum(jingmin_supervision_open_overdue_orders{{{C}}})")], 16, 27, w=4,
+              [target(f"sum(jingmin_supervision_open_overdue_orders{{{C}}})")], 16, 34, w=4,
               thresholds=[("green", None), ("red", 1)]),
         panel("走访量与拒访率 Visits attempted (volume) / refusal rate (all time)", "stat",
               [target(f"sum(jingmin_visits_attempted_total{{{C}}})", "attempted"),
                target(ratio(f"jingmin_visits_refused_total{{{C}}}",
                             f"jingmin_visits_attempted_total{{{C}}}"), "refused or nobody home")],
-              20, 27, w=4, unit="percentunit", maximum=1, counts=("A",)),
+              20, 34, w=4, unit="percentunit", maximum=1, counts=("A",)),
     ]  # fmt: skip
     return dashboard(
         "jingmin-commander",

@@ -347,6 +347,7 @@ KAFKA_ACCESS: dict[str, KafkaAccess] = {
             "complaints.supervision.events.v1",
             "visits.visit.events.v1",
             "visits.callback.events.v1",
+            "visits.survey.events.v1",
             # Its own: the exporter reads the figures snapshot, the publisher what it sent.
             "metrics.",
         ),

@@ -16,14 +16,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
 import yaml
 from aiokafka import ConsumerRecord
 from eventkit import devstack, kafka
+from eventkit.auth import issue_token
 from eventkit.consumer import IdempotentConsumer
 from eventkit.kafka import json_bytes, record_headers
 from eventkit.relay import OutboxRelay
@@ -344,3 +347,98 @@ async def prometheus_server(home: Path, config: dict[str, Any]) -> AsyncIterator
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+# ---- the resident survey (民意调查) through the visits API
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def _daytime() -> str:
+    """The latest 10:00 in Beijing that has passed: outside the quiet hours."""
+    now = datetime.now(BEIJING)
+    day = now.date() if now.hour >= 10 else now.date() - timedelta(days=1)
+    return datetime.combine(day, time(10), BEIJING).isoformat()
+
+
+def _frame(rows: int, seed: int) -> str:
+    """A frame with names and numbers; locals are two thirds of it."""
+    lines = ["name,phone,age_band,sex,residence"]
+    for i in range(rows):
+        lines.append(
+            f"居民{seed}{i:03d},139{seed:02d}00{i:04d},{('18-29', '30-44', '45-59', '60+')[i % 4]},"
+            f"{'female' if i % 2 else 'male'},{'local' if i % 3 else 'non_local'}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _headers(p: Platform, *roles: str, scopes: tuple[str, ...]) -> dict[str, str]:
+    token = issue_token(p.settings, subject="adm01", roles=list(roles), scopes=list(scopes))
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def record_survey_wave(p: Platform, bureau: str, stations: tuple[str, ...]) -> str:
+    """A resident survey wave recorded through the visits API: a frame per station, a draw,
+    and fieldwork with every outcome (partials completed later or refused afterwards),
+    non-locals answering less than locals. Returns the wave id."""
+    visits = p.clients["visits"]
+    admin = _headers(p, "admin", scopes=(bureau,))
+    today = datetime.now(BEIJING).date()
+    r = await visits.post(
+        "/v1/survey-waves",
+        json={
+            "bureau": bureau,
+            "title": "2026年第四季度群众安全感和满意度调查",
+            "period_start": (today - timedelta(days=2)).isoformat(),
+            "period_end": (today + timedelta(days=30)).isoformat(),
+            "precision": 0.1,
+            "expected_response_rate": 0.6,
+            "modes": ["phone", "in_person"],
+        },
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    wave_id: str = r.json()["wave_id"]
+    at = _daytime()
+    for k, station in enumerate(stations):
+        r = await visits.post(
+            f"/v1/survey-waves/{wave_id}/frames/{station}",
+            content=_frame(90 + 30 * k, k).encode(),
+            headers={**admin, "Content-Type": "text/csv"},
+        )
+        assert r.status_code == 200, r.text
+        r = await visits.post(
+            f"/v1/survey-waves/{wave_id}/draws", json={"station": station, "seed": 11 + k},
+            headers=admin,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = await visits.get(
+            f"/v1/survey-waves/{wave_id}/sample", params={"station": station}, headers=admin
+        )
+        assert r.status_code == 200, r.text
+        officer = _headers(p, "officer", scopes=(station,))
+        for i, unit in enumerate(r.json()["items"][:60]):
+            sat = ("satisfied", "basically_satisfied", "dissatisfied")[i % 3]
+            sec = ("safe", "basically_safe", "not_very_safe", "unsafe")[i % 4]
+            script: list[dict[str, Any]] = [
+                [{"outcome": "completed", "answers": {"security": sec, "satisfaction": sat}}],
+                [{"outcome": "non_contact"}, {"outcome": "completed",
+                  "answers": {"security": sec, "satisfaction": sat}}],
+                [{"outcome": "partial", "answers": {"security": sec}},
+                 {"outcome": "completed", "answers": {"security": "safe", "satisfaction": sat}}],
+                [{"outcome": "partial", "answers": {"satisfaction": sat}}, {"outcome": "refused"}],
+                [{"outcome": "refused"}],
+                [{"outcome": "ineligible"}],
+                [{"outcome": "unknown_eligibility"}, {"outcome": "non_contact"}],
+            ][i % 7]  # fmt: skip
+            # Non-locals answer less: the respondents over-represent locals.
+            if unit.get("residence") == "non_local" and i % 2:
+                script = [{"outcome": "non_contact"}]
+            for attempt in script:
+                r = await visits.post(
+                    f"/v1/survey-waves/{wave_id}/units/{unit['unit_id']}/attempts",
+                    json={"mode": "phone", "occurred_at": at, **attempt},
+                    headers=officer,
+                )
+                assert r.status_code in (200, 409), r.text  # 409: an opted-out unit
+    return wave_id

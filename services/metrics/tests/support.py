@@ -95,8 +95,16 @@ def case_events(
     ]  # fmt: skip
 
 
+# A survey wave's dimensions that must read as what they are (a confidence is a number).
+SURVEY_VALUES = {
+    "wave": "f" * 32, "period_end": "2026-12-31", "confidence": "0.95",
+    "dimension": "residence", "category": "local", "disposition": "completed",
+    "age_band": "30-44", "sex": "female", "residence": "local", "mode": "phone",
+}  # fmt: skip
+
+
 def _dims(measure: str, station: str, at_us: int, **values: str) -> tuple[str, ...]:
-    defaults = {"station": station, "hour": str(local_hour(at_us))}
+    defaults = {"station": station, "hour": str(local_hour(at_us)), **SURVEY_VALUES}
     defaults.update({d: vs[0] for d, vs in VARYING.items()})
     return tuple(values.get(d, defaults.get(d, "x")) for d in MEASURES[measure].dims)
 

@@ -32,7 +32,14 @@ from jingmin_metrics.oracle.verify import verify, verify_once
 from jingmin_sim.api import DevTokens, RequestLog
 from jingmin_sim.simulate import Config, simulate
 from jingmin_sim.windows import recent_window_end
-from metricskit import PROMETHEUS, Platform, ProcessorProcess, platform, prometheus_server
+from metricskit import (
+    PROMETHEUS,
+    Platform,
+    ProcessorProcess,
+    platform,
+    prometheus_server,
+    record_survey_wave,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -177,6 +184,43 @@ async def _gap(j: Json) -> Value:
     return (max(shares) - min(shares), 1)
 
 
+def _survey(pick: Callable[[dict[str, Any]], Value]) -> Getter:
+    """Per county, a figure of its latest survey wave (the API's `survey.latest`, pooled over
+    the county's stations); (0, 0) or (0, None) when the county has none, as no series."""
+
+    def of(f: dict[str, Any]) -> Value:
+        s = f["survey"]
+        block = next((w["scope"] for w in s["waves"] if w["wave_id"] == s["latest"]), None)
+        return pick(block) if block is not None else (0, 0)
+
+    return per_county(of)
+
+
+def _estimate(figure: str, part: str) -> Getter:
+    def pick(block: dict[str, Any]) -> Value:
+        value = block[figure]["weighted"][part]
+        return (value, 1) if value is not None else (0, 0)
+
+    return _survey(pick)
+
+
+def _respondents(figure: str) -> Getter:
+    def of(f: dict[str, Any]) -> Value:
+        s = f["survey"]
+        block = next((w["scope"] for w in s["waves"] if w["wave_id"] == s["latest"]), None)
+        return _n(block[figure]["weighted"]["n"] if block is not None else 0)
+
+    return per_county(of)
+
+
+def _response(rate: str) -> Getter:
+    def pick(block: dict[str, Any]) -> Value:
+        value = block["response_rates"][rate]
+        return (value, 1) if value is not None else (0, 0)
+
+    return _survey(pick)
+
+
 # Figures that are no sum over counties (the city's gap is its own groups' max − min).
 NOT_ADDITIVE = {("equity", "满意率差距", "A")}
 
@@ -198,6 +242,18 @@ COUNTERPARTS: dict[tuple[str, str, str], tuple[Getter, str]] = {
     ("commander-overview", "超期未结警情", "A"): (summary("all", lambda f: _n(f[IN]["open_overdue"])), ""),
     ("commander-overview", "60秒内派警率", "A"): (summary("all", lambda f: _rate(f[IN]["dispatch_within_60s"])), ""),
     ("commander-overview", "按时到场率", "A"): (summary("all", lambda f: _rate(f[IN]["arrival_on_target"])), ""),
+    ("commander-overview", "调查满意度", "A"): (_estimate("satisfaction", "p"), "bureau"),
+    ("commander-overview", "调查满意度", "B"): (_estimate("satisfaction", "low"), "bureau"),
+    ("commander-overview", "调查满意度", "C"): (_estimate("satisfaction", "high"), "bureau"),
+    ("commander-overview", "调查满意度", "D"): (_respondents("satisfaction"), "bureau"),
+    ("commander-overview", "调查安全感", "A"): (_estimate("security", "p"), "bureau"),
+    ("commander-overview", "调查安全感", "B"): (_estimate("security", "low"), "bureau"),
+    ("commander-overview", "调查安全感", "C"): (_estimate("security", "high"), "bureau"),
+    ("commander-overview", "调查安全感", "D"): (_respondents("security"), "bureau"),
+    ("commander-overview", "回访满意率", "A"): (summary("30d", lambda f: _rate(f[CB]["satisfaction"])), ""),
+    ("commander-overview", "回访满意率", "B"): (summary("30d", lambda f: _n(f[CB]["satisfaction"]["denominator"])), ""),
+    ("commander-overview", "调查应答率", "A"): (_response("rr1"), "bureau"),
+    ("commander-overview", "调查应答率", "B"): (_response("rr3"), "bureau"),
     ("commander-overview", "累计投诉受理量", "A"): (summary("all", lambda f: _n(f[CO]["received"])), ""),
     ("commander-overview", "千件警情投诉数", "A"): (summary("all", lambda f: (1000 * f[CO]["received"], f[IN]["received"])), ""),
     ("commander-overview", "投诉属实率", "A"): (summary("all", lambda f: _rate(f[CO]["substantiation"])), ""),
@@ -453,6 +509,11 @@ async def test_every_panel_rule_and_alert_states_the_json_figure_at_county_and_c
                         config, p.clients, DevTokens(p.settings), log=RequestLog()
                     )
                     assert result.stats.error_count == 0
+                    # A resident survey wave per county, beside the callbacks: its panels
+                    # state the county's latest wave as the JSON API does.
+                    await record_survey_wave(
+                        p, county, tuple(f"{county}{n:03d}" for n in range(1, stations + 1))
+                    )
                 print(f"simulated in {time.monotonic() - started:.0f} s")
 
                 async def drained() -> bool:
@@ -491,6 +552,10 @@ async def _check(prom: Prom, api: httpx.AsyncClient, p: Platform) -> None:
     # The counties really differ in volume.
     small, large = [await scopes[c].get("figures", "all") for c in (SMALL, LARGE)]
     assert large[IN]["received"] >= 2 * small[IN]["received"] > 0, (small[IN], large[IN])
+    # Each county has a survey wave with weighted estimates for the survey panels to state.
+    assert all(
+        f["survey"]["waves"][-1]["scope"]["satisfaction"]["weighted"]["n"] for f in (small, large)
+    )
     # Grafana's county variable: a county, or every county of the city ("All" without an
     # allValue is the listed values as a regex).
     county_var = {SMALL: SMALL, LARGE: LARGE, CITY: f"({SMALL}|{LARGE})"}

@@ -17,7 +17,8 @@ from support import bureau_codes, synthetic_view
 NOW = datetime(2026, 3, 4, 6, 0, tzinfo=UTC)
 FORBIDDEN = {"officer", "officer_id", "case_id", "callback_id", "subject_id", "complaint_id"}
 ALLOWED = {"bureau", "station", "channel", "kind", "category", "branch", "area_type",
-           "satisfaction", "window", "le", "party_category", "programme", "severity"}  # fmt: skip
+           "satisfaction", "window", "le", "party_category", "programme", "severity",
+           "figure"}  # fmt: skip
 
 
 def _series() -> dict[str, int]:
@@ -47,6 +48,10 @@ def test_every_family_within_its_budget_and_the_endpoint_under_the_limit() -> No
     # The worst case (every label value present everywhere) is what was generated.
     assert counts["jingmin_station_cases_received"] == 2000
     assert counts["jingmin_intake_cases_received"] == 800
+    # Every county's latest survey wave is estimated: both figures, with their bounds.
+    assert counts["jingmin_survey_weighted_ratio"] == 200
+    assert counts["jingmin_survey_weighted_low_ratio"] == 200
+    assert counts["jingmin_survey_response_rr3_ratio"] == 100
     assert sum(counts.values()) + families.SELF_BUDGET < families.SERIES_LIMIT
     assert families.total_budget() < families.SERIES_LIMIT
 

@@ -21,6 +21,7 @@ CALLBACK_TOPIC = "visits.callback.events.v1"
 VISIT_TOPIC = "visits.visit.events.v1"
 COMPLAINT_TOPIC = "complaints.complaint.events.v1"
 SUPERVISION_TOPIC = "complaints.supervision.events.v1"
+SURVEY_TOPIC = "visits.survey.events.v1"
 
 _CALLBACK_ID = re.compile(r"^cb-([0-9a-f]{32})-[a-z_]{1,32}$")
 
@@ -68,6 +69,22 @@ def _with_due(*names: str) -> Callable[[Mapping[str, Any]], Fact]:
 def _scheduled(data: Mapping[str, Any]) -> Fact:
     fact = _keep("trigger", "mode", "case_id")(data)
     fact["expires"] = parse_us(data["expires_at"])
+    return fact
+
+
+# The answers the survey figures count (DOMAIN §4's two headline items); the others stay out.
+SURVEY_ITEMS = ("satisfaction", "security")
+
+
+def _answers(value: Any) -> dict[str, str]:
+    return {k: v for k, v in (value or {}).items() if k in SURVEY_ITEMS}
+
+
+def _survey_attempt(data: Mapping[str, Any]) -> Fact:
+    fact = _keep("mode", "outcome", "previous_disposition", "disposition", "stratum")(data)
+    for name in ("answers", "previous_answers"):
+        if data.get(name) is not None:
+            fact[name] = _answers(data[name])
     return fact
 
 
@@ -122,6 +139,14 @@ RULES: dict[str, EventRule] = {
     "jingmin.visits.EngagementHeld.v1": EventRule("e_held", _keep("type", "venue", "participants")),
     "jingmin.visits.OpinionRecorded.v1": EventRule("e_opinion", _keep("feedback")),
     "jingmin.visits.IssueRaised.v1": EventRule("issue", _keep("source_type", "kind", "category")),
+    "jingmin.visits.SurveyWaveDefined.v1": EventRule(
+        "s_defined", _keep("period_start", "period_end", "confidence")
+    ),
+    "jingmin.visits.SurveyFrameImported.v1": EventRule("s_frame", _keep("part", "margins")),
+    "jingmin.visits.SurveySampleDrawn.v1": EventRule(
+        "s_drawn", _keep("frame_size", "sample_size", "do_not_contact_count")
+    ),
+    "jingmin.visits.SurveyAttemptRecorded.v1": EventRule("s_attempt", _survey_attempt),
     "jingmin.complaints.ComplaintReceived.v1": EventRule(
         "c_received", _with_dues("channel", "category", "level", "party_category")
     ),

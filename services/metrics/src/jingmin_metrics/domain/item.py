@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jingmin_metrics.domain.clock import latency_ms, local_day, local_hour
 from jingmin_metrics.domain.facts import Fact
+from jingmin_metrics.domain.measures import STRATA
 
 State = dict[str, Any]
 
@@ -140,7 +142,11 @@ def observations(state: State) -> list[Observation]:
             out.extend(_order_observations(facts))
             out.extend(_inspection_observations(facts))
         elif stream_id.startswith("visits:"):
+            # A survey wave's stream also raises issues (IssueRaised, on the visit topic
+            # keyed by the wave): they count as visits' issues do, whichever arrives first.
             out.extend(_visit_observations(facts))
+            if _first(facts, "s_defined") is not None:
+                out.extend(_survey_observations(stream_id.split(":", 1)[1], facts))
     return out
 
 
@@ -501,3 +507,71 @@ def _visit_observations(facts: list[tuple[int, Fact]]) -> Iterator[Observation]:
         elif t == "e_opinion":
             head = (f["st"], e.get("type", ""), e.get("venue", ""))
             yield _plain("engagement.opinions", f, f["at"], head, f.get("feedback", ""))
+
+
+# ------------------------------------------------------------------------- survey waves
+
+INTERVIEWS = frozenset({"completed", "partial"})
+
+
+def _survey_observations(wave: str, facts: list[tuple[int, Fact]]) -> Iterator[Observation]:
+    """A wave's cells, on its first fieldwork day. The attempts carry no unit: the
+    dispositions start as the draw left them (opted out = refused, the rest unknown) and
+    each attempt moves one unit from its previous to its new final disposition; a
+    respondent's cell (stratum, answers) leaves with the old answers and comes back with
+    the new ones. The sums over the wave are the units' final states."""
+    defined = _first(facts, "s_defined")
+    if defined is None:
+        return  # facts of a wave whose definition has not arrived count for nothing
+    d = defined[1]
+    bureau, day = d["b"], d["period_start"]
+    margins: dict[str, Mapping[str, Mapping[str, int]]] = {}
+    drawn: dict[str, Fact] = {}
+    dispositions: Counter[tuple[str, ...]] = Counter()
+    attempts: Counter[tuple[str, ...]] = Counter()
+    respondents: Counter[tuple[str, ...]] = Counter()
+    for _v, f in facts:
+        t, station = f["t"], f["st"]
+        if t == "s_frame":
+            margins[station] = f.get("margins") or {}
+        elif t == "s_drawn" and station not in drawn:
+            drawn[station] = f
+            refused = int(f.get("do_not_contact_count") or 0)
+            dispositions[(station, "refused")] += refused
+            dispositions[(station, "unknown_eligibility")] += int(f["sample_size"]) - refused
+        elif t == "s_attempt":
+            attempts[(station, f.get("mode", ""), f.get("outcome", ""))] += 1
+            before, after = f.get("previous_disposition"), f.get("disposition")
+            if before is None or after is None:
+                continue  # published before attempts carried their disposition move
+            dispositions[(station, before)] -= 1
+            dispositions[(station, after)] += 1
+            stratum = tuple(str((f.get("stratum") or {}).get(k, "")) for k in STRATA)
+            previous = f.get("previous_answers") or {}
+            if before in INTERVIEWS:
+                respondents[(station, before, *stratum, *_coded(previous))] -= 1
+            if after in INTERVIEWS:
+                # A unit's answers are its earlier ones updated with this attempt's.
+                now = {**previous, **(f.get("answers") or {})}
+                respondents[(station, after, *stratum, *_coded(now))] += 1
+    for station, f in sorted(drawn.items()):
+        extra = (str(d.get("period_end", "")), str(d.get("confidence", "")))
+        yield Observation("survey.drawn", bureau, day, (station, wave, *extra), f["sample_size"])
+    for station, by_dim in sorted(margins.items()):
+        for dim, counts in sorted(by_dim.items()):
+            for category, people in sorted(counts.items()):
+                if people:
+                    dims = (station, wave, dim, category)
+                    yield Observation("survey.frame", bureau, day, dims, int(people))
+    for measure, counter in (
+        ("survey.dispositions", dispositions),
+        ("survey.attempts", attempts),
+        ("survey.respondents", respondents),
+    ):
+        for (station, *rest), n in sorted(counter.items()):
+            if n:
+                yield Observation(measure, bureau, day, (station, wave, *rest), n)
+
+
+def _coded(answers: Mapping[str, str]) -> tuple[str, str]:
+    return (answers.get("satisfaction", ""), answers.get("security", ""))

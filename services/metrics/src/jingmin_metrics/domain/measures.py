@@ -75,6 +75,11 @@ ACCOUNTABILITY_DIMS = ("station", "kind", "basis_type", "hour")
 VISIT_DIMS = ("station", "programme", "mode", "area_type", "officer", "hour")
 ENGAGEMENT_DIMS = ("station", "type", "venue", "hour")
 ISSUE_DIMS = ("station", "source_type", "kind", "category", "hour")
+# A survey wave's cells: per station and wave, on the wave's first fieldwork day (its
+# estimates are of the whole wave, so its cells cannot be split over days).
+SURVEY_DIMS = ("station", "wave")
+# The weighting cell of a respondent, in the order raking visits the frame's margins.
+STRATA = ("age_band", "sex", "residence")
 
 
 @dataclass(frozen=True)
@@ -375,6 +380,45 @@ MEASURES: dict[str, Measure] = {
             (*ENGAGEMENT_DIMS, "feedback"),
             "each OpinionRecorded",
             "Opinions recorded at engagement events, by feedback.",
+        ),
+        _m(
+            "survey.drawn",
+            Kind.COUNT,
+            (*SURVEY_DIMS, "period_end", "confidence"),
+            "the wave's first fieldwork day",
+            "Units drawn into a station's sample of a survey wave (民意调查); the wave's last"
+            " fieldwork day and confidence level ride along.",
+        ),
+        _m(
+            "survey.frame",
+            Kind.COUNT,
+            (*SURVEY_DIMS, "dimension", "category"),
+            "the wave's first fieldwork day",
+            "People in a station's sample frame per category of each weighting dimension (age"
+            " band, sex, residence): the margins raking matches.",
+        ),
+        _m(
+            "survey.dispositions",
+            Kind.COUNT,
+            (*SURVEY_DIMS, "disposition"),
+            "the wave's first fieldwork day",
+            "Sampled units by final disposition (AAPOR: the most informative attempt; never"
+            " attempted = unknown eligibility, opted out = refused).",
+        ),
+        _m(
+            "survey.attempts",
+            Kind.COUNT,
+            (*SURVEY_DIMS, "mode", "outcome"),
+            "the wave's first fieldwork day",
+            "Fieldwork attempts by mode and outcome.",
+        ),
+        _m(
+            "survey.respondents",
+            Kind.COUNT,
+            (*SURVEY_DIMS, "disposition", *STRATA, "satisfaction", "security"),
+            "the wave's first fieldwork day",
+            "Interviewed units (completed or partial) by weighting cell and answer (blank: not"
+            " answered).",
         ),
     )
 }

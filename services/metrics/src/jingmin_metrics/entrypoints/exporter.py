@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from jingmin_metrics.adapters.figures_reader import FiguresReader
 from jingmin_metrics.adapters.unit_names import Names
+from jingmin_metrics.domain.clock import OFFSET
 from jingmin_metrics.figures import families
 from jingmin_metrics.figures.select import Cell, index
 
@@ -22,6 +24,8 @@ class Figures:
         self.reader = reader
         self._version = -1
         self._index: dict[str, list[Cell]] = {}
+        self._latest: tuple[int, str, dict[str, dict[str, Any]]] = (-1, "", {})
+        self._survey_key: tuple[str, frozenset[tuple[Any, ...]]] = ("", frozenset())
         # Replaced before each scrape and API answer (the app loads them from the database).
         self.names = Names()
 
@@ -32,6 +36,28 @@ class Figures:
             self._version = view.version
         return self._index
 
+    def latest_waves(self, now: datetime) -> dict[str, dict[str, Any]]:
+        """Each county's latest survey wave, estimated again only when the bureau day or a
+        survey cell changed: raking every county's stations costs seconds at 100 counties,
+        and the view's version moves with every batch of any figure."""
+        by_measure = self.index()
+        day = (now.astimezone(UTC) + OFFSET).date().isoformat()
+        if self._latest[:2] == (self._version, day):
+            return self._latest[2]
+        # The cells themselves, not a hash of them: a collision would serve stale figures.
+        cells = frozenset(
+            (c.measure, c.bureau, c.day, c.dims, c.count)
+            for m in families.SURVEY_MEASURES
+            for c in by_measure.get(m, ())
+        )
+        key = (day, cells)
+        if key != self._survey_key:
+            self._latest = (self._version, day, families.latest_waves(by_measure, now))
+            self._survey_key = key
+        else:
+            self._latest = (self._version, day, self._latest[2])
+        return self._latest[2]
+
 
 class FiguresCollector(Collector):
     def __init__(self, figures: Figures) -> None:
@@ -40,7 +66,8 @@ class FiguresCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         reader = self.figures.reader
         by_measure = self.figures.index()
-        yield from families.collect(by_measure, datetime.now(UTC))
+        now = datetime.now(UTC)
+        yield from families.collect(by_measure, now, self.figures.latest_waves(now))
         # Names beside codes: boards join this on the code (labels stay codes).
         info = GaugeMetricFamily(
             "jingmin_unit_info",

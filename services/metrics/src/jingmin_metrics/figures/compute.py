@@ -10,7 +10,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jingmin_metrics.domain.measures import BUCKETS_MS
+from eventkit.surveystats import WEIGHTING, Dispositions, Respondent, StationSample, estimates
+
+from jingmin_metrics.domain.measures import BUCKETS_MS, STRATA
 from jingmin_metrics.figures.select import Cell, cells
 
 ByMeasure = dict[str, list[Cell]]
@@ -35,6 +37,11 @@ def _both(a: Pred, b: Pred) -> Pred:
 
 RECOVERY = _is("trigger", "service_recovery")
 SATISFIED = _is("satisfaction", "satisfied", "basically_satisfied")
+# The resident survey's two figures, as the callbacks' (DOMAIN §4): the answers that count.
+SURVEY_FIGURES: dict[str, tuple[str, frozenset[str]]] = {
+    "satisfaction": ("satisfaction", frozenset({"satisfied", "basically_satisfied"})),
+    "security": ("security", frozenset({"safe", "basically_safe"})),
+}
 
 
 class Scope:
@@ -223,7 +230,91 @@ def summary(s: Scope) -> dict[str, Any]:
             "participants": s.n("engagement.participants"),
             "opinions": s.by("engagement.opinions", "feedback"),
         },
+        "survey": survey(s),
     }
+
+
+def survey(s: Scope) -> dict[str, Any]:
+    """The resident survey (民意调查): per wave whose fieldwork starts in the period, the
+    scope's stations and their pooled figures (stations as strata), computed from the cells
+    by `eventkit.surveystats.estimates`, the arithmetic visits' own estimates use."""
+    waves: dict[str, dict[str, Any]] = {}
+    for c in s.each("survey.drawn"):
+        wave = waves.setdefault(
+            c.dim("wave"),
+            {"bureau": c.bureau, "period_start": c.day, "period_end": c.dim("period_end"),
+             "confidence": float(c.dim("confidence")), "stations": {}},
+        )  # fmt: skip
+        wave["stations"][c.dim("station")] = {
+            "sample_size": c.count, "margins": {}, "dispositions": {}, "respondents": [],
+        }  # fmt: skip
+        wave.setdefault("attempts", {"by_mode": defaultdict(int), "by_outcome": defaultdict(int)})
+        wave.setdefault("completed", {f: defaultdict(int) for f in SURVEY_FIGURES})
+
+    def station(c: Cell) -> dict[str, Any] | None:
+        wave = waves.get(c.dim("wave"))
+        return wave["stations"].get(c.dim("station")) if wave else None
+
+    for c in s.each("survey.frame"):
+        if (st := station(c)) is not None:
+            st["margins"].setdefault(c.dim("dimension"), {})[c.dim("category")] = c.count
+    for c in s.each("survey.dispositions"):
+        if (st := station(c)) is not None:
+            st["dispositions"][c.dim("disposition")] = c.count
+    for c in s.each("survey.respondents"):
+        if (st := station(c)) is not None:
+            answers = {k: c.dim(k) for k in SURVEY_FIGURES if c.dim(k)}
+            st["respondents"] += [Respondent({k: c.dim(k) for k in STRATA}, answers)] * c.count
+            if c.dim("disposition") == "completed":
+                for item, answer in answers.items():
+                    waves[c.dim("wave")]["completed"][item][answer] += c.count
+    for c in s.each("survey.attempts"):
+        if station(c) is not None:
+            attempts = waves[c.dim("wave")]["attempts"]
+            attempts["by_mode"][c.dim("mode")] += c.count
+            attempts["by_outcome"][c.dim("outcome")] += c.count
+    out = []
+    for wave_id, w in sorted(waves.items(), key=lambda kv: (kv[1]["period_start"], kv[0])):
+        samples = [
+            StationSample(
+                code,
+                Dispositions(**st["dispositions"]),
+                st["respondents"],
+                st["margins"],
+                {"frame_size": _frame_size(st["margins"]), "sample_size": st["sample_size"]},
+            )
+            for code, st in w["stations"].items()
+        ]
+        whole = all(len(scope) <= 6 for scope in s.scopes)
+        result = estimates(
+            samples,
+            SURVEY_FIGURES,
+            STRATA,
+            unit=w["bureau"] if whole else ",".join(s.scopes),
+            level="county" if whole else "station",
+            confidence=w["confidence"],
+            extra={
+                "frame_size": sum(x.extra["frame_size"] for x in samples),
+                "sample_size": sum(x.extra["sample_size"] for x in samples),
+            },
+        )
+        out.append(
+            {"wave_id": wave_id, "bureau": w["bureau"], "period_start": w["period_start"],
+             "period_end": w["period_end"], "confidence": w["confidence"],
+             "weighting": WEIGHTING, "strata": list(STRATA), "stations": result["stations"],
+             "scope": result["pooled"],
+             # Volumes beside the estimates: fieldwork attempts, and completed interviews by
+             # answer (unweighted counts; partial interviews are in the estimates' n).
+             "attempts": {k: dict(sorted(v.items())) for k, v in w["attempts"].items()},
+             "completed_by_answer": {k: dict(sorted(v.items()))
+                                     for k, v in w["completed"].items()}}
+        )  # fmt: skip
+    return {"waves": out, "latest": out[-1]["wave_id"] if out else None}
+
+
+def _frame_size(margins: dict[str, dict[str, int]]) -> int:
+    """The frame's size: any one dimension's categories add up to it."""
+    return sum(next(iter(margins.values()), {}).values())
 
 
 def _visiting_officers(s: Scope) -> set[str]:

@@ -169,6 +169,47 @@ DEFINITIONS: tuple[Definition, ...] = (
         "officers active in the scope and period (cases or visits)", "visit time",
         "as §4 (officers with ≥1 visit / officers)",
     ),
+    Definition(
+        "survey.waves", "survey satisfaction, weighted (民意调查)", "群众满意度（抽样调查）",
+        "Σ weights of respondents (completed or partial interviews) answering 满意 or 基本满意; "
+        "each station's respondents raked to its frame's counts by age band, sex and residence",
+        "Σ weights of respondents who answered the item; 95 % interval p ± 1.96·√v, v by "
+        "Taylor linearisation with stations as strata (`eventkit.surveystats`, the code visits' "
+        "own estimates use)",
+        "the wave: its cells fall on its first fieldwork day, so a wave is in a period when its "
+        "fieldwork starts in it",
+        "as §4's satisfaction rate, asked of a random sample of residents instead of the people "
+        "who contacted the police: beside the callbacks' rate, not pooled with it. Shown per "
+        "wave (`waves`, the latest last) with n and the interval",
+    ),
+    Definition(
+        "", "survey security, weighted (民意调查)", "群众安全感（抽样调查）",
+        "Σ weights of respondents answering 安全 or 基本安全 (weights as above)",
+        "Σ weights of respondents who answered the item; interval as above", "the wave",
+        "as §4's security rate, asked of a random sample of residents",
+    ),
+    Definition(
+        "", "survey satisfaction and security, unweighted", "满意度、安全感（未加权）",
+        "respondents answering 满意 or 基本满意 (安全 or 基本安全)",
+        "respondents who answered the item; interval p ± 1.96·√(p(1 − p)/(n − 1)) per "
+        "station, the county pooling its respondents as one sample", "the wave",
+        "descriptive: the respondents' own mix, before weighting to the frame",
+    ),
+    Definition(
+        "", "survey response rate (AAPOR RR1)", "应答率 RR1",
+        "completed interviews (I)",
+        "sampled units: I + partial + refused (an opt-out counts) + non-contact + other + "
+        "unknown eligibility (never attempted included); final disposition = the unit's most "
+        "informative attempt", "the wave",
+        "AAPOR Standard Definitions (10th ed.); §4 names no response rate",
+    ),
+    Definition(
+        "", "survey response rate (AAPOR RR3)", "应答率 RR3",
+        "completed interviews (I)",
+        "as RR1 with unknown eligibility weighted by e = eligible / (eligible + ineligible) "
+        "among units whose eligibility was resolved", "the wave",
+        "AAPOR Standard Definitions (10th ed.)",
+    ),
 )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,6 +26,7 @@ from prometheus_client.core import (
 
 from jingmin_metrics.domain.clock import OFFSET
 from jingmin_metrics.domain.measures import BUCKETS_MS
+from jingmin_metrics.figures import compute
 from jingmin_metrics.figures.select import Cell
 
 # Worst-case label cardinalities used by the budgets (and the budget test).
@@ -60,6 +62,9 @@ class Family:
     buckets_s: tuple[int, ...] = ()
     # ratio families: numerator selector over the same measure; window (days, None = 24 h)
     numerator: Selector = field(default=lambda c: True)
+    # survey families: the value from a bureau's latest wave's pooled block and the figure
+    # (satisfaction, security; "" for a family without the `figure` label); None: no series
+    read: Callable[[dict[str, Any], str], float | None] | None = None
 
 
 def _dim(name: str) -> Labeler:
@@ -95,6 +100,21 @@ def _both(a: Selector, b: Selector) -> Selector:
 B = BUREAUS
 S = BUREAUS * STATIONS_PER_BUREAU
 SATISFIED = _is("satisfaction", "satisfied", "basically_satisfied")
+SURVEY_FIGURES = tuple(compute.SURVEY_FIGURES)
+SURVEY_MEASURES = ("survey.drawn", "survey.frame", "survey.dispositions", "survey.respondents")
+
+
+def _estimate(part: str) -> Callable[[dict[str, Any], str], float | None]:
+    """A weighted estimate's `p`, `low` or `high` (rounded as the JSON API states it)."""
+    return lambda block, figure: block[figure]["weighted"][part]
+
+
+def _survey_n(block: dict[str, Any], figure: str) -> float | None:
+    return float(block[figure]["weighted"]["n"])
+
+
+def _rate(name: str) -> Callable[[dict[str, Any], str], float | None]:
+    return lambda block, _figure: block["response_rates"][name]
 
 
 # Buckets at the targets and around them, so that a p50 or p90 is read between close
@@ -275,6 +295,27 @@ FAMILIES: tuple[Family, ...] = (
            "Answers 满意 or 基本满意 (service recovery apart), by party category.",
            ("bureau", "party_category"), B * len(PARTIES), "callback.answered",
            where=_both(_not_recovery, SATISFIED), label=_bounded("party_category", PARTIES)),
+    # ---- the resident survey (民意调查): each county's latest wave whose fieldwork has
+    # started, pooled over its stations and weighted to the frame; beside the callbacks'
+    # satisfaction, never added into it. Estimates are not sums: no city pooling in PromQL.
+    Family("jingmin_survey_weighted_ratio", "survey",
+           "Resident survey, latest wave: weighted share answering 满意/基本满意 or 安全/基本安全.",
+           ("bureau", "figure"), B * len(SURVEY_FIGURES), "survey.drawn", read=_estimate("p")),
+    Family("jingmin_survey_weighted_low_ratio", "survey",
+           "Resident survey, latest wave: lower bound of the weighted estimate's 95 % interval.",
+           ("bureau", "figure"), B * len(SURVEY_FIGURES), "survey.drawn", read=_estimate("low")),
+    Family("jingmin_survey_weighted_high_ratio", "survey",
+           "Resident survey, latest wave: upper bound of the weighted estimate's 95 % interval.",
+           ("bureau", "figure"), B * len(SURVEY_FIGURES), "survey.drawn", read=_estimate("high")),
+    Family("jingmin_survey_respondents", "survey",
+           "Resident survey, latest wave: respondents who answered the item (the estimate's n).",
+           ("bureau", "figure"), B * len(SURVEY_FIGURES), "survey.drawn", read=_survey_n),
+    Family("jingmin_survey_response_rr1_ratio", "survey",
+           "Resident survey, latest wave: AAPOR response rate RR1.", ("bureau",), B,
+           "survey.drawn", read=_rate("rr1")),
+    Family("jingmin_survey_response_rr3_ratio", "survey",
+           "Resident survey, latest wave: AAPOR response rate RR3 (unknown eligibility × e).",
+           ("bureau",), B, "survey.drawn", read=_rate("rr3")),
     Family("jingmin_party_complaints_received", "counter",
            "Complaints received (however filed), by the complainant's party category.",
            ("bureau", "party_category"), B * len(PARTIES), "complaints.received",
@@ -305,12 +346,22 @@ def _in_window(cell: Cell, start_day: str, start_hour: int | None) -> bool:
     return True
 
 
-def collect(by_measure: dict[str, list[Cell]], now: datetime) -> Iterator[Metric]:
-    """Every family, from the merged cells (as prometheus_client metric families)."""
+def collect(
+    by_measure: dict[str, list[Cell]],
+    now: datetime,
+    latest: dict[str, dict[str, Any]] | None = None,
+) -> Iterator[Metric]:
+    """Every family, from the merged cells (as prometheus_client metric families).
+    `latest`: `latest_waves(by_measure, now)` when the caller keeps it between scrapes."""
     # A county served with nothing open overdue has 0 of it, not no series: an absent
     # gauge would blank every figure it is added into (the on-time rate's denominator).
     served = {(c.bureau,) for cells in by_measure.values() for c in cells}
+    if latest is None:
+        latest = latest_waves(by_measure, now)
     for fam in FAMILIES:
+        if fam.kind == "survey":
+            yield _survey(fam, latest)
+            continue
         source = [c for c in by_measure.get(fam.measure, ()) if fam.where(c)]
         if fam.kind == "counter":
             metric = CounterMetricFamily(fam.name, fam.help, labels=list(fam.labels))
@@ -331,6 +382,41 @@ def collect(by_measure: dict[str, list[Cell]], now: datetime) -> Iterator[Metric
             yield _window_count(fam, source, now)
         else:
             yield _ratio(fam, source, now)
+
+
+def latest_waves(by_measure: dict[str, list[Cell]], now: datetime) -> dict[str, dict[str, Any]]:
+    """Per county, the pooled block of its latest wave (last first fieldwork day, then wave
+    id, as the JSON API orders them) whose fieldwork has started by the bureau day of `now`."""
+    today = (now.astimezone(UTC) + OFFSET).date().isoformat()
+    first: dict[str, str] = {}
+    for c in by_measure.get("survey.drawn", ()):
+        if c.day <= today and c.day > first.get(c.bureau, ""):
+            first[c.bureau] = c.day
+    # Only that day's waves are estimated (raking every past wave each scrape is waste),
+    # each county from its own cells: one pass over the survey cells, not one per county.
+    mine: dict[str, dict[str, list[Cell]]] = defaultdict(lambda: defaultdict(list))
+    for measure in SURVEY_MEASURES:
+        for c in by_measure.get(measure, ()):
+            if first.get(c.bureau) == c.day:
+                mine[c.bureau][measure].append(c)
+    out: dict[str, dict[str, Any]] = {}
+    for bureau, day in sorted(first.items()):
+        waves = compute.survey(compute.Scope(dict(mine[bureau]), [bureau], day, day))["waves"]
+        if waves:
+            out[bureau] = waves[-1]["scope"]
+    return out
+
+
+def _survey(fam: Family, latest: dict[str, dict[str, Any]]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+    assert fam.read is not None
+    figures = SURVEY_FIGURES if "figure" in fam.labels else ("",)
+    for bureau, block in sorted(latest.items()):
+        for figure in figures:
+            value = fam.read(block, figure)
+            if value is not None:
+                gauge.add_metric([bureau, figure] if figure else [bureau], value)
+    return gauge
 
 
 def _sum(cells: Iterable[Cell], label: Labeler) -> dict[tuple[str, ...], int]:

@@ -424,3 +424,86 @@ SELECT 'engagement.opinions', e.bureau, e.at,
              coalesce(e.data->>'feedback', '')]::text[], 1
 FROM ev e LEFT JOIN h ON h.id = e.id WHERE e.type = 'OpinionRecorded'
 """
+
+SURVEY_TYPES = [
+    "SurveyWaveDefined",
+    "SurveyFrameImported",
+    "SurveySampleDrawn",
+    "SurveyAttemptRecorded",
+]
+# AAPOR final disposition: the most informative attempt, in this order (visits' rule).
+_PRIORITY = (
+    "ARRAY['completed', 'partial', 'ineligible', 'refused', 'non_contact', 'unknown_eligibility']"
+)
+
+# From the stored events, with the units the topic never carries: each sampled unit's final
+# disposition from its own attempts, its stratum from the frame it was drawn from, and its
+# answers as the last given per item. Every cell falls on the wave's first fieldwork day.
+SURVEY_OBSERVATIONS = f"""
+WITH ev AS (
+    SELECT stream_id AS wave, version AS v, type, bureau, data
+    FROM events WHERE type = ANY($1::text[])
+), w AS (
+    SELECT DISTINCT ON (wave) wave, bureau,
+           (data->>'period_start')::date::timestamp AT TIME ZONE 'Asia/Shanghai' AS at,
+           data->>'period_end' AS period_end, data->>'confidence' AS confidence
+    FROM ev WHERE type = 'SurveyWaveDefined' ORDER BY wave, v
+), frame AS (
+    -- each part's margins are the whole frame's so far: the latest part's are the frame's
+    SELECT DISTINCT ON (wave, data->>'station') wave, data->>'station' AS station,
+           data->'margins' AS margins
+    FROM ev WHERE type = 'SurveyFrameImported' ORDER BY wave, data->>'station', v DESC
+), drawn AS (
+    SELECT DISTINCT ON (wave, data->>'station') wave, data->>'station' AS station, data
+    FROM ev WHERE type = 'SurveySampleDrawn' ORDER BY wave, data->>'station', v
+), strata AS (
+    SELECT DISTINCT ON (f.wave, x->>'unit_id') f.wave, x->>'unit_id' AS unit_id,
+           x->>'age_band' AS age_band, x->>'sex' AS sex, x->>'residence' AS residence
+    FROM ev f CROSS JOIN LATERAL jsonb_array_elements(f.data->'units') x
+    WHERE f.type = 'SurveyFrameImported' ORDER BY f.wave, x->>'unit_id', f.v DESC
+), att AS (
+    SELECT wave, v, data->>'unit_id' AS unit_id, data
+    FROM ev WHERE type = 'SurveyAttemptRecorded'
+), unit AS (
+    SELECT d.wave, d.station, u.unit_id,
+           (SELECT min(array_position({_PRIORITY}, a.data->>'outcome')) FROM att a
+            WHERE a.wave = d.wave AND a.unit_id = u.unit_id) AS rank,
+           (d.data->'do_not_contact') ? u.unit_id AS blocked
+    FROM drawn d CROSS JOIN LATERAL jsonb_array_elements_text(d.data->'unit_ids') AS u(unit_id)
+), final AS (
+    SELECT unit.wave, unit.station, unit.unit_id,
+           CASE WHEN rank IS NOT NULL THEN ({_PRIORITY})[rank]
+                WHEN blocked THEN 'refused' ELSE 'unknown_eligibility' END AS disposition
+    FROM unit
+)
+SELECT 'survey.drawn' AS m, w.bureau, w.at,
+       ARRAY[d.station, d.wave, w.period_end, w.confidence]::text[] AS dims,
+       (d.data->>'sample_size')::bigint AS val
+FROM drawn d JOIN w USING (wave)
+UNION ALL
+SELECT 'survey.frame', w.bureau, w.at, ARRAY[f.station, f.wave, dim.key, cat.key]::text[],
+       cat.value::bigint
+FROM frame f JOIN w USING (wave)
+     CROSS JOIN LATERAL jsonb_each(f.margins) dim
+     CROSS JOIN LATERAL jsonb_each_text(dim.value) cat
+WHERE cat.value::bigint > 0
+UNION ALL
+SELECT 'survey.dispositions', w.bureau, w.at, ARRAY[x.station, x.wave, x.disposition]::text[], 1
+FROM final x JOIN w USING (wave)
+UNION ALL
+SELECT 'survey.attempts', w.bureau, w.at,
+       ARRAY[a.data->>'station', a.wave, a.data->>'mode', a.data->>'outcome']::text[], 1
+FROM att a JOIN w USING (wave)
+UNION ALL
+SELECT 'survey.respondents', w.bureau, w.at,
+       ARRAY[x.station, x.wave, x.disposition, s.age_band, s.sex, s.residence,
+             coalesce((SELECT a.data->'answers'->>'satisfaction' FROM att a
+                       WHERE a.wave = x.wave AND a.unit_id = x.unit_id
+                       AND a.data->'answers' ? 'satisfaction' ORDER BY a.v DESC LIMIT 1), ''),
+             coalesce((SELECT a.data->'answers'->>'security' FROM att a
+                       WHERE a.wave = x.wave AND a.unit_id = x.unit_id
+                       AND a.data->'answers' ? 'security' ORDER BY a.v DESC LIMIT 1), '')
+       ]::text[], 1
+FROM final x JOIN w USING (wave) JOIN strata s ON s.wave = x.wave AND s.unit_id = x.unit_id
+WHERE x.disposition IN ('completed', 'partial')
+"""

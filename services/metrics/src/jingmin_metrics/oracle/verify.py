@@ -129,6 +129,7 @@ async def recompute(dsns: Mapping[str, str]) -> Recomputed:
                 ):
                     out.add(*row)
                 await _gather(visits, out, sql.VISIT_OBSERVATIONS, sql.VISIT_TYPES)
+                await _gather(visits, out, sql.SURVEY_OBSERVATIONS, sql.SURVEY_TYPES)
                 await _count(visits, out, sql.CALLBACK_TYPES)
         finally:
             await visits.close()

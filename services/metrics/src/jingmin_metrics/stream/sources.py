@@ -15,6 +15,7 @@ from jingmin_metrics.domain.facts import (
     COMPLAINT_TOPIC,
     INTAKE_TOPIC,
     SUPERVISION_TOPIC,
+    SURVEY_TOPIC,
     VISIT_TOPIC,
     callback_root,
 )
@@ -36,5 +37,7 @@ SOURCES: tuple[Source, ...] = (
     Source(COMPLAINT_TOPIC),
     Source(SUPERVISION_TOPIC),
     Source(VISIT_TOPIC),
+    # A survey wave is one item (key = wave id): its figures are functions of all its facts.
+    Source(SURVEY_TOPIC),
     Source(CALLBACK_TOPIC, regroup=callback_root),
 )

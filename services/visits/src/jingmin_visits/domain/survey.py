@@ -561,13 +561,27 @@ class SurveyWave:
                 raise InvalidCommand("a partial interview answers at least one item")
         elif codes or comment is not None or problem_text:
             raise InvalidCommand("only a completed or partial interview carries answers")
+        before = unit.disposition
+        # As `SampledUnit.disposition` will read with this attempt: an opt-out's standing
+        # refusal gives way to any attempt (the opt-out was withdrawn).
+        after = next(o for o in _PRIORITY if o in {a.outcome for a in unit.attempts} | {outcome})
         data: dict[str, Any] = {
             "unit_id": unit_id,
             "station": unit.station,
             "mode": mode,
             "outcome": outcome.value,
             "attempt": len(unit.attempts) + 1,
+            # How the unit's final disposition moves, so that a reader without the unit
+            # (metrics) can keep the dispositions and the respondents' cells exact: one unit
+            # leaves `previous_disposition` (and, if it was a respondent, the cell of its
+            # stratum and previous answers) and enters `disposition`.
+            "previous_disposition": before.value,
+            "disposition": after.value,
         }
+        if before in INTERVIEWS or after in INTERVIEWS:
+            data["stratum"] = dict(unit.strata)
+        if before in INTERVIEWS:
+            data["previous_answers"] = dict(unit.answers)
         if outcome in INTERVIEWS:
             data["answers"] = codes
             data["has_comment"] = comment is not None

@@ -118,7 +118,17 @@ SURVEY_FIELDS: dict[str, tuple[str, ...]] = {
         "sample_size",
         "do_not_contact_count",
     ),
-    survey.ATTEMPT_RECORDED: ("mode", "outcome", "attempt", "answers", "has_comment"),
+    survey.ATTEMPT_RECORDED: (
+        "mode",
+        "outcome",
+        "attempt",
+        "answers",
+        "has_comment",
+        "previous_disposition",
+        "disposition",
+        "stratum",
+        "previous_answers",
+    ),
     # One SMS link went out to a sampled unit (which one stays here).
     survey.INVITATION_SENT: ("channel", "link_expires_at", "invitation"),
     # The audit of a de-anonymisation request (DOMAIN §6): who asked, and whether the
