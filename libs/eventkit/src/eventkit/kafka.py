@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 
 from eventkit.settings import KernelSettings, kernel_settings
@@ -89,6 +89,25 @@ def producer(
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+def reader(
+    settings: KernelSettings, bootstrap: str | None = None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer outside any consumer group: the caller assigns its partitions and seeks
+    them to offsets it keeps itself (with its effects, in its own database). It commits
+    nothing to Kafka."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap or settings.kafka_bootstrap_servers,
+        "client_id": settings.kafka_client_id,
+        "group_id": None,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "request_timeout_ms": 15000,
+        **security_options(settings),
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
 
 
 def record_headers(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:

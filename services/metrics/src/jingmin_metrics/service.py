@@ -13,10 +13,17 @@ DAILY_TYPE = "jingmin.metrics.DailyFigures.v1"
 
 
 def processor_topics(app_id: str, partitions: int) -> list[TopicSpec]:
-    """The metrics processors' own topics for faust app `app_id`: the regroup topic."""
+    """The metrics processors' own topics for faust app `app_id`: the regroup topic, and the
+    lease topic whose partitions faust's consumer group shares out (nothing is written to it:
+    a processor given its partition p reads partition p of every source topic)."""
     return [
         TopicSpec(
             f"{app_id}-regrouped", partitions=partitions, description="Callbacks keyed by item."
+        ),
+        TopicSpec(
+            f"{app_id}-leases",
+            partitions=partitions,
+            description="Empty; its partitions are the processors' shares of the sources.",
         ),
     ]
 
