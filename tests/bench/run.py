@@ -1129,6 +1129,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(g) stored events replayed (the target is 1000000 in < 5 min; 0: skip)",
     )
     p.add_argument(
+        "--rebuild",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="(g) rebuild: forget the metrics state and recompute from offset 0 (the target "
+        "is 1000000 stored events to zero differences in < 2 min)",
+    )
+    p.add_argument(
         "--converge-timeout",
         type=float,
         default=900.0,
