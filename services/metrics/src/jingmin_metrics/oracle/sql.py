@@ -70,7 +70,7 @@ INTAKE_TYPES = [
 OUTCOMES = "('CaseResolved', 'CaseTransferred', 'CaseEscalated', 'CaseRejected')"
 
 INTAKE_OBSERVATIONS = f"""
-WITH ev AS (
+WITH ev AS NOT MATERIALIZED (
     SELECT stream_id AS case_id, version AS v, type, bureau, data, occurred_at AS at
     FROM events WHERE type = ANY($1::text[])
 ), c AS (
@@ -164,7 +164,7 @@ CALLBACK_TYPES = [
 
 # Expects the temporary table `case_dims` (CASE_DIMENSIONS' columns) in the session.
 CALLBACK_OBSERVATIONS = f"""
-WITH ev AS (
+WITH ev AS NOT MATERIALIZED (
     SELECT stream_id AS cb, version AS v, type, bureau, data, occurred_at AS at,
            coalesce(nullif(data->>'case_id', ''),
                     substring(stream_id FROM '^cb-([0-9a-f]{{32}})-')) AS root,
@@ -232,7 +232,7 @@ COMPLAINT_TYPES = [
 _C = ("station", "channel", "category", "level", "party_category")
 
 COMPLAINT_OBSERVATIONS = f"""
-WITH ev AS (
+WITH ev AS NOT MATERIALIZED (
     SELECT stream_id AS id, version AS v, type, bureau, data, occurred_at AS at
     FROM events WHERE type = ANY($1::text[])
 ), r AS (
@@ -297,7 +297,7 @@ ORDER_TYPES = [
 INSPECTION_TYPES = ["InspectionStarted", "InspectionCompleted", "AccountabilityActionTaken"]
 
 INSPECTION_OBSERVATIONS = f"""
-WITH ev AS (
+WITH ev AS NOT MATERIALIZED (
     SELECT stream_id AS id, version AS v, type, bureau, data, occurred_at AS at,
            data->>'station' AS station
     FROM events WHERE type = ANY($1::text[])
@@ -330,7 +330,7 @@ FROM ev e WHERE e.type = 'AccountabilityActionTaken'
 _O = ("station", "order_type", "item_type", "level")
 
 ORDER_OBSERVATIONS = f"""
-WITH ev AS (
+WITH ev AS NOT MATERIALIZED (
     SELECT stream_id AS id, version AS v, type, bureau, data, occurred_at AS at
     FROM events WHERE type = ANY($1::text[])
 ), o AS (
@@ -373,7 +373,7 @@ VISIT_TYPES = [
 ]
 
 VISIT_OBSERVATIONS = f"""
-WITH ev AS (
+WITH ev AS NOT MATERIALIZED (
     SELECT stream_id AS id, version AS v, type, bureau, data, occurred_at AS at,
            data->>'station' AS station
     FROM events WHERE type = ANY($1::text[])
@@ -440,7 +440,7 @@ _PRIORITY = (
 # disposition from its own attempts, its stratum from the frame it was drawn from, and its
 # answers as the last given per item. Every cell falls on the wave's first fieldwork day.
 SURVEY_OBSERVATIONS = f"""
-WITH ev AS (
+WITH ev AS NOT MATERIALIZED (
     SELECT stream_id AS wave, version AS v, type, bureau, data
     FROM events WHERE type = ANY($1::text[])
 ), w AS (
