@@ -579,12 +579,16 @@ async def warm_up(stack: Stack, bureau: str, within: float = 180.0) -> float | N
 
 
 async def processor_facts(stack: Stack) -> float | None:
-    url = f"http://127.0.0.1:{stack.ports['metrics-processor']}/metrics"
-    try:
-        async with httpx.AsyncClient(timeout=3) as c:
-            return metric_sum(await scrape(url, c), "jingmin_metrics_facts_total")
-    except httpx.HTTPError:
-        return None
+    """Facts handled by every processor of the metrics worker (processor i serves its
+    /metrics on the base port + i); None until one answers."""
+    base = stack.ports["metrics-processor"]
+    total: float | None = None
+    async with httpx.AsyncClient(timeout=3) as c:
+        for i in range(int(stack.env.get("METRICS_PROCESSORS", "1"))):
+            with contextlib.suppress(httpx.HTTPError):
+                text = await scrape(f"http://127.0.0.1:{base + i}/metrics", c)
+                total = (total or 0.0) + metric_sum(text, "jingmin_metrics_facts_total")
+    return total
 
 
 async def pipeline_backlog(stack: Stack, backlog: int, echo: Echo) -> dict[str, Any]:
@@ -675,10 +679,11 @@ async def run_pipeline(args: argparse.Namespace, echo: Echo = print) -> dict[str
             "scale_bureaus": args.scale_bureaus,
             "scale_rate_per_s": args.scale_rate,
             "scale_seconds": args.scale_seconds,
+            "metrics_processors": args.processors,
         }
     }
     services = ["intake", "metrics"]
-    stack = Stack(services, echo=echo)
+    stack = Stack(services, echo=echo, extra_env={"METRICS_PROCESSORS": str(args.processors)})
     if "metrics" not in stack.specs:
         out["skipped"] = f"metrics: {stack.skipped.get('metrics', 'not installed')}"
     try:

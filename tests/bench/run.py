@@ -1129,6 +1129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(g) stored events replayed (the target is 1000000 in < 5 min; 0: skip)",
     )
     p.add_argument(
+        "--processors",
+        type=int,
+        default=1,
+        help="(e)-(g) metrics processors the metrics worker runs (METRICS_PROCESSORS)",
+    )
+    p.add_argument(
         "--rebuild",
         action=argparse.BooleanOptionalAction,
         default=True,
