@@ -913,6 +913,11 @@ async def _rebuild(
     """(g) rebuild: the runbook's step as one command (`jingmin metrics-rebuild`), then the
     processors read every retained topic from offset 0 to zero differences."""
     dsn = stack.dsn("intake")
+    # Intake's sweeper would go on recording breaches of the open (f) cases: the stored
+    # events must stand still for the count to mean "every stored event applied".
+    sweeper = stack.procs["intake-worker"]
+    sweeper.stop(30)
+    await stack.quiesce(120, stable=1)
     stored = await count_events(dsn)
     facts = await stored_facts(dsn)
     records = await topic_records(stack.bootstrap, INTAKE_TOPIC)
@@ -937,6 +942,7 @@ async def _rebuild(
     t1 = time.perf_counter()
     v = await verify_metrics(stack, 0, within=args.verify_timeout)
     verify_s = time.perf_counter() - t1
+    sweeper.start()
     raw_s = records / consumed["per_s"] if consumed.get("per_s") else None
     out = {
         "stored_events": stored,
@@ -952,6 +958,7 @@ async def _rebuild(
         "vs_raw_consumer": ratio(raw_s, seconds),
         "verify": v,
         "verify_s": round(verify_s, 1),
+        "exact": converged is not None and v["exit"] == 0,
         "cpu": cpu,
         "target_s": 120,
         "label": "measured",
@@ -1178,7 +1185,7 @@ def print_table(result: dict[str, Any]) -> None:
     if rb := p.get("rebuild"):
         row(
             f"(g) metrics rebuild, {rb['stored_events']:,} stored events",
-            f"{rb['seconds']} s ({'exact' if rb['converged'] else 'NOT converged'})",
+            f"{rb['seconds']} s ({'all applied' if rb['converged'] else 'NOT all applied'})",
             f"raw consume {rb['raw_consumer_same_records_s']} s",
             rb["vs_raw_consumer"],
         )
@@ -1186,7 +1193,7 @@ def print_table(result: dict[str, Any]) -> None:
         print(
             f"{'':46} verify answered in {rb['verify_s']} s (exit {v['exit']}): "
             f"{v['summary'][:80]}; target {rb['target_s']} s: "
-            f"{'within' if rb['converged'] and rb['seconds'] < rb['target_s'] else 'NOT within'}"
+            f"{'within' if rb['exact'] and rb['seconds'] < rb['target_s'] else 'NOT within'}"
         )
     if sc := p.get("scale"):
         print(
